@@ -1,0 +1,269 @@
+"""The flexseg command line: one thin function per command over the library.
+
+Human output goes to stderr; machine output (--json) to stdout. A FlexsegError becomes one
+line and its exit code; --debug shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
+
+import typer  # noqa: E402
+
+from flexseg import __version__  # noqa: E402
+from flexseg import console as out  # noqa: E402
+from flexseg.errors import FlexsegError  # noqa: E402
+
+EXAMPLE = """\
+Example experiment (experiments/nbm.yaml, shortened):
+
+  name: nbm
+  classes:                       # ordered; the first is the background
+    - {name: background, color: [0, 0, 0]}
+    - {name: lesion,     color: [255, 255, 255]}
+  image: {width: 512, height: 512, channels: 3}
+  model: {base_filters: 16, base_kernels: [9, 9], num_layers: 8, dropout_rate: 0.04}
+  train: {learning_rate: 7.0e-5, clipvalue: 0.4, batch_size: 2, epochs: 100}
+  data:  {root: ../dataset/NBM}  # holds train/ valid/ test/, each with images/ and masks/
+  infer: {images: ./mini_test/images}
+
+Relative paths are relative to the YAML file. See README.md for every key.
+"""
+
+app = typer.Typer(
+    name="flexseg",
+    help="Train, evaluate and run 2D multiclass FlexUNet segmentation models from YAML experiments.\n\n"
+    "Typical use: flexseg train experiments/nbm.yaml; flexseg evaluate experiments/nbm.yaml; "
+    "flexseg infer --images DIR.\n\n"
+    "Exit codes: 0 ok, 1 quality gate failed, 2 usage or experiment error, 3 data error, 4 run or model error.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+ExperimentArg = typer.Argument(..., help="Experiment YAML file, e.g. experiments/nbm.yaml.", show_default=False)
+SetOption = typer.Option(
+    [], "--set", metavar="KEY=VALUE", help="Override one experiment key for this run (repeatable), e.g. --set train.epochs=1."
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"flexseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only warnings and errors on stderr."),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback on errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    _state["debug"] = debug
+    out.configure(quiet=quiet)
+
+
+def handles_errors(fn):
+    """Turn FlexsegError (and any other failure) into one line on stderr and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except FlexsegError as e:
+            if _state["debug"]:
+                raise
+            out.console().print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            out.console().print("[red]interrupted[/]")
+            raise typer.Exit(130) from None
+        except Exception as e:  # a bug or an environment failure: still one line unless --debug
+            if _state["debug"]:
+                raise
+            out.console().print(
+                f"[red]error:[/] unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(4) from None
+
+    return wrapper
+
+
+def _load(experiment: Path, overrides: list[str]):
+    from flexseg.config import load_experiment
+
+    return load_experiment(experiment, overrides)
+
+
+@app.command(epilog=EXAMPLE)
+@handles_errors
+def check(experiment: Path = ExperimentArg, overrides: List[str] = SetOption) -> None:
+    """Validate an experiment and print it resolved (absolute paths, defaults filled in) as YAML."""
+    from flexseg.config import dump_experiment
+
+    typer.echo(dump_experiment(_load(experiment, overrides)), nl=False)
+
+
+@app.command(epilog=EXAMPLE)
+@handles_errors
+def train(
+    experiment: Path = ExperimentArg,
+    overrides: List[str] = SetOption,
+    force: bool = typer.Option(False, "--force", help="Replace an earlier run in the run folder."),
+) -> None:
+    """Train a FlexUNet on the experiment's train split (validating on valid) into its run folder.
+
+    Writes model.keras (best val_loss, weights only), model.json, experiment.yaml,
+    train_metrics/train_losses .csv/.png and epoch_change_infer/ into runs/<name>/.
+    """
+    from flexseg.training.trainer import train as run_training
+
+    result = run_training(_load(experiment, overrides), force=force)
+    out.info(
+        f"done: {result.epochs_run} epochs in {result.seconds:.0f}s ({result.images_per_second:.2f} img/s), "
+        f"best val_loss {result.best_val_loss:.4f} at epoch {result.best_epoch} → {result.run_dir}"
+    )
+
+
+@app.command(epilog=EXAMPLE)
+@handles_errors
+def evaluate(
+    experiment: Path = ExperimentArg,
+    overrides: List[str] = SetOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
+) -> None:
+    """Score the trained model on the test split: the seed's loss and dice_coef_multiclass, plus
+    Dice and IoU per foreground class. Writes evaluation.csv and evaluation.json in the run folder."""
+    from flexseg.evaluation import evaluate as run_evaluation
+
+    exp = _load(experiment, overrides)
+    report = run_evaluation(exp)
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    _print_report(report, exp.resolved_run_dir)
+
+
+def _print_report(report, run_dir: Path) -> None:
+    if out.is_quiet():
+        return
+    from rich.table import Table
+
+    table = Table(title=f"test split: {len(report.images)} images")
+    table.add_column("class")
+    for col in ("Dice", "IoU", "Dice pooled", "empty*"):
+        table.add_column(col, justify="right")
+    for name, m in report.per_class.items():
+        table.add_row(name, _f(m["dice"]), _f(m["iou"]), _f(m["dice_pooled"]), str(report.empty_cases[name]))
+    table.add_row("[bold]foreground mean", _f(report.foreground_dice), _f(report.foreground_iou), "", "")
+    out.console().print(table)
+    out.info(
+        f"seed metrics: loss {report.loss:.4f}, dice_coef_multiclass {report.dice_coef_multiclass:.4f} "
+        "(counts background)\n*images where the class is in neither truth nor prediction: left out of the mean"
+    )
+    out.info(f"written: {run_dir / 'evaluation.csv'}, {run_dir / 'evaluation.json'}")
+
+
+def _f(v) -> str:
+    return "–" if v is None else f"{v:.4f}"
+
+
+@app.command()
+@handles_errors
+def infer(
+    experiment: Optional[Path] = typer.Argument(
+        None, help="Experiment YAML; its run folder and infer.images are used. Optional.", show_default=False
+    ),
+    model: Optional[Path] = typer.Option(None, "--model", help="Run folder of a trained model (holds model.keras, model.json)."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder of images (png, jpg, tif, bmp)."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Folder for the masks."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per prediction call."),
+    force: bool = typer.Option(False, "--force", help="Overwrite masks that already exist in the output folder."),
+    overrides: List[str] = SetOption,
+) -> None:
+    """Predict masks for a folder of images; each mask is a palette PNG in the class colours, at the
+    image's original size, named after the image (x.jpg → x.png).
+
+    The model: --model RUN_DIR, else the experiment's run folder, else $FLEXSEG_MODEL, else the only
+    trained run under ./runs/. The output: --output, else the experiment's infer.output, else
+    <run>/mini_test_output for the experiment's own images and <run>/infer/<folder name> for others.
+    """
+    from flexseg.inference import default_output, infer as run_inference, model_card_matches, resolve_images
+    from flexseg.model.store import find_model_dir, read_card
+
+    exp = _load(experiment, overrides) if experiment is not None else None
+    model_dir = find_model_dir(model, exp.resolved_run_dir if exp else None)
+    exp_images = exp.infer.images if exp else None
+    images_dir = resolve_images(images, exp_images)
+    if exp is not None and model is not None:
+        model_card_matches(read_card(model_dir), exp)
+    if output is None:
+        output = exp.infer.output if exp is not None and exp.infer.output and images is None else None
+        output = output or default_output(model_dir, images, exp_images)
+    result = run_inference(model_dir, images_dir, output, batch_size=batch_size, force=force)
+    out.info(
+        f"{result.images} masks in {result.seconds:.1f}s ({result.images_per_second:.2f} img/s) "
+        f"with {model_dir} → {result.output_dir}"
+    )
+
+
+@app.command()
+@handles_errors
+def demo(
+    experiment: Path = typer.Argument(Path("experiments/demo.yaml"), help="The demo experiment."),
+    overrides: List[str] = SetOption,
+) -> None:
+    """Run the whole pipeline on a synthetic CT-like dataset made on the spot (no download):
+    make data → train → evaluate → infer, then print the foreground Dice and where outputs are.
+    The demo rewrites its own data folder and run folder each time."""
+    import time
+
+    from flexseg.data.classes import ClassMap
+    from flexseg.demo import write_demo_dataset
+    from flexseg.evaluation import evaluate as run_evaluation
+    from flexseg.inference import default_output, infer as run_inference
+    from flexseg.training.trainer import train as run_training
+
+    t0 = time.perf_counter()
+    exp = _load(experiment, overrides)
+    if exp.data.root is None:
+        raise FlexsegError(f"{experiment}: the demo needs data.root, the folder to write its dataset into")
+    counts = write_demo_dataset(exp.data.root, ClassMap.from_experiment(exp), size=exp.image.width, seed=exp.train.seed)
+    out.info(f"synthetic dataset: {counts} → {exp.data.root}")
+    trained = run_training(exp, force=True)
+    report = run_evaluation(exp)
+    _print_report(report, exp.resolved_run_dir)
+    output = exp.infer.output or default_output(exp.resolved_run_dir, None, exp.infer.images)
+    inferred = run_inference(exp.resolved_run_dir, exp.infer.images, output, force=True)
+    minutes = (time.perf_counter() - t0) / 60
+    per_class = ", ".join(f"{k} {_f(v['dice'])}" for k, v in report.per_class.items())
+    out.console().print(
+        f"\n[bold]demo finished in {minutes:.1f} min[/]\n"
+        f"  foreground Dice on the test split: [bold]{_f(report.foreground_dice)}[/] ({per_class})\n"
+        f"  seed dice_coef_multiclass (counts background): {report.dice_coef_multiclass:.4f}\n"
+        f"  training: {trained.epochs_run} epochs, {trained.images_per_second:.1f} img/s\n"
+        f"  run folder: {trained.run_dir}\n"
+        f"  predicted masks: {inferred.output_dir}",
+        highlight=False,
+    )
+
+
+def main() -> None:
+    app(prog_name="flexseg")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""The experiment schema: the single source of truth for what an experiment may say.
+
+This is the only module that parses YAML. An experiment is validated on load: unknown keys
+are rejected with the closest valid key, values are type- and range-checked, and relative
+paths are resolved against the folder of the YAML file (not the working directory).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from flexseg.errors import ConfigError
+
+SPLITS = ("train", "valid", "test")
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    value = value.expanduser()
+    if base is not None and not value.is_absolute():
+        value = Path(base) / value
+    return Path(value).resolve() if value.is_absolute() else value
+
+
+ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
+ColorValue = Annotated[int, Field(ge=0, le=255)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClassSpec(_Section):
+    """One segmentation class and the RGB colour that marks it in mask files."""
+
+    name: str = Field(min_length=1)
+    color: tuple[ColorValue, ColorValue, ColorValue]
+
+
+class ImageSpec(_Section):
+    """The size every image is resized to before it enters the model."""
+
+    width: int = Field(ge=1, le=16384)
+    height: int = Field(ge=1, le=16384)
+    channels: Literal[1, 3] = 3
+
+
+class ModelSpec(_Section):
+    """FlexUNet knobs, named as in the seed's train_eval_infer.config."""
+
+    base_filters: int = Field(16, ge=1, le=1024)
+    base_kernels: tuple[int, int] = (3, 3)
+    num_layers: int = Field(6, ge=1, le=12)
+    dropout_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    dilation: tuple[int, int] = (1, 1)
+    normalization: bool = False  # BatchNormalization after each convolution
+    input_normalize: bool = True  # divide pixel values by 255 inside the model
+
+    @field_validator("base_kernels")
+    @classmethod
+    def _odd_square_kernels(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if v[0] != v[1] or v[0] < 1 or v[0] % 2 == 0:
+            raise ValueError(f"must be a square odd kernel such as [3, 3] or [9, 9] (got {list(v)})")
+        return v
+
+    @field_validator("dilation")
+    @classmethod
+    def _square_dilation(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if v[0] != v[1] or v[0] < 1:
+            raise ValueError(f"must be two equal positive integers such as [1, 1] (got {list(v)})")
+        return v
+
+    @model_validator(mode="after")
+    def _dropout_below_one_at_every_level(self) -> "ModelSpec":
+        deepest = self.dropout_rate * (self.num_layers - 1)
+        if deepest >= 1.0:
+            raise ValueError(
+                f"dropout_rate × (num_layers − 1) = {deepest:.2f} must stay below 1 "
+                "(dropout grows by level); lower model.dropout_rate"
+            )
+        return self
+
+
+class TrainSpec(_Section):
+    learning_rate: float = Field(1e-4, gt=0.0, le=1.0)
+    clipvalue: float | None = Field(None, gt=0.0)
+    loss: Literal["categorical_crossentropy", "dice", "ce+dice"] = "categorical_crossentropy"
+    batch_size: int = Field(2, ge=1, le=4096)
+    epochs: int = Field(100, ge=1)
+    patience: int = Field(10, ge=1)  # EarlyStopping on val_loss
+    reducer_factor: float = Field(0.5, gt=0.0, lt=1.0)
+    reducer_patience: int = Field(4, ge=1)
+    num_infer_images: int = Field(6, ge=0)  # epoch-change inference images per epoch
+    seed: int = 137
+
+
+class DataSpec(_Section):
+    """Where the split dataset lives: ``root/{train,valid,test}/{images,masks}``.
+
+    ``train``, ``valid`` and ``test`` override one split's folder (which holds
+    ``images/`` and ``masks/``), e.g. to point all three at one small folder.
+    """
+
+    root: ResolvedPath | None = None
+    train: ResolvedPath | None = None
+    valid: ResolvedPath | None = None
+    test: ResolvedPath | None = None
+    mask_tolerance: float = Field(60.0, ge=0.0, le=442.0)  # RGB distance to a class colour
+
+    def split_dir(self, split: str) -> Path:
+        explicit = getattr(self, split)
+        if explicit is not None:
+            return explicit
+        if self.root is None:
+            raise ConfigError(f"data.{split}: no folder for the {split} split; set data.root or data.{split}")
+        return self.root / split
+
+
+class InferSpec(_Section):
+    images: ResolvedPath | None = None
+    output: ResolvedPath | None = None  # default: <run_dir>/mini_test_output
+
+
+class Experiment(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    run_dir: ResolvedPath | None = None  # default: ./runs/<name>
+    classes: list[ClassSpec] = Field(min_length=2)
+    image: ImageSpec
+    model: ModelSpec = ModelSpec()
+    train: TrainSpec = TrainSpec()
+    data: DataSpec = DataSpec()
+    infer: InferSpec = InferSpec()
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct_classes(cls, v: list[ClassSpec]) -> list[ClassSpec]:
+        for attr in ("name", "color"):
+            seen: dict[Any, int] = {}
+            for i, c in enumerate(v):
+                key = getattr(c, attr)
+                if key in seen:
+                    raise ValueError(f"classes[{seen[key]}] and classes[{i}] share the {attr} {list(key) if attr == 'color' else key!r}; each class needs its own")
+                seen[key] = i
+        return v
+
+    @model_validator(mode="after")
+    def _size_fits_the_network(self) -> "Experiment":
+        factor = 2 ** (self.model.num_layers - 1)
+        for axis in ("width", "height"):
+            size = getattr(self.image, axis)
+            if size % factor:
+                ok = max(factor, round(size / factor) * factor)
+                raise ValueError(
+                    f"image.{axis}={size} is not divisible by 2^(num_layers-1)={factor} "
+                    f"(model.num_layers={self.model.num_layers}); use a multiple of {factor} such as {ok}, "
+                    "or fewer layers"
+                )
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def resolved_run_dir(self) -> Path:
+        return self.run_dir if self.run_dir is not None else Path.cwd().resolve() / "runs" / self.name
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
+    """Read, override (``dotted.key=value``) and validate an experiment YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        hint = " (it is a folder)" if path.is_dir() else ""
+        raise ConfigError(f"{path}: experiment file not found{hint}; pass the path of a YAML experiment such as experiments/nbm.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise ConfigError(f"{path}: YAML syntax error at {where}: {e.problem}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable YAML file: {e}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: an experiment must be a mapping of keys, got {type(raw).__name__}")
+    raw = apply_overrides(raw, overrides)
+    return validate_experiment(raw, base_dir=path.resolve().parent, source=str(path))
+
+
+def validate_experiment(raw: dict, base_dir: Path, source: str = "experiment") -> Experiment:
+    try:
+        return Experiment.model_validate(raw, context={"base_dir": base_dir})
+    except ValidationError as e:
+        raise ConfigError(f"{source}: " + "; ".join(_describe(err) for err in e.errors())) from None
+
+
+def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Apply ``--set dotted.key=value`` overrides; values are parsed as YAML scalars/lists."""
+    import copy
+
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected dotted.key=value, e.g. --set train.epochs=1")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        node: Any = raw
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"--set {key}: {'.'.join(parts[:depth])} has {len(node)} items; {part!r} is not an index of it")
+                part = int(part)
+            elif not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:depth])} is a value, not a section")
+            if last:
+                node[part] = value
+            else:
+                if isinstance(node, dict) and not isinstance(node.get(part), (dict, list)):
+                    node[part] = {}
+                node = node[part]
+    return raw
+
+
+def dump_experiment(exp: Experiment) -> str:
+    """The resolved experiment as YAML (absolute paths), as written into the run folder."""
+    data = exp.model_dump(mode="json")
+    data["run_dir"] = str(exp.resolved_run_dir)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+
+
+# ---------------------------------------------------------------- error messages
+
+
+def _loc_text(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The schema class that owns the keys at ``loc`` (None when it is not a section)."""
+    model: Any = Experiment
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return None
+        model = _unwrap(model.model_fields[part].annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    origin = get_origin(annotation)
+    if origin in (list, tuple) or origin is not None and str(origin).endswith("Union"):
+        for arg in get_args(annotation):
+            inner = _unwrap(arg)
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                return inner
+    return annotation
+
+
+def _describe(err: dict) -> str:
+    loc = tuple(err["loc"])
+    where = _loc_text(loc) or "experiment"
+    if err["type"] == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        valid = sorted(parent.model_fields) if parent else []
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+        prefix = _loc_text(loc[:-1])
+        if close:
+            return f"{where}: unknown key; did you mean {prefix + '.' if prefix else ''}{close[0]}?"
+        return f"{where}: unknown key; valid keys here: {', '.join(valid)}"
+    if err["type"] == "missing":
+        return f"{where}: required key is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] in ("value_error", "assertion_error") and not loc:
+        return msg
+    got = err.get("input")
+    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+    return f"{where}: {msg}{shown}"

@@ -1,0 +1,33 @@
+"""Human output: rich on stderr (plain lines when stderr is not a terminal); silent when quiet."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+_console = Console(stderr=True)
+_quiet = False
+
+
+def configure(quiet: bool = False, console: Console | None = None) -> None:
+    global _console, _quiet
+    _quiet = quiet
+    if console is not None:
+        _console = console
+
+
+def console() -> Console:
+    return _console
+
+
+def is_quiet() -> bool:
+    return _quiet
+
+
+def info(message: str) -> None:
+    if not _quiet:
+        _console.print(message, highlight=False)
+
+
+def warn(message: str) -> None:
+    # warnings are shown even when quiet: they are about the user's data
+    _console.print(f"[yellow]warning:[/] {message}", highlight=False)

@@ -1,0 +1,47 @@
+"""Checks on mask files that a user must hear about before training on them."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flexseg.data.classes import ClassMap
+from flexseg.data.io import read_mask
+
+
+@dataclass
+class MaskAudit:
+    files: int = 0
+    pixels: int = 0
+    far_pixels: int = 0
+    far_files: dict[str, int] = field(default_factory=dict)  # file -> far pixels
+
+    def summary(self, tolerance: float) -> str | None:
+        if not self.far_pixels:
+            return None
+        worst = sorted(self.far_files.items(), key=lambda kv: -kv[1])[:3]
+        listed = ", ".join(f"{Path(f).name} ({n})" for f, n in worst)
+        return (
+            f"{self.far_pixels} mask pixels ({100 * self.far_pixels / max(1, self.pixels):.3f}%) in "
+            f"{len(self.far_files)} of {self.files} masks are farther than {tolerance:g} from every class colour "
+            f"and were mapped to the nearest one; most in {listed}. Check the class colours or data.mask_tolerance"
+        )
+
+
+def audit_masks(mask_files: list[Path], class_map: ClassMap, workers: int = 2) -> MaskAudit:
+    """Count mask pixels that are far from every class colour (streamed, nothing kept in RAM)."""
+
+    def one(path: Path) -> tuple[str, int, int]:
+        rgb = read_mask(path)
+        return str(path), class_map.to_indices(rgb).far_pixels, rgb.shape[0] * rgb.shape[1]
+
+    audit = MaskAudit()
+    with ThreadPoolExecutor(workers) as pool:
+        for name, far, pixels in pool.map(one, mask_files):
+            audit.files += 1
+            audit.pixels += pixels
+            if far:
+                audit.far_pixels += far
+                audit.far_files[name] = far
+    return audit

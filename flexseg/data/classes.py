@@ -1,0 +1,59 @@
+"""Class map: class colours <-> class indices, nearest-colour mapping, palette."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MaskConversion:
+    indices: np.ndarray  # (H, W) uint8 class indices
+    far_pixels: int  # pixels farther than the tolerance from every class colour
+
+
+class ClassMap:
+    """Ordered classes with their RGB colours; index 0 is the background."""
+
+    def __init__(self, names: list[str], colors: list[tuple[int, int, int]], tolerance: float = 60.0):
+        if len(names) != len(colors):
+            raise ValueError("one colour per class")
+        self.names = list(names)
+        self.colors = np.asarray(colors, dtype=np.int32).reshape(-1, 3)
+        self.tolerance = float(tolerance)
+
+    @classmethod
+    def from_experiment(cls, exp) -> "ClassMap":
+        return cls([c.name for c in exp.classes], [tuple(c.color) for c in exp.classes], exp.data.mask_tolerance)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def foreground(self) -> list[int]:
+        return list(range(1, len(self.names)))
+
+    def to_indices(self, mask: np.ndarray) -> MaskConversion:
+        """Map every pixel of an RGB (H, W, 3) or grey (H, W) mask to its nearest class colour.
+
+        Masks saved as JPEG carry noise around each colour, so exact matching would fail;
+        pixels farther than ``tolerance`` from every colour are counted, not hidden.
+        """
+        if mask.ndim == 2:
+            mask = np.repeat(mask[..., None], 3, axis=-1)
+        rgb = mask[..., :3].astype(np.int32)
+        # squared distances to each class colour, (H, W, C); small C keeps this cheap
+        d2 = ((rgb[..., None, :] - self.colors[None, None]) ** 2).sum(axis=-1)
+        indices = d2.argmin(axis=-1).astype(np.uint8)
+        nearest = np.take_along_axis(d2, indices[..., None].astype(np.intp), axis=-1)[..., 0]
+        far = int((nearest > self.tolerance**2).sum())
+        return MaskConversion(indices, far)
+
+    def to_rgb(self, indices: np.ndarray) -> np.ndarray:
+        return self.colors.astype(np.uint8)[indices]
+
+    def palette(self) -> list[int]:
+        """A 256-entry flat RGB palette for PIL 'P' images; unused entries are black."""
+        flat = self.colors.astype(np.uint8).reshape(-1).tolist()
+        return flat + [0] * (768 - len(flat))

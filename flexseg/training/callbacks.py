@@ -1,0 +1,157 @@
+"""Keras callbacks: rich progress, best model, history files, epoch-change inference."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from flexseg import console as out
+from flexseg.fsutil import atomic_write_text
+from flexseg.model.store import save_model
+from flexseg.plots import plot_history
+
+LOSS_KEYS = ["loss", "val_loss"]
+
+
+class RichProgress(keras.callbacks.Callback):
+    """A bar per epoch with loss, metrics, images/s and ETA; plain lines when not a terminal."""
+
+    def __init__(self, epochs: int, steps: int, batch_size: int, images: int):
+        super().__init__()
+        self.epochs, self.steps, self.batch_size, self.images = epochs, steps, batch_size, images
+        self.progress = None
+
+    def on_train_begin(self, logs=None):
+        con = out.console()
+        if out.is_quiet() or not con.is_terminal:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=con,
+            transient=False,
+        )
+        self.progress.start()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = time.perf_counter()
+        self.epoch = epoch + 1
+        if self.progress:
+            self.task = self.progress.add_task("", total=self.steps, epoch=f"{self.epoch}/{self.epochs}", info="")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.progress:
+            rate = (batch + 1) * self.batch_size / max(1e-9, time.perf_counter() - self.t0)
+            self.progress.update(self.task, completed=batch + 1, info=f"{_fmt(logs)}  {rate:.2f} img/s")
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.t0
+        rate = self.images / max(1e-9, seconds)
+        line = f"{_fmt(logs)}  {rate:.2f} img/s  {seconds:.1f}s"
+        if self.progress:
+            self.progress.update(self.task, completed=self.steps, info=line)
+        elif not out.is_quiet():
+            out.console().print(f"epoch {self.epoch}/{self.epochs}  {line}", highlight=False, soft_wrap=True)
+
+    def on_train_end(self, logs=None):
+        if self.progress:
+            self.progress.stop()
+
+
+def _fmt(logs) -> str:
+    if not logs:
+        return ""
+    names = {"dice_coef_multiclass": "dice_mc", "foreground_dice": "fg_dice", "learning_rate": "lr"}
+    parts = []
+    for k, v in logs.items():
+        short = names.get(k.removeprefix("val_"), k.removeprefix("val_"))
+        parts.append(f"{'val_' if k.startswith('val_') else ''}{short}={float(v):.4g}")
+    return " ".join(parts)
+
+
+class BestModel(keras.callbacks.Callback):
+    """Save the model (weights only, atomically) whenever val_loss improves."""
+
+    def __init__(self, run_dir: Path, on_save=None):
+        super().__init__()
+        self.run_dir = run_dir
+        self.best = math.inf
+        self.best_epoch = 0
+        self.on_save = on_save
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = float((logs or {}).get("val_loss", math.nan))
+        if value < self.best:
+            self.best, self.best_epoch = value, epoch + 1
+            from flexseg.model.store import inference_view
+
+            save_model(inference_view(self.model), self.run_dir)
+            if self.on_save:
+                self.on_save(self.best_epoch, self.best)
+
+
+class HistoryFiles(keras.callbacks.Callback):
+    """train_metrics.csv / train_losses.csv and their PNG plots, rewritten atomically each epoch."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = run_dir
+        self.rows: list[dict] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        self.rows.append(row)
+        metric_keys = [k for k in row if k != "epoch" and k not in LOSS_KEYS and k != "learning_rate"]
+        self._write("train_losses", ["epoch", *LOSS_KEYS])
+        self._write("train_metrics", ["epoch", *metric_keys])
+        plot_history(self.rows, LOSS_KEYS, "losses", self.run_dir / "train_losses.png")
+        plot_history(self.rows, metric_keys, "metrics", self.run_dir / "train_metrics.png")
+
+    def _write(self, name: str, columns: list[str]) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.run_dir / f"{name}.csv", buf.getvalue())
+
+
+class EpochChangeInference(keras.callbacks.Callback):
+    """After each epoch, predict a few images and write their masks to epoch_change_infer/epoch_NNN/."""
+
+    def __init__(self, images: np.ndarray, names: list[str], folder: Path, palette: list[int]):
+        super().__init__()
+        self.images, self.names, self.folder, self.palette = images, names, folder, palette
+
+    def on_epoch_end(self, epoch, logs=None):
+        from flexseg.data.io import write_palette_mask
+
+        if not len(self.images):
+            return
+        probs = self.model.predict_on_batch(self.images)
+        target = self.folder / f"epoch_{epoch + 1:03d}"
+        target.mkdir(parents=True, exist_ok=True)
+        for name, p in zip(self.names, np.asarray(probs)):
+            write_palette_mask(target / f"{name}.png", p.argmax(-1), self.palette)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.t0)

@@ -1,0 +1,148 @@
+"""flexseg train: fit a FlexUNet on the experiment's train split, validating on its valid split."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from flexseg import console as out
+from flexseg.config import Experiment, dump_experiment
+from flexseg.data.audit import audit_masks
+from flexseg.data.classes import ClassMap
+from flexseg.data.io import list_images, read_image, resize
+from flexseg.data.pairing import pair_by_stem
+from flexseg.data.pipeline import segmentation_dataset
+from flexseg.errors import RunError
+from flexseg.fsutil import atomic_write_text
+from flexseg.model.flexunet import build_from_experiment
+from flexseg.model.losses import get_loss
+from flexseg.model.metrics import ForegroundDice, dice_coef_multiclass
+from flexseg.model.store import MODEL_FILE, ModelCard, write_card
+from flexseg.training.callbacks import BestModel, EpochChangeInference, EpochTimer, HistoryFiles, RichProgress
+
+# What a training run writes; --force removes exactly these, nothing else in the folder.
+RUN_OUTPUTS = (
+    MODEL_FILE,
+    "model.json",
+    "experiment.yaml",
+    "train_metrics.csv",
+    "train_losses.csv",
+    "train_metrics.png",
+    "train_losses.png",
+    "evaluation.csv",
+    "evaluation.json",
+    "epoch_change_infer",
+)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+    seconds: float
+    train_images: int
+    images_per_second: float  # steady state: the first epoch (graph tracing) left out when possible
+
+
+def split_pairs(exp: Experiment, split: str) -> list[tuple[Path, Path]]:
+    folder = exp.data.split_dir(split)
+    return pair_by_stem(folder / "images", folder / "masks")
+
+
+def prepare_run_dir(run_dir: Path, force: bool) -> None:
+    existing = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+    if existing and not force:
+        raise RunError(
+            f"{run_dir} already holds a run ({', '.join(existing[:3])}); "
+            "pass --force to replace it, or choose another run_dir (--set run_dir=DIR)"
+        )
+    for name in existing:
+        path = run_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _epoch_change_images(exp: Experiment, valid_pairs) -> tuple[np.ndarray, list[str]]:
+    n = exp.train.num_infer_images
+    folder = exp.infer.images
+    paths = list_images(folder)[:n] if folder is not None and folder.is_dir() else [p for p, _ in valid_pairs[:n]]
+    images = [resize(read_image(p, exp.image.channels), exp.image.width, exp.image.height) for p in paths]
+    shape = (0, exp.image.height, exp.image.width, exp.image.channels)
+    return (np.stack(images).astype(np.float32) if images else np.zeros(shape, np.float32)), [p.stem for p in paths]
+
+
+def train(exp: Experiment, *, force: bool = False) -> TrainResult:
+    run_dir = exp.resolved_run_dir
+    class_map = ClassMap.from_experiment(exp)
+    train_pairs = split_pairs(exp, "train")
+    valid_pairs = split_pairs(exp, "valid")
+    prepare_run_dir(run_dir, force)
+
+    audit = audit_masks([m for _, m in train_pairs + valid_pairs], class_map)
+    if (message := audit.summary(class_map.tolerance)) is not None:
+        out.warn(message)
+
+    keras.utils.set_random_seed(exp.train.seed)
+    size = dict(width=exp.image.width, height=exp.image.height, channels=exp.image.channels, class_map=class_map)
+    batch = exp.train.batch_size
+    ds_train = segmentation_dataset(train_pairs, batch_size=batch, shuffle=True, seed=exp.train.seed, **size)
+    ds_valid = segmentation_dataset(valid_pairs, batch_size=batch, **size)
+
+    model = build_from_experiment(exp)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=exp.train.learning_rate, clipvalue=exp.train.clipvalue),
+        loss=get_loss(exp.train.loss),
+        metrics=[dice_coef_multiclass, ForegroundDice(exp.num_classes)],
+    )
+    atomic_write_text(run_dir / "experiment.yaml", dump_experiment(exp))
+    card = ModelCard.from_experiment(exp)
+
+    def record_best(epoch: int, val_loss: float) -> None:
+        card.training.update(best_epoch=epoch, best_val_loss=val_loss)
+        write_card(run_dir, card)
+
+    infer_images, infer_names = _epoch_change_images(exp, valid_pairs)
+    steps = -(-len(train_pairs) // batch)
+    timer = EpochTimer()
+    best = BestModel(run_dir, on_save=record_best)
+    callbacks = [
+        timer,
+        best,
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=exp.train.reducer_factor, patience=exp.train.reducer_patience, verbose=0
+        ),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=exp.train.patience, verbose=0),
+        EpochChangeInference(infer_images, infer_names, run_dir / "epoch_change_infer", class_map.palette()),
+        HistoryFiles(run_dir),
+        RichProgress(exp.train.epochs, steps, batch, len(train_pairs)),
+    ]
+    out.info(
+        f"training [bold]{exp.name}[/]: {len(train_pairs)} train / {len(valid_pairs)} valid images, "
+        f"{exp.image.width}×{exp.image.height}×{exp.image.channels}, {exp.num_classes} classes, "
+        f"{model.count_params():,} parameters → {run_dir}"
+    )
+    t0 = time.perf_counter()
+    history = model.fit(ds_train, validation_data=ds_valid, epochs=exp.train.epochs, callbacks=callbacks, verbose=0)
+    seconds = time.perf_counter() - t0
+    epochs_run = len(history.history.get("loss", []))
+    if best.best_epoch == 0:
+        raise RunError("training produced no finite val_loss, so no model was saved; check the data and learning_rate")
+    card.training.update(epochs_run=epochs_run)
+    write_card(run_dir, card)
+    steady = timer.seconds[1:] or timer.seconds
+    return TrainResult(
+        run_dir=run_dir,
+        epochs_run=epochs_run,
+        best_epoch=best.best_epoch,
+        best_val_loss=best.best,
+        seconds=seconds,
+        train_images=len(train_pairs),
+        images_per_second=len(train_pairs) * len(steady) / sum(steady),
+    )
