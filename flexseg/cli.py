@@ -103,6 +103,13 @@ def handles_errors(fn):
     return wrapper
 
 
+def _needs_tensorflow() -> None:
+    if not _state["debug"]:
+        from flexseg.tfenv import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+
+
 def _load(experiment: Path, overrides: list[str]):
     from flexseg.config import load_experiment
 
@@ -130,6 +137,7 @@ def train(
     Writes model.keras (best val_loss, weights only), model.json, experiment.yaml,
     train_metrics/train_losses .csv/.png and epoch_change_infer/ into runs/<name>/.
     """
+    _needs_tensorflow()
     from flexseg.training.trainer import train as run_training
 
     result = run_training(_load(experiment, overrides), force=force)
@@ -148,6 +156,7 @@ def evaluate(
 ) -> None:
     """Score the trained model on the test split: the seed's loss and dice_coef_multiclass, plus
     Dice and IoU per foreground class. Writes evaluation.csv and evaluation.json in the run folder."""
+    _needs_tensorflow()
     from flexseg.evaluation import evaluate as run_evaluation
 
     exp = _load(experiment, overrides)
@@ -201,6 +210,7 @@ def infer(
     trained run under ./runs/. The output: --output, else the experiment's infer.output, else
     <run>/mini_test_output for the experiment's own images and <run>/infer/<folder name> for others.
     """
+    _needs_tensorflow()
     from flexseg.inference import default_output, infer as run_inference, model_card_matches, resolve_images
     from flexseg.model.store import find_model_dir, read_card
 
@@ -229,6 +239,7 @@ def demo(
     """Run the whole pipeline on a synthetic CT-like dataset made on the spot (no download):
     make data → train → evaluate → infer, then print the foreground Dice and where outputs are.
     The demo rewrites its own data folder and run folder each time."""
+    _needs_tensorflow()
     import time
 
     from flexseg.data.classes import ClassMap

@@ -119,7 +119,7 @@ class DataSpec(_Section):
     train: ResolvedPath | None = None
     valid: ResolvedPath | None = None
     test: ResolvedPath | None = None
-    mask_tolerance: float = Field(60.0, ge=0.0, le=442.0)  # RGB distance to a class colour
+    mask_tolerance: float = Field(60.0, ge=0.0, le=255.0)  # per-channel distance to the nearest class colour
 
     def split_dir(self, split: str) -> Path:
         explicit = getattr(self, split)
@@ -163,10 +163,11 @@ class Experiment(_Section):
         for axis in ("width", "height"):
             size = getattr(self.image, axis)
             if size % factor:
-                ok = max(factor, round(size / factor) * factor)
+                below, above = size // factor * factor, (size // factor + 1) * factor
+                choices = f"{below} or {above}" if below else str(above)
                 raise ValueError(
                     f"image.{axis}={size} is not divisible by 2^(num_layers-1)={factor} "
-                    f"(model.num_layers={self.model.num_layers}); use a multiple of {factor} such as {ok}, "
+                    f"(model.num_layers={self.model.num_layers}); use a multiple of {factor} such as {choices}, "
                     "or fewer layers"
                 )
         return self

@@ -25,9 +25,9 @@ def is_quiet() -> bool:
 
 def info(message: str) -> None:
     if not _quiet:
-        _console.print(message, highlight=False)
+        _console.print(message, highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
     # warnings are shown even when quiet: they are about the user's data
-    _console.print(f"[yellow]warning:[/] {message}", highlight=False)
+    _console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)

@@ -42,7 +42,7 @@ def synthetic_slice(rng: np.random.Generator, height: int, width: int) -> tuple[
     ys, xs = np.nonzero(bones)
     for _ in range(rng.integers(0, 3)):
         k = rng.integers(len(ys))
-        radius = int(rng.uniform(0.03, 0.05) * s)
+        radius = int(rng.uniform(0.04, 0.06) * s)
         lesion = np.zeros_like(bones)
         cv2.circle(lesion, (int(xs[k]), int(ys[k])), radius, 1, -1)
         lesion &= bones

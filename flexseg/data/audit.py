@@ -24,7 +24,7 @@ class MaskAudit:
         listed = ", ".join(f"{Path(f).name} ({n})" for f, n in worst)
         return (
             f"{self.far_pixels} mask pixels ({100 * self.far_pixels / max(1, self.pixels):.3f}%) in "
-            f"{len(self.far_files)} of {self.files} masks are farther than {tolerance:g} from every class colour "
+            f"{len(self.far_files)} of {self.files} masks differ by more than {tolerance:g} in a channel from every class colour "
             f"and were mapped to the nearest one; most in {listed}. Check the class colours or data.mask_tolerance"
         )
 

@@ -38,7 +38,8 @@ class ClassMap:
         """Map every pixel of an RGB (H, W, 3) or grey (H, W) mask to its nearest class colour.
 
         Masks saved as JPEG carry noise around each colour, so exact matching would fail;
-        pixels farther than ``tolerance`` from every colour are counted, not hidden.
+        pixels with a channel more than ``tolerance`` away from their nearest colour are
+        counted, not hidden.
         """
         if mask.ndim == 2:
             mask = np.repeat(mask[..., None], 3, axis=-1)
@@ -46,8 +47,9 @@ class ClassMap:
         # squared distances to each class colour, (H, W, C); small C keeps this cheap
         d2 = ((rgb[..., None, :] - self.colors[None, None]) ** 2).sum(axis=-1)
         indices = d2.argmin(axis=-1).astype(np.uint8)
-        nearest = np.take_along_axis(d2, indices[..., None].astype(np.intp), axis=-1)[..., 0]
-        far = int((nearest > self.tolerance**2).sum())
+        # "far" is judged per channel: no channel may differ by more than the tolerance
+        deviation = np.abs(rgb - self.colors[indices]).max(axis=-1)
+        far = int((deviation > self.tolerance).sum())
         return MaskConversion(indices, far)
 
     def to_rgb(self, indices: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +129,8 @@ def train(exp: Experiment, *, force: bool = False) -> TrainResult:
         f"{exp.image.width}×{exp.image.height}×{exp.image.channels}, {exp.num_classes} classes, "
         f"{model.count_params():,} parameters → {run_dir}"
     )
+    # Keras warns that fit's default shuffle=True is ignored for a tf.data input; ours shuffles itself
+    warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
     t0 = time.perf_counter()
     history = model.fit(ds_train, validation_data=ds_valid, epochs=exp.train.epochs, callbacks=callbacks, verbose=0)
     seconds = time.perf_counter() - t0

@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny synthetic datasets and experiment files written on the spot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
+NBM_MINI = SHARED / "nbm-mini"
+
+CLASSES = [
+    {"name": "background", "color": [0, 0, 0]},
+    {"name": "bone", "color": [255, 255, 255]},
+    {"name": "lesion", "color": [255, 0, 0]},
+]
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def tiny_experiment(**sections) -> dict:
+    """A small, valid experiment; sections given replace or extend the defaults."""
+    exp = {
+        "name": "tiny",
+        "classes": CLASSES,
+        "image": {"width": 64, "height": 64, "channels": 3},
+        "model": {"base_filters": 8, "base_kernels": [3, 3], "num_layers": 4},
+        "train": {"learning_rate": 2e-3, "loss": "ce+dice", "batch_size": 8, "epochs": 1, "num_infer_images": 2},
+        "data": {"root": "data"},
+    }
+    for key, value in sections.items():
+        exp[key] = {**exp[key], **value} if isinstance(value, dict) and isinstance(exp.get(key), dict) else value
+    return exp
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """``data/{train,valid,test,mini_test}/{images,masks}`` of 64×64 synthetic CT slices
+    (mini_test at 80×100, as JPEG images, to check sizes and suffixes on the way back)."""
+    from flexseg.data.classes import ClassMap
+    from flexseg.data.io import write_image, write_palette_mask
+    from flexseg.demo import synthetic_slice
+
+    root = tmp_path_factory.mktemp("tiny") / "data"
+    rng = np.random.default_rng(7)
+    palette = ClassMap([c["name"] for c in CLASSES], [tuple(c["color"]) for c in CLASSES]).palette()
+    for split, n, h, w, suffix in [("train", 96, 64, 64, ".png"), ("valid", 16, 64, 64, ".png"),
+                                   ("test", 16, 64, 64, ".png"), ("mini_test", 4, 80, 100, ".jpg")]:
+        for i in range(n):
+            image, labels = synthetic_slice(rng, h, w)
+            write_image(root / split / "images" / f"case {i:03d}{suffix}", image)
+            write_palette_mask(root / split / "masks" / f"case {i:03d}.png", labels, palette)
+    return root

@@ -1,0 +1,154 @@
+"""The real CLI, end to end: train a tiny model, check it learned, evaluate, infer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from flexseg.cli import app
+from tests.conftest import CLASSES, tiny_experiment, write_yaml
+
+runner = CliRunner()
+COLOURS = {tuple(c["color"]) for c in CLASSES}
+
+
+def invoke(*args, **kwargs):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory):
+    """An experiment trained once for the whole module; returns (experiment path, run dir)."""
+    home = tmp_path_factory.mktemp("project")
+    exp = write_yaml(
+        home / "experiments" / "tiny.yaml",
+        tiny_experiment(
+            data={"root": str(tiny_data)},
+            infer={"images": str(tiny_data / "mini_test" / "images")},
+            run_dir="../runs/tiny",
+        ),
+    )
+    result = invoke("train", exp, "--set", "train.epochs=15", "--set", "train.patience=15")
+    assert result.exit_code == 0, result.stderr
+    return exp, home / "runs" / "tiny"
+
+
+def test_train_writes_the_run_folder(trained):
+    _, run = trained
+    for name in ("model.keras", "model.json", "experiment.yaml", "train_metrics.csv", "train_losses.csv",
+                 "train_metrics.png", "train_losses.png"):
+        assert (run / name).is_file(), name
+    losses = (run / "train_losses.csv").read_text().splitlines()
+    assert losses[0] == "epoch,loss,val_loss" and len(losses) == 16
+    metrics_header = (run / "train_metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"dice_coef_multiclass", "foreground_dice", "val_foreground_dice"} <= set(metrics_header)
+    epoch1 = sorted((run / "epoch_change_infer" / "epoch_001").iterdir())
+    assert [p.name for p in epoch1] == ["case 000.png", "case 001.png"]
+    card = json.loads((run / "model.json").read_text())
+    assert card["class_names"] == ["background", "bone", "lesion"] and card["width"] == 64
+
+
+def test_evaluate_shows_the_model_learned(trained):
+    exp, run = trained
+    result = invoke("evaluate", exp, "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["per_class"]["bone"]["dice"] > 0.8  # learned, not guessed: an empty mask scores 0
+    assert report["foreground_dice"] > 0.5
+    assert report["dice_coef_multiclass"] > 0.9
+    assert len(report["images"]) == 16
+    rows = (run / "evaluation.csv").read_text().splitlines()
+    assert rows[0].startswith("loss,") and rows[1].startswith("dice_coef_multiclass,")
+    assert any(r.startswith("dice_bone,") for r in rows) and any(r.startswith("foreground_dice,") for r in rows)
+    assert "foreground mean" in result.stderr
+
+
+def _check_masks(folder, expected_names, size):
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == expected_names
+    for name in names:
+        with Image.open(folder / name) as im:
+            assert im.size == size  # the original size, not the model's 64×64
+            colours = {tuple(c) for _, c in im.convert("RGB").getcolors(maxcolors=1 << 16)}
+        assert colours <= COLOURS
+
+
+def test_infer_from_the_experiment(trained):
+    exp, run = trained
+    result = invoke("infer", exp)
+    assert result.exit_code == 0, result.stderr
+    _check_masks(run / "mini_test_output", [f"case {i:03d}.png" for i in range(4)], (100, 80))
+    again = invoke("infer", exp)
+    assert again.exit_code == 4 and "--force" in again.stderr
+    assert invoke("infer", exp, "--force").exit_code == 0
+
+
+def test_infer_with_model_and_output(trained, tiny_data, tmp_path):
+    _, run = trained
+    out = tmp_path / "out"
+    result = invoke("infer", "--model", run, "--images", tiny_data / "test" / "images", "--output", out)
+    assert result.exit_code == 0, result.stderr
+    _check_masks(out, [f"case {i:03d}.png" for i in range(16)], (64, 64))
+    # predicted masks agree with the truth for the bone class well above chance
+    truth = np.asarray(Image.open(tiny_data / "test" / "masks" / "case 000.png"))
+    pred = np.asarray(Image.open(out / "case 000.png"))
+    assert ((truth == 1) == (pred == 1)).mean() > 0.95
+
+
+def test_infer_with_images_only_finds_the_single_run(trained, tiny_data, monkeypatch):
+    exp, run = trained
+    monkeypatch.chdir(run.parent.parent)  # the project folder holding runs/
+    monkeypatch.delenv("FLEXSEG_MODEL", raising=False)
+    result = invoke("infer", "--images", tiny_data / "valid" / "images")
+    assert result.exit_code == 0, result.stderr
+    assert len(list((run / "infer" / "images").glob("*.png"))) == 16
+
+    other = run.parent / "other"
+    other.mkdir()
+    for name in ("model.keras", "model.json"):
+        shutil.copy(run / name, other / name)
+    try:
+        ambiguous = invoke("infer", "--images", tiny_data / "valid" / "images")
+        assert ambiguous.exit_code == 4
+        assert "2 trained runs found" in ambiguous.stderr and "runs/other" in ambiguous.stderr
+        monkeypatch.setenv("FLEXSEG_MODEL", str(other))
+        chosen = invoke("infer", "--images", tiny_data / "mini_test" / "images")
+        assert chosen.exit_code == 0, chosen.stderr
+        assert (other / "infer" / "images" / "case 000.png").is_file()
+    finally:
+        shutil.rmtree(other)
+
+
+def test_training_refuses_to_overwrite_a_run(trained):
+    exp, run = trained
+    before = (run / "model.keras").stat().st_mtime_ns
+    result = invoke("train", exp)
+    assert result.exit_code == 4
+    assert "already holds a run" in result.stderr and "--force" in result.stderr
+    assert (run / "model.keras").stat().st_mtime_ns == before
+
+
+def test_infer_without_any_trained_model(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FLEXSEG_MODEL", raising=False)
+    result = invoke("infer", "--images", tiny_data / "test" / "images")
+    assert result.exit_code == 4 and "no trained model found" in result.stderr
+
+
+def test_installed_command_reports_config_errors_in_one_line(tmp_path):
+    bad = write_yaml(tmp_path / "bad.yaml", tiny_experiment(train={"reduer_patience": 2}))
+    proc = subprocess.run([sys.executable, "-m", "flexseg.cli", "check", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "did you mean train.reducer_patience?" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    helped = subprocess.run([sys.executable, "-m", "flexseg.cli", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0
+    for command in ("check", "train", "evaluate", "infer", "demo"):
+        assert command in helped.stdout
