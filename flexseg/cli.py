@@ -13,13 +13,12 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
 
 import typer  # noqa: E402
 
 from flexseg import __version__  # noqa: E402
 from flexseg import console as out  # noqa: E402
-from flexseg.errors import FlexsegError  # noqa: E402
+from flexseg.errors import ConfigError, FlexsegError  # noqa: E402
 
 EXAMPLE = """\
 Example experiment (experiments/nbm.yaml, shortened):
@@ -251,7 +250,7 @@ def demo(
     t0 = time.perf_counter()
     exp = _load(experiment, overrides)
     if exp.data.root is None:
-        raise FlexsegError(f"{experiment}: the demo needs data.root, the folder to write its dataset into")
+        raise ConfigError(f"{experiment}: the demo needs data.root, the folder to write its dataset into")
     counts = write_demo_dataset(exp.data.root, ClassMap.from_experiment(exp), size=exp.image.width, seed=exp.train.seed)
     out.info(f"synthetic dataset: {counts} → {exp.data.root}")
     trained = run_training(exp, force=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from rich.console import Console
 
 _console = Console(stderr=True)
@@ -31,3 +33,26 @@ def info(message: str) -> None:
 def warn(message: str) -> None:
     # warnings are shown even when quiet: they are about the user's data
     _console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+class _NoProgress:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: int):
+    """A rich bar on a terminal; nothing when quiet or when stderr is a log (a summary line follows)."""
+    if _quiet or not _console.is_terminal:
+        yield _NoProgress()
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=_console) as bar:
+        task = bar.add_task("", total=total)
+
+        class _Bar:
+            def advance(self, n: int = 1) -> None:
+                bar.advance(task, n)
+
+        yield _Bar()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,41 +80,20 @@ def infer(
         full = resize(probs, int(size[1]), int(size[0]))
         write_palette_mask(output_dir / mask_name(images[index]), full.argmax(-1), palette)
 
-    progress = _progress(len(images))
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(1) as writer:
-        pending = []
+    with out.progress_bar("infer", len(images)) as bar, ThreadPoolExecutor(1) as writer:
+        pending: deque = deque()
         for batch, sizes, indices in ds:
             probs = np.asarray(model.predict_on_batch(batch))
             for p, s, i in zip(probs, sizes.numpy(), indices.numpy()):
                 pending.append(writer.submit(write, int(i), p, s))
-            progress(len(indices))
-        for f in pending:
-            f.result()
+            while len(pending) > 2 * batch_size:  # bounded, so memory stays flat on big folders
+                pending.popleft().result()
+            bar.advance(len(indices))
+        while pending:
+            pending.popleft().result()
     seconds = time.perf_counter() - t0
-    if progress.close:
-        progress.close()
     return InferResult(model_dir=model_dir, output_dir=output_dir, images=len(images), seconds=seconds)
-
-
-class _progress:
-    """A rich bar on a terminal; nothing otherwise (the summary line follows)."""
-
-    def __init__(self, total: int):
-        self.bar = None
-        self.close = None
-        con = out.console()
-        if not out.is_quiet() and con.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("infer"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=con)
-            self.bar.start()
-            self.task = self.bar.add_task("", total=total)
-            self.close = self.bar.stop
-
-    def __call__(self, n: int) -> None:
-        if self.bar:
-            self.bar.advance(self.task, n)
 
 
 def resolve_images(images: Path | None, experiment_images: Path | None) -> Path:

@@ -11,7 +11,7 @@ def import_tensorflow_quietly() -> None:
     hide stderr (the file descriptor) for the import only. An import failure still raises."""
     if "tensorflow" in sys.modules:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
