@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
+import typer
 
-import typer  # noqa: E402
-
-from flexseg import __version__  # noqa: E402
-from flexseg import console as out  # noqa: E402
-from flexseg.errors import ConfigError, FlexsegError  # noqa: E402
+from flexseg import __version__
+from flexseg import console as out
+from flexseg.errors import ConfigError, FlexsegError
 
 EXAMPLE = """\
 Example experiment (experiments/nbm.yaml, shortened):
@@ -210,7 +208,8 @@ def infer(
     <run>/mini_test_output for the experiment's own images and <run>/infer/<folder name> for others.
     """
     _needs_tensorflow()
-    from flexseg.inference import default_output, infer as run_inference, model_card_matches, resolve_images
+    from flexseg.inference import default_output, model_card_matches, resolve_images
+    from flexseg.inference import infer as run_inference
     from flexseg.model.store import find_model_dir, read_card
 
     exp = _load(experiment, overrides) if experiment is not None else None
@@ -244,7 +243,8 @@ def demo(
     from flexseg.data.classes import ClassMap
     from flexseg.demo import write_demo_dataset
     from flexseg.evaluation import evaluate as run_evaluation
-    from flexseg.inference import default_output, infer as run_inference
+    from flexseg.inference import default_output
+    from flexseg.inference import infer as run_inference
     from flexseg.training.trainer import train as run_training
 
     t0 = time.perf_counter()

@@ -40,15 +40,26 @@ class _NoProgress:
         pass
 
 
-@contextlib.contextmanager
-def progress_bar(label: str, total: int):
-    """A rich bar on a terminal; nothing when quiet or when stderr is a log (a summary line follows)."""
+def live_progress(*fields: str):
+    """A rich Progress on stderr (bar, count, ETA and the given text columns), or None when
+    quiet or when stderr is not a terminal, where callers print plain lines instead."""
     if _quiet or not _console.is_terminal:
-        yield _NoProgress()
-        return
+        return None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=_console) as bar:
+    label, *rest = fields
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    *(TextColumn(f) for f in rest), console=_console)
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: int):
+    """A bar over ``total`` items on a terminal; nothing otherwise (a summary line follows)."""
+    bar = live_progress(label)
+    if bar is None:
+        yield _NoProgress()
+        return
+    with bar:
         task = bar.add_task("", total=total)
 
         class _Bar:

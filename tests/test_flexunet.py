@@ -3,7 +3,12 @@ import numpy as np
 import pytest
 
 from flexseg.config import load_experiment
-from flexseg.model.flexunet import build_flexunet, build_from_experiment, dilation_schedule, kernel_schedule
+from flexseg.model.flexunet import (
+    build_flexunet,
+    build_from_experiment,
+    dilation_schedule,
+    kernel_schedule,
+)
 from flexseg.model.store import MODEL_FILE, inference_view, load_model, save_model
 from tests.conftest import REPO
 

@@ -3,7 +3,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flexseg.data.io import list_images, read_image, read_mask, resize, write_palette_mask
+from flexseg.data.io import (
+    list_images,
+    read_image,
+    read_mask,
+    resize,
+    write_palette_mask,
+)
 from flexseg.errors import DataError
 
 
@@ -56,3 +62,20 @@ def test_resize_keeps_labels_with_nearest():
     idx[2:6, 2:6] = 2
     out = resize(idx, 16, 16, nearest=True)
     assert out.shape == (16, 16) and set(np.unique(out)) == {0, 2}
+
+
+def test_atomic_writes_leave_no_temporary_file_and_a_normal_mode(tmp_path):
+    import os
+
+    from flexseg.fsutil import atomic_path, atomic_write_text
+
+    atomic_write_text(tmp_path / "a.txt", "hello")
+    assert (tmp_path / "a.txt").read_text() == "hello"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "b.txt") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]  # no half file, no temporary

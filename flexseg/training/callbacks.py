@@ -28,21 +28,9 @@ class RichProgress(keras.callbacks.Callback):
         self.progress = None
 
     def on_train_begin(self, logs=None):
-        con = out.console()
-        if out.is_quiet() or not con.is_terminal:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(
-            TextColumn("[bold]epoch {task.fields[epoch]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=con,
-            transient=False,
-        )
-        self.progress.start()
+        self.progress = out.live_progress("[bold]epoch {task.fields[epoch]}", "{task.fields[info]}")
+        if self.progress:
+            self.progress.start()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.t0 = time.perf_counter()

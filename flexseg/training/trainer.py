@@ -24,7 +24,13 @@ from flexseg.model.flexunet import build_from_experiment
 from flexseg.model.losses import get_loss
 from flexseg.model.metrics import ForegroundDice, dice_coef_multiclass
 from flexseg.model.store import MODEL_FILE, ModelCard, write_card
-from flexseg.training.callbacks import BestModel, EpochChangeInference, EpochTimer, HistoryFiles, RichProgress
+from flexseg.training.callbacks import (
+    BestModel,
+    EpochChangeInference,
+    EpochTimer,
+    HistoryFiles,
+    RichProgress,
+)
 
 # What a training run writes; --force removes exactly these, nothing else in the folder.
 RUN_OUTPUTS = (
