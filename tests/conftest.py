@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "datasets"
+# the real datasets live beside the repository (as in CI); FLEXSEG_DATASETS points elsewhere
+SHARED = Path(os.environ.get("FLEXSEG_DATASETS", REPO.parent / "shared" / "datasets"))
 NBM_MINI = SHARED / "nbm-mini"
 
 CLASSES = [
