@@ -16,7 +16,7 @@ import typer
 
 from flexseg import __version__
 from flexseg import console as out
-from flexseg.errors import ConfigError, FlexsegError
+from flexseg.errors import FlexsegError
 
 EXAMPLE = """\
 Example experiment (experiments/nbm.yaml, shortened):
@@ -208,19 +208,16 @@ def infer(
     <run>/mini_test_output for the experiment's own images and <run>/infer/<folder name> for others.
     """
     _needs_tensorflow()
-    from flexseg.inference import default_output, model_card_matches, resolve_images
     from flexseg.inference import infer as run_inference
-    from flexseg.model.store import find_model_dir, read_card
+    from flexseg.inference import resolve_images, resolve_output
+    from flexseg.model.store import check_model_fits, find_model_dir, read_card
 
     exp = _load(experiment, overrides) if experiment is not None else None
     model_dir = find_model_dir(model, exp.resolved_run_dir if exp else None)
-    exp_images = exp.infer.images if exp else None
-    images_dir = resolve_images(images, exp_images)
-    if exp is not None and model is not None:
-        model_card_matches(read_card(model_dir), exp)
-    if output is None:
-        output = exp.infer.output if exp is not None and exp.infer.output and images is None else None
-        output = output or default_output(model_dir, images, exp_images)
+    images_dir = resolve_images(images, exp.infer.images if exp else None)
+    if exp is not None:
+        check_model_fits(read_card(model_dir), exp, model_dir)
+    output = resolve_output(output, model_dir, images, exp)
     result = run_inference(model_dir, images_dir, output, batch_size=batch_size, force=force)
     out.info(
         f"{result.images} masks in {result.seconds:.1f}s ({result.images_per_second:.2f} img/s) "
@@ -238,35 +235,19 @@ def demo(
     make data → train → evaluate → infer, then print the foreground Dice and where outputs are.
     The demo rewrites its own data folder and run folder each time."""
     _needs_tensorflow()
-    import time
+    from flexseg.demo import run_demo
 
-    from flexseg.data.classes import ClassMap
-    from flexseg.demo import write_demo_dataset
-    from flexseg.evaluation import evaluate as run_evaluation
-    from flexseg.inference import default_output
-    from flexseg.inference import infer as run_inference
-    from flexseg.training.trainer import train as run_training
-
-    t0 = time.perf_counter()
-    exp = _load(experiment, overrides)
-    if exp.data.root is None:
-        raise ConfigError(f"{experiment}: the demo needs data.root, the folder to write its dataset into")
-    counts = write_demo_dataset(exp.data.root, ClassMap.from_experiment(exp), size=exp.image.width, seed=exp.train.seed)
-    out.info(f"synthetic dataset: {counts} → {exp.data.root}")
-    trained = run_training(exp, force=True)
-    report = run_evaluation(exp)
-    _print_report(report, exp.resolved_run_dir)
-    output = exp.infer.output or default_output(exp.resolved_run_dir, None, exp.infer.images)
-    inferred = run_inference(exp.resolved_run_dir, exp.infer.images, output, force=True)
-    minutes = (time.perf_counter() - t0) / 60
+    result = run_demo(_load(experiment, overrides), experiment)
+    report, trained = result.report, result.trained
+    _print_report(report, trained.run_dir)
     per_class = ", ".join(f"{k} {_f(v['dice'])}" for k, v in report.per_class.items())
     out.console().print(
-        f"\n[bold]demo finished in {minutes:.1f} min[/]\n"
+        f"\n[bold]demo finished in {result.seconds / 60:.1f} min[/]\n"
         f"  foreground Dice on the test split: [bold]{_f(report.foreground_dice)}[/] ({per_class})\n"
         f"  seed dice_coef_multiclass (counts background): {report.dice_coef_multiclass:.4f}\n"
         f"  training: {trained.epochs_run} epochs, {trained.images_per_second:.1f} img/s\n"
         f"  run folder: {trained.run_dir}\n"
-        f"  predicted masks: {inferred.output_dir}",
+        f"  predicted masks: {result.inferred.output_dir}",
         highlight=False,
     )
 

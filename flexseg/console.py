@@ -45,7 +45,13 @@ def live_progress(*fields: str):
     quiet or when stderr is not a terminal, where callers print plain lines instead."""
     if _quiet or not _console.is_terminal:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     label, *rest = fields
     return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from flexseg import console as out
 from flexseg.data.classes import ClassMap
 from flexseg.data.io import write_image, write_palette_mask
-from flexseg.errors import RunError
+from flexseg.errors import ConfigError, RunError
 
 MARKER = ".flexseg-demo"  # a folder holding this file was written by the demo and may be rewritten
 DEMO_SPLITS = {"train": 160, "valid": 32, "test": 32}
@@ -72,3 +75,30 @@ def write_demo_dataset(root: Path, class_map: ClassMap, size: int = 128, seed: i
             write_palette_mask(root / split / "masks" / f"slice_{i:04d}.png", labels, palette)
         counts[split] = n
     return counts
+
+
+@dataclass
+class DemoResult:
+    trained: object  # TrainResult
+    report: object  # EvaluationReport
+    inferred: object  # InferResult
+    seconds: float
+
+
+def run_demo(exp, source: Path) -> DemoResult:
+    """Write the synthetic dataset into the experiment's data.root, then train (replacing the
+    demo's own earlier run), evaluate and infer on its mini_test folder."""
+    from flexseg.evaluation import evaluate
+    from flexseg.inference import infer, resolve_output
+    from flexseg.training.trainer import train
+
+    t0 = time.perf_counter()
+    if exp.data.root is None:
+        raise ConfigError(f"{source}: the demo needs data.root, the folder to write its dataset into")
+    counts = write_demo_dataset(exp.data.root, ClassMap.from_experiment(exp), size=exp.image.width, seed=exp.train.seed)
+    out.info(f"synthetic dataset: {counts} → {exp.data.root}")
+    trained = train(exp, force=True)
+    report = evaluate(exp)
+    output = resolve_output(None, trained.run_dir, None, exp)
+    inferred = infer(trained.run_dir, exp.infer.images, output, force=True)
+    return DemoResult(trained, report, inferred, time.perf_counter() - t0)

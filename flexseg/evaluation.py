@@ -18,6 +18,7 @@ import numpy as np
 
 from flexseg.config import Experiment
 from flexseg.data.classes import ClassMap
+from flexseg.data.pairing import split_pairs
 from flexseg.fsutil import atomic_write_text
 
 EPSILON = 1e-7  # Keras' clip for cross-entropy
@@ -40,15 +41,21 @@ def dice_iou(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return dice, iou
 
 
-def seed_dice_coef_multiclass(onehot: np.ndarray, probs: np.ndarray, smooth: float = 1.0) -> float:
-    """The seed's metric for one image (all classes, background included)."""
-    inter = float((onehot * probs).sum())
-    return (2 * inter + smooth) / (float(onehot.sum()) + float(probs.sum()) + smooth)
+def true_class_probability(indices: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """(H, W) probability the model gave to each pixel's true class."""
+    return np.take_along_axis(probs, indices[..., None].astype(np.intp), axis=-1)[..., 0]
 
 
-def cross_entropy(indices: np.ndarray, probs: np.ndarray) -> float:
-    p = np.take_along_axis(probs, indices[..., None].astype(np.intp), axis=-1)[..., 0]
-    return float(-np.log(np.clip(p, EPSILON, 1.0)).mean())
+def seed_dice_coef_multiclass(indices: np.ndarray, probs: np.ndarray, smooth: float = 1.0, p_true=None) -> float:
+    """The seed's metric for one image (all classes, background included): with a one-hot truth,
+    Σ onehot·probs is the summed true-class probability and Σ onehot is the pixel count."""
+    p_true = true_class_probability(indices, probs) if p_true is None else p_true
+    return (2 * float(p_true.sum()) + smooth) / (indices.size + float(probs.sum()) + smooth)
+
+
+def cross_entropy(indices: np.ndarray, probs: np.ndarray, p_true=None) -> float:
+    p_true = true_class_probability(indices, probs) if p_true is None else p_true
+    return float(-np.log(np.clip(p_true, EPSILON, 1.0)).mean())
 
 
 @dataclass
@@ -95,11 +102,11 @@ class EvaluationAccumulator:
         pred = probs.argmax(-1)
         counts = confusion_counts(indices, pred, k)
         dice, iou = dice_iou(counts)
-        onehot = np.eye(k, dtype=np.float32)[indices]
+        p_true = true_class_probability(indices, probs)
         row = {
             "image": name,
-            "loss": cross_entropy(indices, probs),
-            "dice_coef_multiclass": seed_dice_coef_multiclass(onehot, probs),
+            "loss": cross_entropy(indices, probs, p_true),
+            "dice_coef_multiclass": seed_dice_coef_multiclass(indices, probs, p_true=p_true),
         }
         for c in self.class_map.foreground:
             cname = self.class_map.names[c]
@@ -149,18 +156,14 @@ def _nan_to_none(value) -> float | None:
 def evaluate(exp: Experiment, batch_size: int | None = None) -> EvaluationReport:
     """Predict the test split with the run's best model and score it; writes evaluation.csv/json."""
     from flexseg.data.pipeline import segmentation_dataset
-    from flexseg.model.store import load_model, read_card
-    from flexseg.training.trainer import split_pairs
+    from flexseg.model.store import check_model_fits, load_model, read_card
 
     run_dir = exp.resolved_run_dir
     card = read_card(run_dir)
+    check_model_fits(card, exp, run_dir)
+    pairs = split_pairs(exp, "test")
     model = load_model(run_dir)
     class_map = ClassMap.from_experiment(exp)
-    if card.class_names != class_map.names or card.class_colors != [list(c) for c in class_map.colors.tolist()]:
-        from flexseg.errors import RunError
-
-        raise RunError(f"{run_dir}: the model was trained for classes {card.class_names}, the experiment has {class_map.names}")
-    pairs = split_pairs(exp, "test")
     ds = segmentation_dataset(
         pairs,
         width=card.width,

@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-
 # mkstemp creates files readable by the owner only; outputs get the usual umask-based mode
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -30,12 +30,17 @@ class InferResult:
         return self.images / max(self.seconds, 1e-9)
 
 
-def default_output(model_dir: Path, images_dir: Path | None, experiment_images: Path | None) -> Path:
-    """Masks go to <run>/mini_test_output for the experiment's own infer folder,
-    else to <run>/infer/<name of the images folder>."""
-    if images_dir is None or images_dir == experiment_images:
+def resolve_output(output: Path | None, model_dir: Path, images: Path | None, exp=None) -> Path:
+    """Where masks go: --output; else, for the experiment's own infer.images, its infer.output or
+    <run>/mini_test_output; else <run>/infer/<name of the images folder>."""
+    if output is not None:
+        return output
+    own_images = exp is not None and (images is None or images == exp.infer.images)
+    if own_images:
+        return exp.infer.output or model_dir / DEFAULT_OUTPUT
+    if images is None:
         return model_dir / DEFAULT_OUTPUT
-    return model_dir / "infer" / images_dir.resolve().name
+    return model_dir / "infer" / images.resolve().name
 
 
 def mask_name(image: Path) -> str:
@@ -43,13 +48,13 @@ def mask_name(image: Path) -> str:
 
 
 def check_output(output_dir: Path, images: list[Path], force: bool) -> None:
-    clashes = [mask_name(p) for p in images if (output_dir / mask_name(p)).exists()]
+    names = [mask_name(p) for p in images]
+    clashes = [n for n in names if (output_dir / n).exists()]
     if clashes and not force:
         raise RunError(
             f"{output_dir} already holds {len(clashes)} of the masks this would write (e.g. {clashes[0]!r}); "
             "pass --force to overwrite them, or choose --output DIR"
         )
-    names = [mask_name(p) for p in images]
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})
         raise DataError(f"images {dupes[:3]} would write masks of the same name; rename them (e.g. a.png and a.jpg)")
@@ -103,8 +108,3 @@ def resolve_images(images: Path | None, experiment_images: Path | None) -> Path:
     if not folder.is_dir():
         raise DataError(f"{folder}: images folder not found")
     return folder
-
-
-def model_card_matches(card: ModelCard, exp) -> None:
-    if card.class_names != [c.name for c in exp.classes]:
-        raise RunError(f"the model was trained for classes {card.class_names}; the experiment has {[c.name for c in exp.classes]}")

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass
 class MaskConversion:
+    rgb: np.ndarray  # (H, W, 3) int32, the mask as read
     indices: np.ndarray  # (H, W) uint8 class indices
-    far_pixels: int  # pixels farther than the tolerance from every class colour
+    colors: np.ndarray
+    tolerance: float
+
+    @cached_property
+    def far_pixels(self) -> int:
+        """Pixels with a channel more than the tolerance away from their nearest class colour.
+        Computed on demand: the training pipeline needs only the indices."""
+        deviation = np.abs(self.rgb - self.colors[self.indices]).max(axis=-1)
+        return int((deviation > self.tolerance).sum())
 
 
 class ClassMap:
@@ -46,11 +56,7 @@ class ClassMap:
         rgb = mask[..., :3].astype(np.int32)
         # squared distances to each class colour, (H, W, C); small C keeps this cheap
         d2 = ((rgb[..., None, :] - self.colors[None, None]) ** 2).sum(axis=-1)
-        indices = d2.argmin(axis=-1).astype(np.uint8)
-        # "far" is judged per channel: no channel may differ by more than the tolerance
-        deviation = np.abs(rgb - self.colors[indices]).max(axis=-1)
-        far = int((deviation > self.tolerance).sum())
-        return MaskConversion(indices, far)
+        return MaskConversion(rgb, d2.argmin(axis=-1).astype(np.uint8), self.colors, self.tolerance)
 
     def to_rgb(self, indices: np.ndarray) -> np.ndarray:
         return self.colors.astype(np.uint8)[indices]

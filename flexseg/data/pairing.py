@@ -29,5 +29,11 @@ def pair_by_stem(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
     return [(images[s], masks[s]) for s in sorted(images)]
 
 
+def split_pairs(exp, split: str) -> list[tuple[Path, Path]]:
+    """The (image, mask) pairs of one split (train, valid or test) of an experiment."""
+    folder = exp.data.split_dir(split)
+    return pair_by_stem(folder / "images", folder / "masks")
+
+
 def _some(names: list[str], n: int = 3) -> str:
     return ", ".join(repr(x) for x in names[:n]) + (" …" if len(names) > n else "")

@@ -49,6 +49,16 @@ class ModelCard:
         return ClassMap(self.class_names, [tuple(c) for c in self.class_colors], self.mask_tolerance)
 
 
+def check_model_fits(card: ModelCard, exp, run_dir: Path) -> None:
+    """A model is only used with an experiment whose classes (names and colours, in order) it was trained for."""
+    expected = ModelCard.from_experiment(exp)
+    if (card.class_names, card.class_colors) != (expected.class_names, expected.class_colors):
+        raise RunError(
+            f"{run_dir}: the model was trained for classes {card.class_names} {card.class_colors}; "
+            f"the experiment has {expected.class_names} {expected.class_colors}. Use the matching experiment or --model"
+        )
+
+
 def write_card(run_dir: Path, card: ModelCard) -> None:
     atomic_write_text(run_dir / CARD_FILE, json.dumps(asdict(card), indent=2) + "\n")
 

@@ -13,13 +13,27 @@ import numpy as np
 
 from flexseg import console as out
 from flexseg.fsutil import atomic_write_text
-from flexseg.model.store import save_model
+from flexseg.model.store import inference_view, save_model
 from flexseg.plots import plot_history
 
 LOSS_KEYS = ["loss", "val_loss"]
 
 
-class RichProgress(keras.callbacks.Callback):
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of each epoch (training, validation and the callbacks before it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.t0)
+
+
+class RichProgress(EpochTimer):
     """A bar per epoch with loss, metrics, images/s and ETA; plain lines when not a terminal."""
 
     def __init__(self, epochs: int, steps: int, batch_size: int, images: int):
@@ -33,7 +47,7 @@ class RichProgress(keras.callbacks.Callback):
             self.progress.start()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.t0 = time.perf_counter()
+        super().on_epoch_begin(epoch, logs)
         self.epoch = epoch + 1
         if self.progress:
             self.task = self.progress.add_task("", total=self.steps, epoch=f"{self.epoch}/{self.epochs}", info="")
@@ -44,7 +58,8 @@ class RichProgress(keras.callbacks.Callback):
             self.progress.update(self.task, completed=batch + 1, info=f"{_fmt(logs)}  {rate:.2f} img/s")
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self.t0
+        super().on_epoch_end(epoch, logs)
+        seconds = self.seconds[-1]
         rate = self.images / max(1e-9, seconds)
         line = f"{_fmt(logs)}  {rate:.2f} img/s  {seconds:.1f}s"
         if self.progress:
@@ -82,8 +97,6 @@ class BestModel(keras.callbacks.Callback):
         value = float((logs or {}).get("val_loss", math.nan))
         if value < self.best:
             self.best, self.best_epoch = value, epoch + 1
-            from flexseg.model.store import inference_view
-
             save_model(inference_view(self.model), self.run_dir)
             if self.on_save:
                 self.on_save(self.best_epoch, self.best)
@@ -132,14 +145,3 @@ class EpochChangeInference(keras.callbacks.Callback):
         for name, p in zip(self.names, np.asarray(probs)):
             write_palette_mask(target / f"{name}.png", p.argmax(-1), self.palette)
 
-
-class EpochTimer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.t0 = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self.t0)

@@ -16,18 +16,17 @@ from flexseg.config import Experiment, dump_experiment
 from flexseg.data.audit import audit_masks
 from flexseg.data.classes import ClassMap
 from flexseg.data.io import list_images, read_image, resize
-from flexseg.data.pairing import pair_by_stem
+from flexseg.data.pairing import split_pairs
 from flexseg.data.pipeline import segmentation_dataset
 from flexseg.errors import RunError
 from flexseg.fsutil import atomic_write_text
 from flexseg.model.flexunet import build_from_experiment
 from flexseg.model.losses import get_loss
 from flexseg.model.metrics import ForegroundDice, dice_coef_multiclass
-from flexseg.model.store import MODEL_FILE, ModelCard, write_card
+from flexseg.model.store import CARD_FILE, MODEL_FILE, ModelCard, write_card
 from flexseg.training.callbacks import (
     BestModel,
     EpochChangeInference,
-    EpochTimer,
     HistoryFiles,
     RichProgress,
 )
@@ -35,7 +34,7 @@ from flexseg.training.callbacks import (
 # What a training run writes; --force removes exactly these, nothing else in the folder.
 RUN_OUTPUTS = (
     MODEL_FILE,
-    "model.json",
+    CARD_FILE,
     "experiment.yaml",
     "train_metrics.csv",
     "train_losses.csv",
@@ -56,11 +55,6 @@ class TrainResult:
     seconds: float
     train_images: int
     images_per_second: float  # steady state: the first epoch (graph tracing) left out when possible
-
-
-def split_pairs(exp: Experiment, split: str) -> list[tuple[Path, Path]]:
-    folder = exp.data.split_dir(split)
-    return pair_by_stem(folder / "images", folder / "masks")
 
 
 def prepare_run_dir(run_dir: Path, force: bool) -> None:
@@ -117,10 +111,9 @@ def train(exp: Experiment, *, force: bool = False) -> TrainResult:
 
     infer_images, infer_names = _epoch_change_images(exp, valid_pairs)
     steps = -(-len(train_pairs) // batch)
-    timer = EpochTimer()
     best = BestModel(run_dir, on_save=record_best)
+    progress = RichProgress(exp.train.epochs, steps, batch, len(train_pairs))
     callbacks = [
-        timer,
         best,
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=exp.train.reducer_factor, patience=exp.train.reducer_patience, verbose=0
@@ -128,24 +121,25 @@ def train(exp: Experiment, *, force: bool = False) -> TrainResult:
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=exp.train.patience, verbose=0),
         EpochChangeInference(infer_images, infer_names, run_dir / "epoch_change_infer", class_map.palette()),
         HistoryFiles(run_dir),
-        RichProgress(exp.train.epochs, steps, batch, len(train_pairs)),
+        progress,  # last, so an epoch's time includes the checkpoint and the other callbacks
     ]
     out.info(
         f"training [bold]{exp.name}[/]: {len(train_pairs)} train / {len(valid_pairs)} valid images, "
         f"{exp.image.width}×{exp.image.height}×{exp.image.channels}, {exp.num_classes} classes, "
         f"{model.count_params():,} parameters → {run_dir}"
     )
-    # Keras warns that fit's default shuffle=True is ignored for a tf.data input; ours shuffles itself
-    warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
     t0 = time.perf_counter()
-    history = model.fit(ds_train, validation_data=ds_valid, epochs=exp.train.epochs, callbacks=callbacks, verbose=0)
+    with warnings.catch_warnings():
+        # Keras warns that fit's default shuffle=True is ignored for a tf.data input; ours shuffles itself
+        warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
+        history = model.fit(ds_train, validation_data=ds_valid, epochs=exp.train.epochs, callbacks=callbacks, verbose=0)
     seconds = time.perf_counter() - t0
     epochs_run = len(history.history.get("loss", []))
     if best.best_epoch == 0:
         raise RunError("training produced no finite val_loss, so no model was saved; check the data and learning_rate")
     card.training.update(epochs_run=epochs_run)
     write_card(run_dir, card)
-    steady = timer.seconds[1:] or timer.seconds
+    steady = progress.seconds[1:] or progress.seconds
     return TrainResult(
         run_dir=run_dir,
         epochs_run=epochs_run,
