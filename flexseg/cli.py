@@ -37,7 +37,7 @@ Relative paths are relative to the YAML file. See README.md for every key.
 app = typer.Typer(
     name="flexseg",
     help="Train, evaluate and run 2D multiclass FlexUNet segmentation models from YAML experiments.\n\n"
-    "Typical use: flexseg train experiments/nbm.yaml; flexseg evaluate experiments/nbm.yaml; "
+    "Typical use: flexseg split, augment, stats, train, evaluate experiments/nbm.yaml; "
     "flexseg infer --images DIR.\n\n"
     "Exit codes: 0 ok, 1 quality gate failed, 2 usage or experiment error, 3 data error, 4 run or model error.",
     no_args_is_help=True,
@@ -120,6 +120,145 @@ def check(experiment: Path = ExperimentArg, overrides: List[str] = SetOption) ->
     from flexseg.config import dump_experiment
 
     typer.echo(dump_experiment(_load(experiment, overrides)), nl=False)
+
+
+@app.command()
+@handles_errors
+def split(
+    experiment: Path = ExperimentArg,
+    images: Optional[Path] = typer.Option(None, "--images", help="Raw images folder (png, jpg, tif, bmp, dcm); default split.images."),
+    masks: Optional[Path] = typer.Option(None, "--masks", help="Raw masks folder; default split.masks."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Folder to write train/valid/test into; default data.root."),
+    folds: Optional[int] = typer.Option(None, "--folds", min=2, help="K-fold: hold out the test split once, then write fold_0..fold_K-1, each with one fold as valid."),
+    allow_unpaired: bool = typer.Option(False, "--allow-unpaired", help="Leave files without a partner out instead of failing."),
+    force: bool = typer.Option(False, "--force", help="Replace an output folder written by an earlier flexseg split."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Pair, group and assign, print what would be written; write nothing."),
+    overrides: List[str] = SetOption,
+) -> None:
+    """Split a master folder of raw images and masks into train/valid/test/{images,masks}.
+
+    Pairs by split.pairing (stem, natural, instance_number, regex); keeps each group (patient,
+    split.group_pattern or split.groups_csv) in one split; writes masks in the class colours,
+    DICOM as 8-bit PNG, and split.json listing every file, its pair, group and split. The
+    sources are never modified; the output appears in one rename at the end.
+    """
+    from flexseg.data.split import plan_split, write_split
+
+    exp = _load(experiment, overrides)
+    plan = plan_split(exp, images, masks, output, folds=folds, allow_unpaired=allow_unpaired, force=force)
+    out.info(f"paired {len(plan.pairing.pairs)} images from {plan.images_dir} with masks from {plan.masks_dir} "
+             f"(split.pairing: {exp.split.pairing}); groups: {plan.grouping}")
+    _print_split_plan(plan)
+    if dry_run:
+        for (image, mask), group, place in list(zip(plan.pairing.pairs, plan.groups, plan.places))[:8]:
+            out.info(f"  {place:>6}  {image.name}  ↔  {mask.name}  (group {group})")
+        out.info(f"dry run: would write {len(plan.pairing.pairs)} pairs into {plan.output}; nothing written")
+        return
+    result = write_split(exp, plan)
+    for how, n in result.dicom_notes.items():
+        example = next(i for i, m in plan.pairing.pairs if i.suffix.lower() == ".dcm")
+        out.info(f"{n} DICOM image(s) → 8-bit PNG using the {how} (e.g. {example.name})")
+    warning = result.audit.summary(exp.data.mask_tolerance)
+    if warning:
+        out.warn(warning.replace("data.mask_tolerance", "split.mask_values / data.mask_tolerance"))
+    out.info(f"wrote {sum(result.counts.values())} pairs in {result.seconds:.1f}s → {result.output} (manifest split.json)")
+
+
+def _print_split_plan(plan) -> None:
+    if out.is_quiet():
+        return
+    from rich.table import Table
+
+    table = Table(title=f"split of {len(plan.pairing.pairs)} pairs" + (f", {plan.folds} folds" if plan.folds else ""))
+    for col in ("split", "pairs", "groups"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    groups = plan.group_counts()
+    for place, n in plan.counts().items():
+        table.add_row(place, str(n), str(groups[place]))
+    out.console().print(table)
+
+
+@app.command()
+@handles_errors
+def augment(
+    experiment: Path = ExperimentArg,
+    split_name: str = typer.Option("train", "--split", help="The split to augment: train (default) or valid; never test."),
+    force: bool = typer.Option(False, "--force", help="Replace augmented copies written earlier (<stem>__augNN.png)."),
+    overrides: List[str] = SetOption,
+) -> None:
+    """Write augment.copies augmented copies of every pair of the train split, with the
+    experiment's albumentations transforms, as <stem>__augNN.png beside the originals."""
+    from flexseg.data.augment import augment as run_augment
+
+    result = run_augment(_load(experiment, overrides), split_name, force=force)
+    out.info(f"{result.written} augmented pairs from {result.sources} originals in {result.seconds:.1f}s "
+             f"({result.pairs_per_second:.1f} pairs/s) → {result.split_dir}")
+
+
+@app.command()
+@handles_errors
+def stats(
+    experiment: Path = ExperimentArg,
+    output: Optional[Path] = typer.Option(None, "--output", help="Folder for stats.json and the figures; default <run_dir>/stats."),
+    as_json: bool = typer.Option(False, "--json", help="Print everything as JSON on stdout."),
+    overrides: List[str] = SetOption,
+) -> None:
+    """Describe the split dataset and find its problems before training.
+
+    Counts per split, class pixel fractions and presence, empty masks, sizes, channels,
+    intensity statistics; unpaired files, off-colour mask pixels and leakage (identical images
+    in two splits, augmented copies whose source is in another split). Writes stats.json,
+    split_counts.png, train_images_sample.png and train_masks_sample.png. Exits with 1 when
+    it finds an error-level problem (leakage, unpaired files, size mismatch, empty train split).
+    """
+    from flexseg.data.stats import collect_stats, write_stats_figures
+    from flexseg.errors import QualityGateError
+    from flexseg.fsutil import atomic_write_text
+
+    exp = _load(experiment, overrides)
+    report = collect_stats(exp)
+    folder = (output or exp.resolved_run_dir / "stats").resolve()
+    write_stats_figures(exp, report, folder, seed=exp.split.seed)
+    atomic_write_text(folder / "stats.json", json.dumps(report.to_json(), indent=1))
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=1))
+    _print_stats(report)
+    out.info(f"written: {folder / 'stats.json'}, " + ", ".join(Path(f).name for f in report.figures))
+    if report.errors:
+        raise QualityGateError(f"{len(report.errors)} problem(s) to fix before training: "
+                               + "; ".join(p.message for p in report.errors[:3]) + (" …" if len(report.errors) > 3 else ""))
+
+
+def _print_stats(report) -> None:
+    for p in report.problems:
+        if p.severity == "warning":
+            out.warn(p.message)
+        elif out.is_quiet():
+            continue
+        else:
+            out.console().print(f"[red]problem:[/] {p.message}", highlight=False, soft_wrap=True)
+    if out.is_quiet():
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{report.experiment}: dataset")
+    columns = ["split", "pairs", "aug", "size", "ch", "mean±sd", "p1–p99", "empty"]
+    columns += [f"{name} px%/img%" for name in report.classes[1:]]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("split", "sizes") else "right")
+    for name, s in report.splits.items():
+        if not s.pairs:
+            table.add_row(name, "0", *[""] * (len(columns) - 2))
+            continue
+        sizes = list(s.sizes)
+        row = [name, str(s.pairs), str(s.augmented), sizes[0] + (f" +{len(sizes) - 1}" if len(sizes) > 1 else ""),
+               "/".join(s.channels), f"{s.intensity['mean']:.0f}±{s.intensity['std']:.0f}",
+               f"{s.intensity['p1']}–{s.intensity['p99']}", str(len(s.empty_masks))]
+        row += [f"{100 * s.class_pixel_fraction[c]:.2f}/{100 * s.class_presence[c]:.0f}" for c in report.classes[1:]]
+        table.add_row(*row)
+    out.console().print(table)
+    verdict = "[red]leakage found[/]" if report.leakage else "[green]no leakage[/] (no image in two splits, no augmented copy away from its source)"
+    out.console().print(verdict, highlight=False)
 
 
 @app.command(epilog=EXAMPLE)

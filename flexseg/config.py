@@ -8,6 +8,7 @@ paths are resolved against the folder of the YAML file (not the working director
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -130,6 +131,100 @@ class DataSpec(_Section):
         return self.root / split
 
 
+def _compiled(pattern: str | None, needs_group: str) -> str | None:
+    if pattern is None:
+        return None
+    try:
+        rx = re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"not a valid regular expression ({e})") from None
+    if not rx.groups:
+        raise ValueError(f"needs a (group) that captures the {needs_group}, e.g. '^(p\\d+)_'")
+    return pattern
+
+
+def parse_mask_value(key: int | str) -> tuple[int, int, int]:
+    """A raw mask value as RGB: a grey level (``255``) or a colour (``"255,0,0"``)."""
+    parts = [key] if isinstance(key, int) else str(key).replace(" ", "").split(",")
+    try:
+        values = [int(v) for v in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 3) or not all(0 <= v <= 255 for v in values):
+        raise ValueError(f"mask value {key!r} must be a grey level 0..255 or 'R,G,B'")
+    return (values[0],) * 3 if len(values) == 1 else tuple(values)
+
+
+class SplitSpec(_Section):
+    """How ``flexseg split`` turns a master folder of raw images and masks into data.root."""
+
+    images: ResolvedPath | None = None  # the raw images: png, jpg, tif, bmp or DICOM (.dcm)
+    masks: ResolvedPath | None = None
+    pairing: Literal["stem", "natural", "instance_number", "regex"] = "stem"
+    image_pattern: str | None = None  # pairing: regex; its first group is the pairing key
+    mask_pattern: str | None = None  # pairing: regex; default image_pattern
+    mask_values: dict[int | str, str] | None = None  # raw mask value -> class name
+    ratios: dict[Literal["train", "valid", "test"], float] = {"train": 0.8, "valid": 0.15, "test": 0.05}
+    seed: int = 137
+    group_pattern: str | None = None  # regex on the image file name; its first group is the patient
+    groups_csv: ResolvedPath | None = None  # CSV with columns file,group
+    folds: int | None = Field(None, ge=2, le=100)  # k-fold: valid = one fold, train = the others
+
+    @field_validator("image_pattern", "mask_pattern")
+    @classmethod
+    def _key_pattern(cls, v: str | None) -> str | None:
+        return _compiled(v, "pairing key")
+
+    @field_validator("group_pattern")
+    @classmethod
+    def _group_pattern(cls, v: str | None) -> str | None:
+        return _compiled(v, "group (patient)")
+
+    @field_validator("mask_values")
+    @classmethod
+    def _mask_values(cls, v: dict | None) -> dict | None:
+        if v is not None:
+            colors = [parse_mask_value(k) for k in v]
+            if len(set(colors)) != len(colors):
+                raise ValueError("two raw values name the same colour")
+        return v
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, v: dict[str, float]) -> dict[str, float]:
+        v = {split: float(v.get(split, 0.0)) for split in SPLITS}
+        if any(r < 0 for r in v.values()) or abs(sum(v.values()) - 1.0) > 1e-6 or v["train"] <= 0:
+            raise ValueError(f"must be fractions of train, valid, test that sum to 1 with train > 0, e.g. {{train: 0.7, valid: 0.2, test: 0.1}} (got {v})")
+        return v
+
+    @model_validator(mode="after")
+    def _regex_pairing_needs_pattern(self) -> "SplitSpec":
+        if self.pairing == "regex" and not self.image_pattern:
+            raise ValueError("split.pairing: regex needs split.image_pattern (and split.mask_pattern if mask names differ)")
+        if self.group_pattern and self.groups_csv:
+            raise ValueError("split: give group_pattern or groups_csv, not both")
+        return self
+
+
+class AugmentSpec(_Section):
+    """Offline augmentation of the train split by ``flexseg augment`` (albumentations)."""
+
+    copies: int = Field(1, ge=1, le=1000)  # augmented copies written per training pair
+    seed: int = 137
+    # albumentations transforms in order: a name, or {Name: {argument: value}};
+    # OneOf / SomeOf take {transforms: [...]}
+    transforms: list[str | dict[str, Any]] = []
+
+    @field_validator("transforms")
+    @classmethod
+    def _known_transforms(cls, v: list) -> list:
+        if v:
+            from flexseg.data.augment import check_transforms  # imports albumentations: only when used
+
+            check_transforms(v)
+        return v
+
+
 class InferSpec(_Section):
     images: ResolvedPath | None = None
     output: ResolvedPath | None = None  # default: <run_dir>/mini_test_output
@@ -143,6 +238,8 @@ class Experiment(_Section):
     model: ModelSpec = ModelSpec()
     train: TrainSpec = TrainSpec()
     data: DataSpec = DataSpec()
+    split: SplitSpec = SplitSpec()
+    augment: AugmentSpec = AugmentSpec()
     infer: InferSpec = InferSpec()
 
     @field_validator("classes")
@@ -156,6 +253,16 @@ class Experiment(_Section):
                     raise ValueError(f"classes[{seen[key]}] and classes[{i}] share the {attr} {list(key) if attr == 'color' else key!r}; each class needs its own")
                 seen[key] = i
         return v
+
+    @model_validator(mode="after")
+    def _mask_values_name_classes(self) -> "Experiment":
+        names = [c.name for c in self.classes]
+        for raw, name in (self.split.mask_values or {}).items():
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValueError(f"split.mask_values: {raw!r} maps to {name!r}, which is not a class; {hint}classes: {', '.join(names)}")
+        return self
 
     @model_validator(mode="after")
     def _size_fits_the_network(self) -> "Experiment":

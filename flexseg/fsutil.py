@@ -13,6 +13,11 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def public_mode(directory: bool = False) -> int:
+    """The mode a new file (or folder) gets under the current umask."""
+    return (0o777 if directory else 0o666) & ~_UMASK
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step.
@@ -27,7 +32,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_UMASK)
+        os.chmod(tmp_path, public_mode())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -28,3 +28,40 @@ def plot_history(rows: list[dict], keys: list[str], title: str, path: Path) -> N
     with atomic_path(path) as tmp:
         fig.savefig(tmp)
     plt.close(fig)
+
+
+def plot_split_counts(counts: dict[str, tuple[int, int]], title: str, path: Path) -> None:
+    """Bar chart of pairs per split (originals, with augmented copies stacked on top)."""
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    names = list(counts)
+    originals = [counts[n][0] for n in names]
+    augmented = [counts[n][1] for n in names]
+    bars = ax.bar(names, originals, color="#4c72b0", label="original")
+    if any(augmented):
+        ax.bar(names, augmented, bottom=originals, color="#9ecae1", label="augmented")
+        ax.legend()
+    for bar, o, a in zip(bars, originals, augmented):
+        ax.annotate(f"{o + a}", (bar.get_x() + bar.get_width() / 2, o + a), ha="center", va="bottom")
+    ax.set_ylabel("image/mask pairs")
+    ax.set_title(title)
+    ax.margins(y=0.12)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+
+
+def plot_montage(images: list, titles: list[str], title: str, path: Path, columns: int = 4) -> None:
+    """A grid of RGB uint8 images with their file names."""
+    rows = max(1, -(-len(images) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), dpi=80, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, name in zip(axes.ravel(), images, titles):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(name if len(name) <= 28 else "…" + name[-27:], fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)

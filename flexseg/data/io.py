@@ -1,4 +1,4 @@
-"""Reading and writing images and masks: the only module that touches OpenCV and PIL."""
+"""Reading and writing images and masks: the only module that touches OpenCV, PIL and pydicom."""
 
 from __future__ import annotations
 
@@ -13,13 +13,82 @@ from flexseg.errors import DataError
 from flexseg.fsutil import atomic_write_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+RAW_IMAGE_SUFFIXES = IMAGE_SUFFIXES + (".dcm",)  # what `flexseg split` reads
+DICOM_PERCENTILES = (0.5, 99.5)  # the 8-bit range of a DICOM slice without a window in its header
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name."""
+def list_images(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name (hidden files left out)."""
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
+
+
+def is_dicom(path: Path) -> bool:
+    return path.suffix.lower() == ".dcm"
+
+
+def _dicom(path: Path, pixels: bool = True):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(str(path), stop_before_pixels=not pixels)
+    except (InvalidDicomError, OSError, ValueError, EOFError) as e:
+        raise DataError(f"{path}: not a readable DICOM file ({e}); fix or remove it") from None
+
+
+def dicom_instance_number(path: Path) -> int:
+    number = _dicom(path, pixels=False).get("InstanceNumber")
+    if number is None or str(number).strip() == "":
+        raise DataError(f"{path}: the DICOM header has no InstanceNumber; pair by split.pairing: natural or regex instead")
+    return int(number)
+
+
+def _first(value) -> float:
+    return float(value[0] if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else value)
+
+
+def read_dicom(path: Path) -> tuple[np.ndarray, str]:
+    """A DICOM slice as 8-bit grey (H, W), and how it was scaled.
+
+    The header's first VOI window (WindowCenter/WindowWidth, DICOM's linear formula) when it
+    has one, else the 0.5–99.5 percentiles of the slice; rescale slope/intercept first,
+    MONOCHROME1 inverted so bright is dense.
+    """
+    ds = _dicom(path)
+    try:
+        values = ds.pixel_array.astype(np.float32)
+    except Exception as e:  # pydicom raises many types for missing handlers and bad data
+        raise DataError(f"{path}: cannot decode the DICOM pixel data ({e})") from None
+    if values.ndim != 2:
+        raise DataError(f"{path}: a {values.ndim}-D DICOM ({values.shape}); flexseg reads single 2D slices")
+    values = values * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if center is not None and width is not None and _first(width) > 1:
+        c, w = _first(center), _first(width)
+        scaled = np.clip((values - (c - 0.5)) / (w - 1) + 0.5, 0.0, 1.0)
+        how = f"header window C={c:g} W={w:g}"
+    else:
+        lo, hi = np.percentile(values, DICOM_PERCENTILES)
+        scaled = np.clip((values - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(values)
+        how = f"percentiles {DICOM_PERCENTILES[0]:g}–{DICOM_PERCENTILES[1]:g} ({lo:g}..{hi:g})"
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        scaled = 1.0 - scaled
+    return (scaled * 255.0 + 0.5).astype(np.uint8), how
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header, without decoding the pixels."""
+    if is_dicom(path):
+        ds = _dicom(path, pixels=False)
+        return int(ds.Columns), int(ds.Rows)
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: not a readable image ({e}); fix or remove it") from None
 
 
 def _decode(path: Path, flags: int) -> np.ndarray:
@@ -43,13 +112,19 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return np.zeros(img.shape, np.uint8) if hi <= lo else ((img - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
-def read_image(path: Path, channels: int = 3) -> np.ndarray:
-    """An image as uint8 RGB (H, W, 3) or grey (H, W, 1), whatever its file's bit depth and channels."""
-    img = to_uint8(_decode(path, cv2.IMREAD_UNCHANGED))
+def read_image(path: Path, channels: int | None = 3) -> np.ndarray:
+    """An image as uint8 RGB (H, W, 3) or grey (H, W, 1), whatever its file's bit depth and
+    channels; ``channels=None`` keeps the file's own (grey or RGB). DICOM is windowed to 8 bits."""
+    if is_dicom(path):
+        img = read_dicom(path)[0][..., None]
+    else:
+        img = to_uint8(_decode(path, cv2.IMREAD_UNCHANGED))
     if img.ndim == 2:
         img = img[..., None]
     if img.shape[-1] == 4:
         img = img[..., :3]
+    if img.shape[-1] == 2:  # grey + alpha
+        img = img[..., :1]
     if img.shape[-1] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     if channels == 3 and img.shape[-1] == 1:

@@ -1,0 +1,385 @@
+"""flexseg split: a master folder of raw images and masks → ``train|valid|test/images|masks``.
+
+Pairs are made by an explicit rule (never by two string-sorted lists), assigned to splits by
+group (patient) so that no group spans two splits, and written into a temporary folder that
+is renamed into place at the end. Images are copied (DICOM windowed to 8-bit PNG); masks are
+rewritten as palette PNGs in the experiment's class colours. ``split.json`` records every
+source file, its pair, its group and its split.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from flexseg import __version__
+from flexseg import console as out
+from flexseg.config import SPLITS, Experiment, parse_mask_value
+from flexseg.data.audit import MaskAudit
+from flexseg.data.classes import ClassMap
+from flexseg.data.io import image_size, is_dicom, read_dicom, read_mask, write_image, write_palette_mask
+from flexseg.data.pairing import Pairing, natural_key, pair_folders
+from flexseg.errors import ConfigError, DataError
+from flexseg.fsutil import atomic_write_text, public_mode
+
+MANIFEST = "split.json"
+# what a folder written by `flexseg split` may hold; --force replaces only such a folder
+SPLIT_OUTPUTS = (*SPLITS, MANIFEST)
+_FOLD_DIR = re.compile(r"^fold_\d+$")
+
+
+@dataclass
+class SplitPlan:
+    """What ``write_split`` will do: every pair with its group and its place."""
+
+    images_dir: Path
+    masks_dir: Path
+    output: Path
+    pairing: Pairing
+    groups: list[str]  # one per pair
+    places: list[str]  # one per pair: train | valid | test, or "test" / "fold_K" with folds
+    folds: int | None = None
+    grouping: str = "each file is its own group"
+
+    def counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(self.places).items(), key=lambda kv: _place_order(kv[0])))
+
+    def group_counts(self) -> dict[str, int]:
+        groups: dict[str, set] = {}
+        for g, place in zip(self.groups, self.places):
+            groups.setdefault(place, set()).add(g)
+        return {place: len(groups[place]) for place in self.counts()}
+
+    def datasets(self) -> list[tuple[Path, dict[str, list[int]]]]:
+        """Each dataset folder to write, with the pair indices of its train/valid/test."""
+        if not self.folds:
+            return [(Path("."), {s: [i for i, p in enumerate(self.places) if p == s] for s in SPLITS})]
+        test = [i for i, p in enumerate(self.places) if p == "test"]
+        out_ = []
+        for k in range(self.folds):
+            fold = f"fold_{k}"
+            out_.append((Path(fold), {
+                "train": [i for i, p in enumerate(self.places) if p.startswith("fold_") and p != fold],
+                "valid": [i for i, p in enumerate(self.places) if p == fold],
+                "test": test,
+            }))
+        return out_
+
+
+@dataclass
+class SplitResult:
+    output: Path
+    counts: dict[str, int]
+    seconds: float
+    dicom_notes: Counter = field(default_factory=Counter)
+    audit: MaskAudit = field(default_factory=MaskAudit)
+
+
+# ---------------------------------------------------------------- planning
+
+
+def plan_split(exp: Experiment, images: Path | None = None, masks: Path | None = None, output: Path | None = None,
+               folds: int | None = None, allow_unpaired: bool = False, force: bool = False) -> SplitPlan:
+    """Pair, group and assign; checks everything that can be checked before writing."""
+    spec = exp.split
+    images_dir = _required(images or spec.images, "split.images", "--images")
+    masks_dir = _required(masks or spec.masks, "split.masks", "--masks")
+    output = _required(output or exp.data.root, "data.root", "--output").resolve()
+    _check_output(output, [images_dir, masks_dir], force)
+
+    pairing = pair_folders(images_dir, masks_dir, spec.pairing, spec.image_pattern, spec.mask_pattern)
+    if not pairing.complete:
+        message = f"unpaired files (split.pairing: {spec.pairing}): {pairing.describe_unpaired()}"
+        if not allow_unpaired:
+            raise DataError(message + ". Fix the folders or the pairing rule, or pass --allow-unpaired to leave them out")
+        out.warn(message + "; left out (--allow-unpaired)")
+    if not pairing.pairs:
+        raise DataError(f"no image in {images_dir} pairs with a mask in {masks_dir} (split.pairing: {spec.pairing})")
+    _check_pairs(pairing.pairs)
+
+    groups, grouping = _groups(exp, [image for image, _ in pairing.pairs])
+    folds = folds or spec.folds
+    sizes = Counter(groups)
+    if folds:
+        if folds > len(sizes):
+            raise ConfigError(f"--folds {folds}: only {len(sizes)} groups to spread over the folds; use at most {len(sizes)} folds")
+        held_out = assign_groups(sizes, {"train": 1.0 - spec.ratios["test"], "valid": 0.0, "test": spec.ratios["test"]}, spec.seed)
+        rest = {g: n for g, n in sizes.items() if held_out[g] != "test"}
+        fold_of = assign_folds(rest, folds, spec.seed)
+        place_of = {g: "test" if held_out[g] == "test" else f"fold_{fold_of[g]}" for g in sizes}
+    else:
+        place_of = assign_groups(sizes, spec.ratios, spec.seed)
+    plan = SplitPlan(images_dir, masks_dir, output, pairing, groups, [place_of[g] for g in groups], folds, grouping)
+    wanted = ["test"] if folds else [s for s in SPLITS if spec.ratios[s] > 0]
+    empty = [s for s in wanted if not plan.counts().get(s)]
+    if empty:
+        out.warn(f"{', '.join(empty)} split(s) got no files: only {len(sizes)} groups for ratios {spec.ratios}")
+    return plan
+
+
+def assign_groups(sizes: dict[str, int], ratios: dict[str, float], seed: int) -> dict[str, str]:
+    """Each group to a split so the split sizes approach ``ratios``; no group is divided.
+
+    Groups are shuffled with ``seed``, then taken largest first, each to the split furthest
+    below its target. With one file per group the sizes match the ratios to ±1 file.
+    """
+    total = sum(sizes.values())
+    targets = {s: ratios.get(s, 0.0) * total for s in SPLITS if ratios.get(s, 0.0) > 0}
+    filled = dict.fromkeys(targets, 0)
+    out_ = {}
+    for group in _shuffled_large_first(sizes, seed):
+        split = max(targets, key=lambda s: (targets[s] - filled[s]) / targets[s])
+        out_[group] = split
+        filled[split] += sizes[group]
+    return out_
+
+
+def assign_folds(sizes: dict[str, int], folds: int, seed: int) -> dict[str, int]:
+    """Each group to one of ``folds`` folds of about equal size (largest groups first)."""
+    filled = [0] * folds
+    out_ = {}
+    for group in _shuffled_large_first(sizes, seed):
+        k = min(range(folds), key=lambda i: filled[i])
+        out_[group] = k
+        filled[k] += sizes[group]
+    return out_
+
+
+def _shuffled_large_first(sizes: dict[str, int], seed: int) -> list[str]:
+    order = sorted(sizes, key=natural_key)
+    np.random.default_rng(seed).shuffle(order)
+    return sorted(order, key=lambda g: -sizes[g])  # stable: the shuffle decides among equals
+
+
+def _groups(exp: Experiment, images: list[Path]) -> tuple[list[str], str]:
+    spec = exp.split
+    if spec.group_pattern:
+        rx = re.compile(spec.group_pattern)
+        matches = [rx.search(p.name) for p in images]
+        missing = [p.name for p, m in zip(images, matches) if m is None]
+        if missing:
+            raise DataError(f"split.group_pattern {spec.group_pattern!r} does not match {len(missing)} image name(s), "
+                            f"e.g. {missing[:3]}; every file needs a group")
+        groups = [m.group("group") if "group" in rx.groupindex else m.group(1) for m in matches]
+        return groups, f"group_pattern {spec.group_pattern!r}"
+    if spec.groups_csv:
+        table = _read_groups_csv(spec.groups_csv)
+        groups, missing = [], []
+        for p in images:
+            g = table.get(p.name, table.get(p.stem))
+            missing.append(p.name) if g is None else groups.append(g)
+        if missing:
+            raise DataError(f"{spec.groups_csv}: no group for {len(missing)} image(s), e.g. {missing[:3]}; add rows file,group for them")
+        return groups, f"groups_csv {spec.groups_csv}"
+    return [p.stem for p in images], "each file is its own group (no split.group_pattern or split.groups_csv)"
+
+
+def _read_groups_csv(path: Path) -> dict[str, str]:
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the groups CSV ({e.strerror})") from None
+    if not rows or not {"file", "group"} <= set(rows[0]):
+        raise DataError(f"{path}: the groups CSV needs a header line with the columns file,group")
+    return {row["file"].strip(): row["group"].strip() for row in rows}
+
+
+def _required(value: Path | None, key: str, option: str) -> Path:
+    if value is None:
+        raise ConfigError(f"{key} is not set; set it in the experiment or pass {option}")
+    return Path(value)
+
+
+def _check_output(output: Path, sources: list[Path], force: bool) -> None:
+    for src in sources:
+        src = src.resolve()
+        if output == src or output.is_relative_to(src) or src.is_relative_to(output):
+            raise ConfigError(f"the output {output} overlaps the source folder {src}; the sources are never written to, "
+                              "choose another --output (data.root)")
+    if not output.exists() or not any(output.iterdir()):
+        return
+    if not force:
+        raise DataError(f"{output} already exists; pass --force to replace it, or choose another --output (data.root)")
+    foreign = [p.name for p in output.iterdir() if p.name not in SPLIT_OUTPUTS and not _FOLD_DIR.match(p.name)]
+    if not (output / MANIFEST).exists() or foreign:
+        what = f"it also holds {foreign[:3]}" if foreign else f"it has no {MANIFEST}"
+        raise DataError(f"{output} was not written by flexseg split ({what}); --force only replaces a split folder. "
+                        "Move it away or choose another --output")
+
+
+def _check_pairs(pairs: list[tuple[Path, Path]]) -> None:
+    stems = Counter(image.stem for image, _ in pairs)
+    clash = [s for s, n in stems.items() if n > 1]
+    if clash:
+        raise DataError(f"several paired images share the name stem {clash[0]!r}; output files are named by stem, rename them")
+    mismatched = []
+    for image, mask in pairs:
+        image_wh, mask_wh = image_size(image), image_size(mask)
+        if image_wh != mask_wh:
+            mismatched.append(f"{image.name} {image_wh} ↔ {mask.name} {mask_wh}")
+    if mismatched:
+        raise DataError(f"{len(mismatched)} pair(s) of image and mask differ in size, so they are not pairs: "
+                        f"{'; '.join(mismatched[:3])}. Check split.pairing")
+
+
+# ---------------------------------------------------------------- writing
+
+
+def mask_converter(exp: Experiment):
+    """Raw mask RGB → (class indices, far pixels): via split.mask_values when given, else the class colours."""
+    class_map = ClassMap.from_experiment(exp)
+    values = exp.split.mask_values
+    if not values:
+        def convert(rgb):
+            conv = class_map.to_indices(rgb)
+            return conv.indices, conv.far_pixels
+        return convert
+    names = [c.name for c in exp.classes]
+    raw_map = ClassMap(list(values.values()), [parse_mask_value(k) for k in values], exp.data.mask_tolerance)
+    lut = np.array([names.index(n) for n in values.values()], np.uint8)
+
+    def convert(rgb):
+        conv = raw_map.to_indices(rgb)
+        return lut[conv.indices], conv.far_pixels
+    return convert
+
+
+def write_split(exp: Experiment, plan: SplitPlan, workers: int = 2) -> SplitResult:
+    """Write the plan into a temporary folder beside the output, then rename it into place."""
+    t0 = time.perf_counter()
+    output = plan.output
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    result = SplitResult(output, plan.counts(), 0.0)
+    try:
+        written = _write_pairs(exp, plan, tmp, workers, result)
+        _link_folds(plan, tmp, written)
+        atomic_write_text(tmp / MANIFEST, json.dumps(_manifest(exp, plan, written), indent=1))
+        os.chmod(tmp, public_mode(directory=True))
+        _swap_into_place(tmp, output)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _write_pairs(exp, plan: SplitPlan, tmp: Path, workers: int, result: SplitResult) -> list[dict]:
+    """Write every pair once (into its first dataset folder); return what was written per pair."""
+    convert = mask_converter(exp)
+    palette = ClassMap.from_experiment(exp).palette()
+    first_home: dict[int, Path] = {}
+    for folder, members in plan.datasets():
+        for split, indices in members.items():
+            for i in indices:
+                first_home.setdefault(i, folder / split)
+
+    def one(i: int) -> dict:
+        image, mask = plan.pairing.pairs[i]
+        home = tmp / first_home[i]
+        if is_dicom(image):
+            pixels, how = read_dicom(image)
+            image_name = image.stem + ".png"
+            write_image(home / "images" / image_name, pixels)
+        else:
+            how, image_name = "copied", image.name
+            (home / "images").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(image, home / "images" / image_name)
+        indices, far = convert(read_mask(mask))
+        mask_name = image.stem + ".png"
+        write_palette_mask(home / "masks" / mask_name, indices, palette)
+        return {"image_name": image_name, "mask_name": mask_name, "how": how, "far": far,
+                "pixels": int(indices.size), "home": str(first_home[i])}
+
+    written = []
+    with out.progress_bar("split", len(plan.pairing.pairs)) as bar, ThreadPoolExecutor(workers) as pool:
+        for i, info in enumerate(pool.map(one, range(len(plan.pairing.pairs)))):
+            written.append(info)
+            bar.advance()
+            result.audit.files += 1
+            result.audit.pixels += info["pixels"]
+            if info["far"]:
+                result.audit.far_pixels += info["far"]
+                result.audit.far_files[str(plan.pairing.pairs[i][1])] = info["far"]
+            if info["how"] != "copied":
+                result.dicom_notes["header window" if info["how"].startswith("header") else "percentiles"] += 1
+    return written
+
+
+def _link_folds(plan: SplitPlan, tmp: Path, written: list[dict]) -> None:
+    """With folds, a pair sits in several fold folders: hard links (copies where links fail)."""
+    for folder, members in plan.datasets():
+        for split, indices in members.items():
+            for i in indices:
+                home = tmp / written[i]["home"]
+                if home == tmp / folder / split:
+                    continue
+                for kind, name in (("images", written[i]["image_name"]), ("masks", written[i]["mask_name"])):
+                    target = tmp / folder / split / kind / name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        os.link(home / kind / name, target)
+                    except OSError:
+                        shutil.copyfile(home / kind / name, target)
+    for folder, _ in plan.datasets():  # an empty split still gets its folders, so training says what is missing
+        for split in SPLITS:
+            for kind in ("images", "masks"):
+                (tmp / folder / split / kind).mkdir(parents=True, exist_ok=True)
+
+
+def _manifest(exp, plan: SplitPlan, written: list[dict]) -> dict:
+    files = []
+    for (image, mask), group, place, info in zip(plan.pairing.pairs, plan.groups, plan.places, written):
+        entry = {"image": image.name, "mask": mask.name, "group": group}
+        if plan.folds:
+            entry["split"] = "test" if place == "test" else "train/valid"
+            entry["fold"] = None if place == "test" else int(place.removeprefix("fold_"))
+        else:
+            entry["split"] = place
+        entry["output_image"] = f"images/{info['image_name']}"
+        entry["output_mask"] = f"masks/{info['mask_name']}"
+        entry["image_conversion"] = info["how"]
+        files.append(entry)
+    return {
+        "flexseg_version": __version__,
+        "experiment": exp.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "images": str(plan.images_dir.resolve()),
+        "masks": str(plan.masks_dir.resolve()),
+        "pairing": exp.split.pairing,
+        "grouping": plan.grouping,
+        "ratios": exp.split.ratios,
+        "seed": exp.split.seed,
+        "folds": plan.folds,
+        "counts": plan.counts(),
+        "groups": plan.group_counts(),
+        "unpaired_images": [p.name for p in plan.pairing.lonely_images],
+        "unpaired_masks": [p.name for p in plan.pairing.lonely_masks],
+        "files": files,
+    }
+
+
+def _swap_into_place(tmp: Path, output: Path) -> None:
+    if not output.exists():
+        os.replace(tmp, output)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
+    os.replace(output, old / output.name)
+    os.replace(tmp, output)
+    shutil.rmtree(old)
+
+
+def _place_order(place: str) -> tuple:
+    return (SPLITS.index(place), 0) if place in SPLITS else (1, int(place.removeprefix("fold_")))

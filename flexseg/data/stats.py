@@ -1,0 +1,243 @@
+"""flexseg stats: what a user checks before training, and the problems that spoil a score.
+
+Per split: pairs, augmented copies, image sizes and channels, intensity statistics, class
+pixel fractions and presence, empty masks. Problems: unpaired files, images and masks of
+different sizes, mask pixels far from every class colour, and leakage, i.e. the same image
+(by content hash of the decoded pixels) in two splits, or an augmented copy whose source
+sits in another split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from flexseg import console as out
+from flexseg.config import SPLITS, Experiment
+from flexseg.data.augment import source_stem
+from flexseg.data.classes import ClassMap
+from flexseg.data.io import IMAGE_SUFFIXES, read_image, read_mask, resize
+from flexseg.data.pairing import pair_folders
+from flexseg.errors import DataError
+
+PERCENTILES = (1, 5, 50, 95, 99)
+SAMPLE_IMAGES = 16
+
+
+@dataclass
+class Problem:
+    kind: str
+    severity: str  # "error" spoils training or scores; "warning" deserves a look
+    message: str
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SplitStats:
+    split: str
+    folder: str
+    pairs: int = 0
+    augmented: int = 0
+    unpaired_images: list[str] = field(default_factory=list)
+    unpaired_masks: list[str] = field(default_factory=list)
+    sizes: dict[str, int] = field(default_factory=dict)  # "W×H" -> images
+    channels: dict[str, int] = field(default_factory=dict)
+    intensity: dict[str, float] = field(default_factory=dict)
+    class_pixel_fraction: dict[str, float] = field(default_factory=dict)
+    class_presence: dict[str, float] = field(default_factory=dict)  # fraction of masks holding the class
+    empty_masks: list[str] = field(default_factory=list)  # masks with no foreground pixel
+    far_pixels: int = 0
+    far_files: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class StatsReport:
+    experiment: str
+    classes: list[str]
+    splits: dict[str, SplitStats]
+    problems: list[Problem]
+    figures: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def leakage(self) -> bool:
+        return any(p.kind.startswith("leak") for p in self.problems)
+
+    def to_json(self) -> dict:
+        return {
+            "experiment": self.experiment,
+            "classes": self.classes,
+            "splits": {k: asdict(v) for k, v in self.splits.items()},
+            "leakage": self.leakage,
+            "problems": [asdict(p) for p in self.problems],
+            "figures": self.figures,
+        }
+
+
+@dataclass
+class _FileFacts:
+    name: str
+    stem: str
+    digest: str
+    size: tuple[int, int]
+    channels: int
+    histogram: np.ndarray
+    class_pixels: np.ndarray
+    mask_size: tuple[int, int]
+    far_pixels: int
+
+
+def _facts(pair: tuple[Path, Path], class_map: ClassMap) -> _FileFacts:
+    image_path, mask_path = pair
+    image = read_image(image_path, channels=None)
+    conv = class_map.to_indices(read_mask(mask_path))
+    # the decoded pixels, not the file bytes: a re-encoded copy is still the same image
+    digest = hashlib.blake2b(image.tobytes() + str(image.shape).encode(), digest_size=16).hexdigest()
+    return _FileFacts(
+        name=image_path.name, stem=image_path.stem, digest=digest,
+        size=(image.shape[1], image.shape[0]), channels=image.shape[-1],
+        histogram=np.bincount(image.ravel(), minlength=256),
+        class_pixels=np.bincount(conv.indices.ravel(), minlength=len(class_map)),
+        mask_size=(conv.indices.shape[1], conv.indices.shape[0]), far_pixels=conv.far_pixels,
+    )
+
+
+def collect_stats(exp: Experiment, workers: int = 2) -> StatsReport:
+    class_map = ClassMap.from_experiment(exp)
+    splits: dict[str, SplitStats] = {}
+    problems: list[Problem] = []
+    facts: dict[str, list[_FileFacts]] = {}
+    for split in SPLITS:
+        folder = exp.data.split_dir(split)
+        stats = SplitStats(split, str(folder))
+        splits[split] = stats
+        if not (folder / "images").is_dir() or not (folder / "masks").is_dir():
+            problems.append(Problem("missing_split", "error", f"{split}: no {folder}/images and masks folders; run flexseg split first"))
+            facts[split] = []
+            continue
+        pairing = pair_folders(folder / "images", folder / "masks", "stem", image_suffixes=IMAGE_SUFFIXES) \
+            if any((folder / "images").iterdir()) else None
+        pairs = pairing.pairs if pairing else []
+        if pairing and not pairing.complete:
+            stats.unpaired_images = [p.name for p in pairing.lonely_images]
+            stats.unpaired_masks = [p.name for p in pairing.lonely_masks]
+            problems.append(Problem("unpaired", "error", f"{split}: {pairing.describe_unpaired()}",
+                                    stats.unpaired_images + stats.unpaired_masks))
+        if not pairs:
+            problems.append(Problem("empty_split", "error" if split == "train" else "warning", f"{split}: no image/mask pairs in {folder}"))
+        with out.progress_bar(f"stats {split}", len(pairs)) as bar, ThreadPoolExecutor(workers) as pool:
+            facts[split] = []
+            for f in pool.map(lambda pair: _facts(pair, class_map), pairs):
+                facts[split].append(f)
+                bar.advance()
+        _summarise(stats, facts[split], class_map, problems)
+    problems += _leakage(facts)
+    return StatsReport(exp.name, list(class_map.names), splits, problems)
+
+
+def _summarise(stats: SplitStats, files: list[_FileFacts], class_map: ClassMap, problems: list[Problem]) -> None:
+    stats.pairs = len(files)
+    stats.augmented = sum(source_stem(f.stem) is not None for f in files)
+    if not files:
+        return
+    stats.sizes = {f"{w}×{h}": n for (w, h), n in Counter(f.size for f in files).most_common()}
+    stats.channels = {str(c): n for c, n in sorted(Counter(f.channels for f in files).items())}
+    hist = np.sum([f.histogram for f in files], axis=0).astype(np.float64)
+    values = np.arange(256)
+    mean = float((hist * values).sum() / hist.sum())
+    cdf = np.cumsum(hist) / hist.sum()
+    stats.intensity = {"mean": round(mean, 2), "std": round(float(np.sqrt((hist * (values - mean) ** 2).sum() / hist.sum())), 2)}
+    stats.intensity.update({f"p{q}": int(np.searchsorted(cdf, q / 100)) for q in PERCENTILES})
+    pixels = np.sum([f.class_pixels for f in files], axis=0)
+    present = np.sum([f.class_pixels > 0 for f in files], axis=0)
+    stats.class_pixel_fraction = {n: round(float(pixels[i] / pixels.sum()), 6) for i, n in enumerate(class_map.names)}
+    stats.class_presence = {n: round(float(present[i] / len(files)), 4) for i, n in enumerate(class_map.names)}
+    stats.empty_masks = [f.name for f in files if f.class_pixels[1:].sum() == 0]
+    stats.far_pixels = int(sum(f.far_pixels for f in files))
+    stats.far_files = {f.name: f.far_pixels for f in sorted(files, key=lambda f: -f.far_pixels) if f.far_pixels}
+    if stats.far_pixels:
+        worst = ", ".join(f"{k} ({v})" for k, v in list(stats.far_files.items())[:3])
+        problems.append(Problem("far_mask_pixels", "warning",
+                                f"{stats.split}: {stats.far_pixels} mask pixels in {len(stats.far_files)} masks differ by more than "
+                                f"{class_map.tolerance:g} from every class colour (most in {worst}); check the class colours",
+                                list(stats.far_files)))
+    wrong = [f"{f.name} {f.size} vs mask {f.mask_size}" for f in files if f.size != f.mask_size]
+    if wrong:
+        problems.append(Problem("size_mismatch", "error", f"{stats.split}: {len(wrong)} image(s) and mask(s) differ in size: {wrong[:3]}", wrong))
+    if len(stats.empty_masks) == len(files):
+        problems.append(Problem("no_foreground", "warning", f"{stats.split}: every mask is background only"))
+
+
+def _leakage(facts: dict[str, list[_FileFacts]]) -> list[Problem]:
+    problems = []
+    where: dict[str, list[tuple[str, str]]] = {}
+    for split, files in facts.items():
+        for f in files:
+            where.setdefault(f.digest, []).append((split, f.name))
+    for places in where.values():
+        splits = {s for s, _ in places}
+        listed = [f"{s}/images/{n}" for s, n in places]
+        if len(splits) > 1:
+            problems.append(Problem("leak_identical_image", "error",
+                                    f"the same image is in {' and '.join(sorted(splits, key=SPLITS.index))}: {' = '.join(listed)}", listed))
+        elif len(places) > 1 and not any(source_stem(Path(n).stem) for _, n in places):
+            problems.append(Problem("duplicate_image", "warning", f"identical images within {places[0][0]}: {' = '.join(listed)}", listed))
+    originals = {split: {f.stem for f in files if source_stem(f.stem) is None} for split, files in facts.items()}
+    for split, files in facts.items():
+        for f in files:
+            source = source_stem(f.stem)
+            if source is None:
+                continue
+            homes = [s for s in SPLITS if source in originals[s]]
+            if split == "test":
+                problems.append(Problem("leak_augmented_test", "error", f"test/images/{f.name} is an augmented copy: the test split must hold real images only", [f.name]))
+            elif homes and split not in homes:
+                problems.append(Problem("leak_augmented_copy", "error",
+                                        f"{split}/images/{f.name} is an augmented copy of {homes[0]}/{source}: its source sits in another split",
+                                        [f"{split}/images/{f.name}", f"{homes[0]}/images/{source}"]))
+            elif not homes:
+                problems.append(Problem("augmented_orphan", "warning", f"{split}/images/{f.name}: augmented copy of {source!r}, which is in no split", [f.name]))
+    return problems
+
+
+def _thumbnail(rgb: np.ndarray, side: int = 224, nearest: bool = False) -> np.ndarray:
+    scale = side / max(rgb.shape[:2])
+    if scale >= 1:
+        return rgb
+    return resize(rgb, max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)), nearest=nearest)
+
+
+def write_stats_figures(exp: Experiment, report: StatsReport, output: Path, seed: int = 0) -> list[Path]:
+    """split_counts.png (like the seed's NBM_Statistics.png) and montages of train images and masks."""
+    from flexseg.data.pairing import split_pairs
+    from flexseg.plots import plot_montage, plot_split_counts
+
+    written = [output / "split_counts.png"]
+    plot_split_counts({s: (v.pairs - v.augmented, v.augmented) for s, v in report.splits.items()},
+                      f"{exp.name}: image/mask pairs per split", written[0])
+    try:
+        pairs = [p for p in split_pairs(exp, "train") if source_stem(p[0].stem) is None]
+    except DataError:
+        pairs = []
+    if pairs:
+        rng = np.random.default_rng(seed)
+        chosen = sorted(rng.choice(len(pairs), size=min(SAMPLE_IMAGES, len(pairs)), replace=False))
+        class_map = ClassMap.from_experiment(exp)
+        sample = [pairs[i] for i in chosen]
+        titles = [image.name for image, _ in sample]
+        plot_montage([_thumbnail(read_image(image, channels=3)) for image, _ in sample], titles,
+                     f"{exp.name}: train images (sample)", output / "train_images_sample.png")
+        plot_montage([_thumbnail(class_map.to_rgb(class_map.to_indices(read_mask(mask)).indices), nearest=True)
+                      for _, mask in sample], titles,
+                     f"{exp.name}: train masks (sample) — " + ", ".join(class_map.names), output / "train_masks_sample.png")
+        written += [output / "train_images_sample.png", output / "train_masks_sample.png"]
+    report.figures = [str(p) for p in written]
+    return written
