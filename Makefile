@@ -24,4 +24,4 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf runs/demo data/demo
+	rm -rf runs/demo data/demo data/demo-raw

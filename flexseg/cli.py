@@ -371,13 +371,14 @@ def demo(
     overrides: List[str] = SetOption,
 ) -> None:
     """Run the whole pipeline on a synthetic CT-like dataset made on the spot (no download):
-    make data → train → evaluate → infer, then print the foreground Dice and where outputs are.
-    The demo rewrites its own data folder and run folder each time."""
+    make raw data → split (by patient) → augment → stats → train → evaluate → infer, then print
+    the foreground Dice and where outputs are. The demo rewrites its own data and run folders."""
     _needs_tensorflow()
     from flexseg.demo import run_demo
 
     result = run_demo(_load(experiment, overrides), experiment)
     report, trained = result.report, result.trained
+    _print_stats(result.stats)
     _print_report(report, trained.run_dir)
     per_class = ", ".join(f"{k} {_f(v['dice'])}" for k, v in report.per_class.items())
     out.console().print(

@@ -219,7 +219,9 @@ class AugmentSpec(_Section):
     @classmethod
     def _known_transforms(cls, v: list) -> list:
         if v:
-            from flexseg.data.augment import check_transforms  # imports albumentations: only when used
+            from flexseg.data.augment import (
+                check_transforms,  # imports albumentations: only when used
+            )
 
             check_transforms(v)
         return v

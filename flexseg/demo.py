@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from flexseg.data.io import write_image, write_palette_mask
 from flexseg.errors import ConfigError, RunError
 
 MARKER = ".flexseg-demo"  # a folder holding this file was written by the demo and may be rewritten
-DEMO_SPLITS = {"train": 160, "valid": 32, "test": 32}
+PATIENTS, SLICES_PER_PATIENT = 20, 10  # split keeps each patient's slices together
 MINI_TEST = 8
 
 
@@ -58,23 +59,27 @@ def synthetic_slice(rng: np.random.Generator, height: int, width: int) -> tuple[
 
 
 def write_demo_dataset(root: Path, class_map: ClassMap, size: int = 128, seed: int = 0) -> dict[str, int]:
-    """``root/{train,valid,test}/{images,masks}`` plus ``root/mini_test/{images,masks}`` whose
-    images have other sizes than the model's, to show masks coming back at original size."""
+    """A raw master folder ``root/{images,masks}`` of ``p<patient>_slice<k>.png`` pairs, for
+    ``flexseg split``, plus ``root/mini_test/{images,masks}`` whose images have other sizes
+    than the model's, to show masks coming back at original size."""
     if root.exists() and any(root.iterdir()) and not (root / MARKER).exists():
-        raise RunError(f"{root} exists and was not written by the demo; choose another data.root for the demo")
+        raise RunError(f"{root} exists and was not written by the demo; choose another split.images for the demo")
+    if root.exists():
+        shutil.rmtree(root)
     rng = np.random.default_rng(seed)
     palette = class_map.palette()
-    counts = {}
-    plan = [(split, n, size, size) for split, n in DEMO_SPLITS.items()] + [("mini_test", MINI_TEST, size + 32, size + 72)]
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True)
     (root / MARKER).write_text("written by `flexseg demo`; safe to delete\n")
-    for split, n, h, w in plan:
-        for i in range(n):
-            image, labels = synthetic_slice(rng, h, w)
-            write_image(root / split / "images" / f"slice_{i:04d}.png", image)
-            write_palette_mask(root / split / "masks" / f"slice_{i:04d}.png", labels, palette)
-        counts[split] = n
-    return counts
+    for patient in range(PATIENTS):
+        for k in range(SLICES_PER_PATIENT):
+            image, labels = synthetic_slice(rng, size, size)
+            write_image(root / "images" / f"p{patient:02d}_slice{k:02d}.png", image)
+            write_palette_mask(root / "masks" / f"p{patient:02d}_slice{k:02d}.png", labels, palette)
+    for i in range(MINI_TEST):
+        image, labels = synthetic_slice(rng, size + 32, size + 72)
+        write_image(root / "mini_test" / "images" / f"slice_{i:04d}.png", image)
+        write_palette_mask(root / "mini_test" / "masks" / f"slice_{i:04d}.png", labels, palette)
+    return {"slices": PATIENTS * SLICES_PER_PATIENT, "patients": PATIENTS, "mini_test": MINI_TEST}
 
 
 @dataclass
@@ -82,23 +87,40 @@ class DemoResult:
     trained: object  # TrainResult
     report: object  # EvaluationReport
     inferred: object  # InferResult
+    stats: object  # StatsReport
     seconds: float
 
 
 def run_demo(exp, source: Path) -> DemoResult:
-    """Write the synthetic dataset into the experiment's data.root, then train (replacing the
-    demo's own earlier run), evaluate and infer on its mini_test folder."""
+    """The whole pipeline as a user runs it: write a raw dataset into split.images' parent,
+    split it by patient, augment the train split, check it (stats), train (replacing the demo's
+    own earlier run), evaluate, infer on its mini_test folder."""
+    from flexseg.data.augment import augment
+    from flexseg.data.split import MANIFEST, plan_split, write_split
+    from flexseg.data.stats import collect_stats, write_stats_figures
     from flexseg.evaluation import evaluate
     from flexseg.inference import infer, resolve_output
     from flexseg.training.trainer import train
 
     t0 = time.perf_counter()
-    if exp.data.root is None:
-        raise ConfigError(f"{source}: the demo needs data.root, the folder to write its dataset into")
-    counts = write_demo_dataset(exp.data.root, ClassMap.from_experiment(exp), size=exp.image.width, seed=exp.train.seed)
-    out.info(f"synthetic dataset: {counts} → {exp.data.root}")
+    if exp.split.images is None or exp.data.root is None:
+        raise ConfigError(f"{source}: the demo needs split.images (its raw dataset goes into that folder's parent) and data.root")
+    raw = exp.split.images.parent
+    counts = write_demo_dataset(raw, ClassMap.from_experiment(exp), size=exp.image.width, seed=exp.train.seed)
+    out.info(f"synthetic raw dataset: {counts} → {raw}")
+    if (exp.data.root / MARKER).exists() and not (exp.data.root / MANIFEST).exists():
+        shutil.rmtree(exp.data.root)  # the layout of an older demo, written by the demo itself
+    split = write_split(exp, plan_split(exp, force=True))
+    out.info(f"split by patient: {split.counts} → {split.output}")
+    augmented = augment(exp, "train", force=True)
+    out.info(f"augmented: {augmented.written} pairs ({augmented.pairs_per_second:.0f} pairs/s)")
+    stats = collect_stats(exp)
+    write_stats_figures(exp, stats, exp.resolved_run_dir / "stats", seed=exp.split.seed)
+    if stats.errors:
+        raise RunError("the demo dataset has problems: " + "; ".join(p.message for p in stats.errors))
+    out.info(f"stats: no leakage, figures in {exp.resolved_run_dir / 'stats'}")
     trained = train(exp, force=True)
     report = evaluate(exp)
     output = resolve_output(None, trained.run_dir, None, exp)
     inferred = infer(trained.run_dir, exp.infer.images, output, force=True)
-    return DemoResult(trained, report, inferred, time.perf_counter() - t0)
+    return DemoResult(trained, report, inferred, stats, time.perf_counter() - t0)

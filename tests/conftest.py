@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 # the real datasets live beside the repository (as in CI); FLEXSEG_DATASETS points elsewhere
 SHARED = Path(os.environ.get("FLEXSEG_DATASETS", REPO.parent / "shared" / "datasets"))
 NBM_MINI = SHARED / "nbm-mini"
+KNEE_RAW = SHARED / "kneebones3dify-raw"
 
 CLASSES = [
     {"name": "background", "color": [0, 0, 0]},
@@ -60,3 +61,30 @@ def tiny_data(tmp_path_factory) -> Path:
             write_image(root / split / "images" / f"case {i:03d}{suffix}", image)
             write_palette_mask(root / split / "masks" / f"case {i:03d}.png", labels, palette)
     return root
+
+
+@pytest.fixture(scope="session")
+def knee_split_once(tmp_path_factory) -> Path:
+    """The real KneeBones3Dify slices split once by the experiment's own split section."""
+    from flexseg.config import load_experiment
+    from flexseg.data.split import plan_split, write_split
+
+    root = tmp_path_factory.mktemp("knee") / "data"
+    exp = load_experiment(REPO / "experiments" / "kneebones3dify.yaml", [f"data.root={root}"])
+    write_split(exp, plan_split(exp))
+    return root
+
+
+@pytest.fixture
+def knee_split(knee_split_once, tmp_path) -> Path:
+    """A private copy of the split (tests may add or plant files in it)."""
+    import shutil
+
+    return Path(shutil.copytree(knee_split_once, tmp_path / "data"))
+
+
+def knee_experiment(data_root: Path, tmp_path: Path, *overrides: str):
+    from flexseg.config import load_experiment
+
+    return load_experiment(REPO / "experiments" / "kneebones3dify.yaml",
+                           [f"data.root={data_root}", f"run_dir={tmp_path / 'run'}", *overrides])

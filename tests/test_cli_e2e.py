@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flexseg.cli import app
-from tests.conftest import CLASSES, tiny_experiment, write_yaml
+from tests.conftest import CLASSES, REPO, tiny_experiment, write_yaml
 
 runner = CliRunner()
 COLOURS = {tuple(c["color"]) for c in CLASSES}
@@ -150,5 +150,35 @@ def test_installed_command_reports_config_errors_in_one_line(tmp_path):
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     helped = subprocess.run([sys.executable, "-m", "flexseg.cli", "--help"], capture_output=True, text=True)
     assert helped.returncode == 0
-    for command in ("check", "train", "evaluate", "infer", "demo"):
+    for command in ("check", "split", "augment", "stats", "train", "evaluate", "infer", "demo"):
         assert command in helped.stdout
+
+
+def test_prepare_real_kneebones_split_augment_stats(tmp_path):
+    """What a new user runs on the raw KneeBones3Dify layout, with the experiment as shipped."""
+    experiment = REPO / "experiments" / "kneebones3dify.yaml"
+    where = ["--set", f"data.root={tmp_path / 'data'}", "--set", f"run_dir={tmp_path / 'run'}"]
+
+    dry = invoke("split", experiment, "--dry-run", *where)
+    assert dry.exit_code == 0 and "would write 24 pairs" in dry.stderr and "Mask_013.png" in dry.stderr
+    assert not (tmp_path / "data").exists()
+
+    done = invoke("split", experiment, *where)
+    assert done.exit_code == 0, done.stderr
+    assert "24 DICOM image(s) → 8-bit PNG using the header window" in done.stderr
+    again = invoke("split", experiment, *where)
+    assert again.exit_code == 3 and "pass --force" in again.stderr
+
+    augmented = invoke("augment", experiment, *where)
+    assert augmented.exit_code == 0 and "64 augmented pairs from 16 originals" in augmented.stderr
+    for mask in (tmp_path / "data" / "train" / "masks").glob("*__aug*.png"):
+        colours = {tuple(c) for c in np.unique(np.asarray(Image.open(mask).convert("RGB")).reshape(-1, 3), axis=0)}
+        assert colours <= {(0, 0, 0), (128, 40, 40)}
+    assert invoke("augment", experiment, "--split", "test", *where).exit_code == 2
+
+    stats = invoke("stats", experiment, "--json", *where)
+    assert stats.exit_code == 0, stats.stderr
+    report = json.loads(stats.stdout)
+    assert report["leakage"] is False and report["problems"] == []
+    assert {s: v["pairs"] for s, v in report["splits"].items()} == {"train": 80, "valid": 5, "test": 3}
+    assert report["splits"]["train"]["augmented"] == 64

@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from flexseg import console as out
 from flexseg.errors import ConfigError, DataError
 
@@ -134,8 +136,21 @@ class AugmentResult:
         return self.written / self.seconds if self.seconds else 0.0
 
 
-def copy_seed(seed: int, stem: str, copy: int) -> int:
-    return (seed * 1_000_003 + zlib.crc32(stem.encode("utf-8")) * 1009 + copy) % (2**32)
+def copy_seed(seed: int, stem: str, copy: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence([seed, zlib.crc32(stem.encode("utf-8")), copy])
+
+
+def seed_pipeline(transform, seq: np.random.SeedSequence) -> None:
+    """Give every transform in the tree its own random stream.
+
+    ``Compose.set_random_seed`` hands the same seed to every child, so the "apply with
+    probability p" draws of all children coincide: every p=0.5 transform fires together or
+    not at all. Spawned seed sequences keep them independent.
+    """
+    transform.set_random_seed(int(seq.generate_state(1)[0]))
+    children = getattr(transform, "transforms", None) or []
+    for child, child_seq in zip(children, seq.spawn(len(children))):
+        seed_pipeline(child, child_seq)
 
 
 class _PairAugmenter:
@@ -156,7 +171,12 @@ class _PairAugmenter:
         return self._local.pipeline
 
     def __call__(self, pair: tuple[Path, Path], out_dir: Path) -> int:
-        from flexseg.data.io import read_image, read_mask, write_image, write_palette_mask
+        from flexseg.data.io import (
+            read_image,
+            read_mask,
+            write_image,
+            write_palette_mask,
+        )
 
         image_path, mask_path = pair
         image = read_image(image_path, channels=None)
@@ -166,7 +186,7 @@ class _PairAugmenter:
                             f"{indices.shape[1]}×{indices.shape[0]} differ in size")
         pipeline = self._pipeline()
         for c in range(1, self.copies + 1):
-            pipeline.set_random_seed(copy_seed(self.seed, image_path.stem, c))
+            seed_pipeline(pipeline, copy_seed(self.seed, image_path.stem, c))
             result = pipeline(image=image, mask=indices)
             name = augmented_name(image_path.stem, c) + ".png"
             write_image(out_dir / "images" / name, result["image"])

@@ -28,7 +28,14 @@ from flexseg import console as out
 from flexseg.config import SPLITS, Experiment, parse_mask_value
 from flexseg.data.audit import MaskAudit
 from flexseg.data.classes import ClassMap
-from flexseg.data.io import image_size, is_dicom, read_dicom, read_mask, write_image, write_palette_mask
+from flexseg.data.io import (
+    image_size,
+    is_dicom,
+    read_dicom,
+    read_mask,
+    write_image,
+    write_palette_mask,
+)
 from flexseg.data.pairing import Pairing, natural_key, pair_folders
 from flexseg.errors import ConfigError, DataError
 from flexseg.fsutil import atomic_write_text, public_mode

@@ -95,12 +95,19 @@ class _FileFacts:
     far_pixels: int
 
 
+def content_hash(image: np.ndarray) -> str:
+    """A hash of the decoded pixels, not the file bytes: a re-encoded copy, or a grey image saved
+    as RGB, is still the same image."""
+    if image.shape[-1] == 3 and (image[..., 0] == image[..., 1]).all() and (image[..., 0] == image[..., 2]).all():
+        image = image[..., :1]
+    return hashlib.blake2b(image.tobytes() + str(image.shape).encode(), digest_size=16).hexdigest()
+
+
 def _facts(pair: tuple[Path, Path], class_map: ClassMap) -> _FileFacts:
     image_path, mask_path = pair
     image = read_image(image_path, channels=None)
     conv = class_map.to_indices(read_mask(mask_path))
-    # the decoded pixels, not the file bytes: a re-encoded copy is still the same image
-    digest = hashlib.blake2b(image.tobytes() + str(image.shape).encode(), digest_size=16).hexdigest()
+    digest = content_hash(image)
     return _FileFacts(
         name=image_path.name, stem=image_path.stem, digest=digest,
         size=(image.shape[1], image.shape[0]), channels=image.shape[-1],
