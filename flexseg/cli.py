@@ -241,18 +241,20 @@ def _print_stats(report) -> None:
         return
     from rich.table import Table
 
-    table = Table(title=f"{report.experiment}: dataset")
-    columns = ["split", "pairs", "aug", "size", "ch", "mean±sd", "p1–p99", "empty"]
-    columns += [f"{name} px%/img%" for name in report.classes[1:]]
+    from rich import box
+
+    table = Table(title=f"{report.experiment}: dataset", box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption="per class: % of pixels / % of images holding it")
+    columns = ["split", "pairs", "aug", "size", "mean±sd", "p1–p99", "empty", *report.classes[1:]]
     for col in columns:
-        table.add_column(col, justify="left" if col in ("split", "sizes") else "right")
+        table.add_column(col, justify="left" if col in ("split", "size") else "right")
     for name, s in report.splits.items():
         if not s.pairs:
             table.add_row(name, "0", *[""] * (len(columns) - 2))
             continue
         sizes = list(s.sizes)
-        row = [name, str(s.pairs), str(s.augmented), sizes[0] + (f" +{len(sizes) - 1}" if len(sizes) > 1 else ""),
-               "/".join(s.channels), f"{s.intensity['mean']:.0f}±{s.intensity['std']:.0f}",
+        size = sizes[0] + "×" + "/".join(s.channels) + (f" +{len(sizes) - 1}" if len(sizes) > 1 else "")
+        row = [name, str(s.pairs), str(s.augmented), size, f"{s.intensity['mean']:.0f}±{s.intensity['std']:.0f}",
                f"{s.intensity['p1']}–{s.intensity['p99']}", str(len(s.empty_masks))]
         row += [f"{100 * s.class_pixel_fraction[c]:.2f}/{100 * s.class_presence[c]:.0f}" for c in report.classes[1:]]
         table.add_row(*row)
