@@ -239,9 +239,8 @@ def _print_stats(report) -> None:
             out.console().print(f"[red]problem:[/] {p.message}", highlight=False, soft_wrap=True)
     if out.is_quiet():
         return
-    from rich.table import Table
-
     from rich import box
+    from rich.table import Table
 
     table = Table(title=f"{report.experiment}: dataset", box=box.SIMPLE_HEAD, pad_edge=False,
                   caption="per class: % of pixels / % of images holding it")

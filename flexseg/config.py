@@ -408,7 +408,7 @@ def _describe(err: dict) -> str:
     if err["type"] == "missing":
         return f"{where}: required key is missing"
     msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] in ("value_error", "assertion_error") and not loc:
+    if err["type"] in ("value_error", "assertion_error") and (not loc or msg.startswith(where)):
         return msg
     got = err.get("input")
     shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"

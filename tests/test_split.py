@@ -202,3 +202,8 @@ def test_real_nbm_mini_group_regex_keeps_groups_apart(tmp_path):
     # the JPEG-noisy masks come out in exactly the two class colours
     for mask in (result.output / "train" / "masks").iterdir():
         assert {tuple(c) for c in read_mask(mask).reshape(-1, 3)} <= {(0, 0, 0), (255, 255, 255)}
+
+
+def test_missing_source_folder_names_the_key_and_option(tmp_path):
+    with pytest.raises(DataError, match=r"raw/images: folder not found; set split.images .* or pass --images DIR"):
+        plan_split(experiment(tmp_path))

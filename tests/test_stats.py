@@ -74,3 +74,12 @@ def test_cli_stats_json_and_exit_code(knee_split, tmp_path):
     assert leaked.exit_code == 1
     assert json.loads(leaked.stdout)["leakage"] is True
     assert "the same image is in train and test" in leaked.stderr
+
+
+def test_stats_before_split_says_what_to_do(tmp_path):
+    import pytest
+
+    from flexseg.errors import DataError
+
+    with pytest.raises(DataError, match="no split dataset in .*run flexseg split EXPERIMENT first"):
+        collect_stats(knee_experiment(tmp_path / "nothing", tmp_path))

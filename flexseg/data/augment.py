@@ -214,6 +214,8 @@ def augment(exp, split: str = "train", force: bool = False, workers: int = 2) ->
     if not spec.transforms:
         raise ConfigError("augment.transforms is empty; list albumentations transforms in the experiment, e.g. "
                           "augment: {copies: 2, transforms: [{HorizontalFlip: {p: 0.5}}, {RandomRotate90: {p: 1.0}}]}")
+    if not (split_dir / "images").is_dir():
+        raise DataError(f"{split_dir}: no images/ folder; run flexseg split EXPERIMENT first, or set data.root")
     old = existing_copies(split_dir)
     if old and not force:
         raise DataError(f"{split_dir} already holds {len(old)} augmented files (e.g. {old[0].name}); "

@@ -103,6 +103,9 @@ def plan_split(exp: Experiment, images: Path | None = None, masks: Path | None =
     images_dir = _required(images or spec.images, "split.images", "--images")
     masks_dir = _required(masks or spec.masks, "split.masks", "--masks")
     output = _required(output or exp.data.root, "data.root", "--output").resolve()
+    for folder, key, option in ((images_dir, "split.images", "--images"), (masks_dir, "split.masks", "--masks")):
+        if not folder.is_dir():
+            raise DataError(f"{folder}: folder not found; set {key} in the experiment to your raw {option[2:]} folder, or pass {option} DIR")
     _check_output(output, [images_dir, masks_dir], force)
 
     pairing = pair_folders(images_dir, masks_dir, spec.pairing, spec.image_pattern, spec.mask_pattern)

@@ -122,6 +122,9 @@ def collect_stats(exp: Experiment, workers: int = 2) -> StatsReport:
     splits: dict[str, SplitStats] = {}
     problems: list[Problem] = []
     facts: dict[str, list[_FileFacts]] = {}
+    if not any((exp.data.split_dir(split) / "images").is_dir() for split in SPLITS):
+        raise DataError(f"no split dataset in {exp.data.split_dir('train').parent} (no train/valid/test images folders); "
+                        "run flexseg split EXPERIMENT first, or set data.root")
     for split in SPLITS:
         folder = exp.data.split_dir(split)
         stats = SplitStats(split, str(folder))
