@@ -88,3 +88,9 @@ def knee_experiment(data_root: Path, tmp_path: Path, *overrides: str):
 
     return load_experiment(REPO / "experiments" / "kneebones3dify.yaml",
                            [f"data.root={data_root}", f"run_dir={tmp_path / 'run'}", *overrides])
+
+
+def colours_of(rgb: np.ndarray) -> set[tuple[int, int, int]]:
+    """The distinct RGB colours of an image (packed into one integer: np.unique on rows is slow)."""
+    packed = np.unique((rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2])
+    return {(int(v >> 16), int(v >> 8 & 255), int(v & 255)) for v in packed}
