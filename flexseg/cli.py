@@ -268,6 +268,7 @@ def train(
     experiment: Path = ExperimentArg,
     overrides: List[str] = SetOption,
     force: bool = typer.Option(False, "--force", help="Replace an earlier run in the run folder."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last finished epoch."),
 ) -> None:
     """Train a FlexUNet on the experiment's train split (validating on valid) into its run folder.
 
@@ -277,7 +278,7 @@ def train(
     _needs_tensorflow()
     from flexseg.training.trainer import train as run_training
 
-    result = run_training(_load(experiment, overrides), force=force)
+    result = run_training(_load(experiment, overrides), force=force, resume=resume)
     out.info(
         f"done: {result.epochs_run} epochs in {result.seconds:.0f}s ({result.images_per_second:.2f} img/s), "
         f"best val_loss {result.best_val_loss:.4f} at epoch {result.best_epoch} → {result.run_dir}"

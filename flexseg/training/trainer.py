@@ -30,6 +30,13 @@ from flexseg.training.callbacks import (
     HistoryFiles,
     RichProgress,
 )
+from flexseg.training.resume import (
+    RESUME_DIR,
+    ResumeCheckpoint,
+    StopOnNaN,
+    read_state,
+    restore_model,
+)
 
 # What a training run writes; --force removes exactly these, nothing else in the folder.
 RUN_OUTPUTS = (
@@ -43,6 +50,7 @@ RUN_OUTPUTS = (
     "evaluation.csv",
     "evaluation.json",
     "epoch_change_infer",
+    RESUME_DIR,
 )
 
 
@@ -60,6 +68,10 @@ class TrainResult:
 def prepare_run_dir(run_dir: Path, force: bool) -> None:
     existing = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
     if existing and not force:
+        state = read_state(run_dir)
+        if state is not None and not state.get("finished"):
+            raise RunError(f"{run_dir} holds an unfinished run (stopped after epoch {state['epoch']}); "
+                           "pass --resume to continue it, or --force to start again")
         raise RunError(
             f"{run_dir} already holds a run ({', '.join(existing[:3])}); "
             "pass --force to replace it, or choose another run_dir (--set run_dir=DIR)"
@@ -79,12 +91,29 @@ def _epoch_change_images(exp: Experiment, valid_pairs) -> tuple[np.ndarray, list
     return (np.stack(images).astype(np.float32) if images else np.zeros(shape, np.float32)), [p.stem for p in paths]
 
 
-def train(exp: Experiment, *, force: bool = False) -> TrainResult:
+def _resume_state(run_dir: Path, exp: Experiment) -> dict:
+    state = read_state(run_dir)
+    if state is None:
+        raise RunError(f"{run_dir}: nothing to resume (no {RESUME_DIR}/state.json); start the run without --resume")
+    if state.get("finished"):
+        raise RunError(f"{run_dir}: the run finished after epoch {state['epoch']}; nothing to resume "
+                       "(--force starts it again)")
+    if state["epoch"] >= exp.train.epochs:
+        raise RunError(f"{run_dir}: already at epoch {state['epoch']} of train.epochs={exp.train.epochs}; "
+                       "raise train.epochs to train longer")
+    return state
+
+
+def train(exp: Experiment, *, force: bool = False, resume: bool = False) -> TrainResult:
+    if force and resume:
+        raise RunError("--force starts the run again and --resume continues it; choose one")
     run_dir = exp.resolved_run_dir
     class_map = ClassMap.from_experiment(exp)
     train_pairs = split_pairs(exp, "train")
     valid_pairs = split_pairs(exp, "valid")
-    prepare_run_dir(run_dir, force)
+    state = _resume_state(run_dir, exp) if resume else None
+    if state is None:
+        prepare_run_dir(run_dir, force)
 
     audit = audit_masks([m for _, m in train_pairs + valid_pairs], class_map)
     if (message := audit.summary(class_map.tolerance)) is not None:
@@ -102,8 +131,12 @@ def train(exp: Experiment, *, force: bool = False) -> TrainResult:
         loss=get_loss(exp.train.loss),
         metrics=[dice_coef_multiclass, ForegroundDice(exp.num_classes)],
     )
+    if state is not None:
+        restore_model(model, run_dir, state)
     atomic_write_text(run_dir / "experiment.yaml", dump_experiment(exp))
     card = ModelCard.from_experiment(exp)
+    if state is not None and state["best"]["best_epoch"]:
+        card.training.update(best_epoch=state["best"]["best_epoch"], best_val_loss=state["best"]["best"])
 
     def record_best(epoch: int, val_loss: float) -> None:
         card.training.update(best_epoch=epoch, best_val_loss=val_loss)
@@ -113,28 +146,52 @@ def train(exp: Experiment, *, force: bool = False) -> TrainResult:
     steps = -(-len(train_pairs) // batch)
     best = BestModel(run_dir, on_save=record_best)
     progress = RichProgress(exp.train.epochs, steps, batch, len(train_pairs))
+    reducer = keras.callbacks.ReduceLROnPlateau(
+        monitor="val_loss", factor=exp.train.reducer_factor, patience=exp.train.reducer_patience, verbose=0
+    )
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=exp.train.patience, verbose=0)
+    history_files = HistoryFiles(run_dir)
+    nan_guard = StopOnNaN()
+    checkpoint = ResumeCheckpoint(run_dir, best, reducer, stopper, history_files, state)
     callbacks = [
+        nan_guard,
         best,
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=exp.train.reducer_factor, patience=exp.train.reducer_patience, verbose=0
-        ),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=exp.train.patience, verbose=0),
+        reducer,
+        stopper,
         EpochChangeInference(infer_images, infer_names, run_dir / "epoch_change_infer", class_map.palette()),
-        HistoryFiles(run_dir),
+        history_files,
+        checkpoint,  # after the callbacks whose state it saves and restores
         progress,  # last, so an epoch's time includes the checkpoint and the other callbacks
     ]
+    initial_epoch = state["epoch"] if state else 0
     out.info(
         f"training [bold]{exp.name}[/]: {len(train_pairs)} train / {len(valid_pairs)} valid images, "
         f"{exp.image.width}×{exp.image.height}×{exp.image.channels}, {exp.num_classes} classes, "
         f"{model.count_params():,} parameters → {run_dir}"
+        + (f", resuming after epoch {initial_epoch}" if initial_epoch else "")
     )
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         # Keras warns that fit's default shuffle=True is ignored for a tf.data input; ours shuffles itself
         warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
-        history = model.fit(ds_train, validation_data=ds_valid, epochs=exp.train.epochs, callbacks=callbacks, verbose=0)
+        try:
+            history = model.fit(ds_train, validation_data=ds_valid, epochs=exp.train.epochs, initial_epoch=initial_epoch,
+                                callbacks=callbacks, verbose=0)
+        except KeyboardInterrupt:
+            saved = read_state(run_dir)
+            out.warn(f"interrupted; {'epoch ' + str(saved['epoch']) + ' is' if saved else 'nothing is'} saved. "
+                     "Continue with: flexseg train EXPERIMENT --resume")
+            raise
     seconds = time.perf_counter() - t0
-    epochs_run = len(history.history.get("loss", []))
+    if nan_guard.nan_epoch is not None:
+        saved = read_state(run_dir)
+        raise RunError(
+            f"the loss became NaN in epoch {nan_guard.nan_epoch}; training stopped. Kept: the best model "
+            f"(epoch {best.best_epoch}) and the state after epoch {saved['epoch'] if saved else 0}. "
+            "Lower train.learning_rate or set train.clipvalue, then --resume or --force"
+        )
+    checkpoint.mark_finished()
+    epochs_run = initial_epoch + len(history.history.get("loss", []))
     if best.best_epoch == 0:
         raise RunError("training produced no finite val_loss, so no model was saved; check the data and learning_rate")
     card.training.update(epochs_run=epochs_run)

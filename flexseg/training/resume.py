@@ -1,0 +1,130 @@
+"""Resuming a run: what is saved after every epoch, and how it is put back.
+
+After each finished epoch the model's weights *and optimizer state* go into
+``resume/epoch_NNN.weights.h5`` (written under a temporary name, then renamed), and then
+``resume/state.json`` names that file and holds the epoch, the state of the LR reducer,
+early stopping and best-model tracking, and the history rows. The state file is replaced in
+one step after the weights are complete, so a hard kill at any moment leaves a consistent
+pair: at most the epoch in progress is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import keras
+
+from flexseg.errors import RunError
+from flexseg.fsutil import atomic_write_text
+
+RESUME_DIR = "resume"
+STATE_FILE = "state.json"
+
+
+def state_path(run_dir: Path) -> Path:
+    return run_dir / RESUME_DIR / STATE_FILE
+
+
+def read_state(run_dir: Path) -> dict | None:
+    path = state_path(run_dir)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RunError(f"{path}: unreadable resume state ({e}); start again with --force") from None
+
+
+class ResumeCheckpoint(keras.callbacks.Callback):
+    """Save the resume state after each epoch; put a saved state back at the start of training.
+
+    Listed after the callbacks whose state it carries, so its on_train_begin runs after
+    theirs (which reset themselves) and its on_epoch_end sees their updated state.
+    """
+
+    def __init__(self, run_dir: Path, best, reducer, stopper, history, state: dict | None = None):
+        super().__init__()
+        self.folder = run_dir / RESUME_DIR
+        self.best, self.reducer, self.stopper, self.history = best, reducer, stopper, history
+        self.state = state
+
+    def on_train_begin(self, logs=None):
+        if self.state is None:
+            return
+        # files a hard kill left half-written: our own temporary names only
+        for stale in [*self.folder.glob(".partial-*"), *self.folder.parent.glob(".*.tmp*")]:
+            stale.unlink(missing_ok=True)
+        s = self.state
+        self.best.best, self.best.best_epoch = s["best"]["best"], s["best"]["best_epoch"]
+        self.reducer.wait, self.reducer.best, self.reducer.cooldown_counter = (
+            s["reducer"]["wait"], s["reducer"]["best"], s["reducer"]["cooldown_counter"])
+        self.stopper.wait, self.stopper.best, self.stopper.best_epoch = (
+            s["early_stopping"]["wait"], s["early_stopping"]["best"], s["early_stopping"]["best_epoch"])
+        self.history.rows = list(s["history"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not math.isfinite(float((logs or {}).get("loss", math.nan))):
+            return  # never save a diverged state over the last good one
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"epoch_{epoch + 1:03d}.weights.h5"
+        tmp = self.folder / f".partial-{name}"  # Keras wants the .weights.h5 ending
+        self.model.save_weights(tmp)
+        os.replace(tmp, self.folder / name)
+        atomic_write_text(self.folder / STATE_FILE, json.dumps({
+            "epoch": epoch + 1,
+            "weights": name,
+            "finished": False,
+            "best": {"best": self.best.best, "best_epoch": self.best.best_epoch},
+            "reducer": {"wait": self.reducer.wait, "best": float(self.reducer.best),
+                        "cooldown_counter": self.reducer.cooldown_counter},
+            "early_stopping": {"wait": self.stopper.wait, "best": float(self.stopper.best),
+                               "best_epoch": self.stopper.best_epoch},
+            "history": self.history.rows,
+        }, indent=1))
+        for old in self.folder.glob("*.weights.h5"):
+            if old.name != name:
+                old.unlink()
+
+    def mark_finished(self) -> None:
+        """The run ended normally: keep the state (it records the run), drop the large weights."""
+        path = self.folder / STATE_FILE
+        if path.exists():
+            state = json.loads(path.read_text(encoding="utf-8"))
+            state["finished"] = True
+            atomic_write_text(path, json.dumps(state, indent=1))
+        for old in self.folder.glob("*.weights.h5"):
+            old.unlink()
+
+
+def restore_model(model, run_dir: Path, state: dict) -> None:
+    """Weights and optimizer state of the last finished epoch into a compiled ``model``."""
+    path = run_dir / RESUME_DIR / state["weights"]
+    if not path.exists():
+        raise RunError(f"{path}: the resume checkpoint is missing; start again with --force")
+    model.optimizer.build(model.trainable_variables)
+    try:
+        model.load_weights(path)
+    except ValueError as e:
+        raise RunError(f"{path} does not fit this experiment's model ({e}); resume with the experiment the run "
+                       "started with, or start again with --force") from None
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stop at the first batch whose loss is not finite; the trainer turns it into an error."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+        self.nan_epoch: int | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            self.nan_epoch = self.epoch
+            self.model.stop_training = True
