@@ -106,7 +106,10 @@ class TrainSpec(_Section):
     reducer_factor: float = Field(0.5, gt=0.0, lt=1.0)
     reducer_patience: int = Field(4, ge=1)
     num_infer_images: int = Field(6, ge=0)  # epoch-change inference images per epoch
-    seed: int = 137
+    seed: int = 137  # Python, NumPy and TensorFlow
+    mixed_precision: Literal["none", "bfloat16", "float16"] = "none"  # the softmax head stays float32
+    jit_compile: bool = False  # XLA
+    tensorboard: bool = False  # logs in <run_dir>/tensorboard
 
 
 class DataSpec(_Section):

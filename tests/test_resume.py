@@ -71,3 +71,23 @@ def test_nan_loss_stops_training():
     assert guard.nan_epoch is None and not model.stop_training
     guard.on_train_batch_end(1, {"loss": math.nan})
     assert guard.nan_epoch == 3 and model.stop_training
+
+
+def test_bfloat16_tensorboard_and_environment_record(tiny_data, tmp_path):
+    from flexseg.config import load_experiment
+    from flexseg.model.store import load_model
+    from flexseg.training.trainer import train
+
+    exp = load_experiment(write_yaml(tmp_path / "exp.yaml", tiny_experiment(
+        data={"root": str(tiny_data)}, run_dir=str(tmp_path / "run"),
+        train={"epochs": 1, "mixed_precision": "bfloat16", "tensorboard": True})))
+    result = train(exp)
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is put back
+    assert list((result.run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    env = json.loads((result.run_dir / "environment.json").read_text())
+    assert env["seed"] == 137 and env["packages"]["tensorflow"] and env["packages"]["keras"]
+    model = load_model(result.run_dir)
+    policies = {layer.dtype_policy.name for layer in model.layers if layer.weights}
+    assert "mixed_bfloat16" in policies
+    assert model.get_layer("probabilities").dtype_policy.name == "float32"  # the softmax head
+    assert math.isfinite(result.best_val_loss)

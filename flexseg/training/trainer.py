@@ -18,7 +18,7 @@ from flexseg.data.classes import ClassMap
 from flexseg.data.io import list_images, read_image, resize
 from flexseg.data.pairing import split_pairs
 from flexseg.data.pipeline import segmentation_dataset
-from flexseg.errors import RunError
+from flexseg.errors import ConfigError, RunError
 from flexseg.fsutil import atomic_write_text
 from flexseg.model.flexunet import build_from_experiment
 from flexseg.model.losses import get_loss
@@ -50,8 +50,11 @@ RUN_OUTPUTS = (
     "evaluation.csv",
     "evaluation.json",
     "epoch_change_infer",
+    "environment.json",
+    "tensorboard",
     RESUME_DIR,
 )
+ENVIRONMENT_FILE = "environment.json"
 
 
 @dataclass
@@ -104,7 +107,56 @@ def _resume_state(run_dir: Path, exp: Experiment) -> dict:
     return state
 
 
+PRECISION_POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+def _build_in_precision(exp: Experiment):
+    """The model with the experiment's dtype policy (layers keep the policy they were built
+    with, so the global policy is put back at once). Under mixed_float16 Keras wraps the
+    optimizer in a LossScaleOptimizer at compile time."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(PRECISION_POLICIES[exp.train.mixed_precision])
+    try:
+        return build_from_experiment(exp)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def write_environment(run_dir: Path, exp: Experiment) -> None:
+    """What reproducing the run needs beyond experiment.yaml: versions, command line, machine."""
+    import importlib.metadata as md
+    import json
+    import platform
+    import sys
+
+    def version(name: str) -> str | None:
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            return None
+
+    packages = ("flexseg", "tensorflow", "keras", "numpy", "albumentations", "opencv-python-headless", "pydantic", "pydicom")
+    atomic_write_text(run_dir / ENVIRONMENT_FILE, json.dumps({
+        "command": sys.argv,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seed": exp.train.seed,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": __import__("os").cpu_count(),
+        "packages": {name: version(name) for name in packages},
+    }, indent=1))
+
+
+def _check_tensorboard(exp: Experiment) -> None:
+    import importlib.util
+
+    if exp.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("train.tensorboard: true needs the tensorboard package: pip install tensorboard "
+                          "(or pip install -e '.[tensorboard]'), or set train.tensorboard: false")
+
+
 def train(exp: Experiment, *, force: bool = False, resume: bool = False) -> TrainResult:
+    _check_tensorboard(exp)
     if force and resume:
         raise RunError("--force starts the run again and --resume continues it; choose one")
     run_dir = exp.resolved_run_dir
@@ -125,12 +177,14 @@ def train(exp: Experiment, *, force: bool = False, resume: bool = False) -> Trai
     ds_train = segmentation_dataset(train_pairs, batch_size=batch, shuffle=True, seed=exp.train.seed, **size)
     ds_valid = segmentation_dataset(valid_pairs, batch_size=batch, **size)
 
-    model = build_from_experiment(exp)
+    model = _build_in_precision(exp)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=exp.train.learning_rate, clipvalue=exp.train.clipvalue),
         loss=get_loss(exp.train.loss),
         metrics=[dice_coef_multiclass, ForegroundDice(exp.num_classes)],
+        jit_compile=exp.train.jit_compile,
     )
+    write_environment(run_dir, exp)
     if state is not None:
         restore_model(model, run_dir, state)
     atomic_write_text(run_dir / "experiment.yaml", dump_experiment(exp))
@@ -163,6 +217,8 @@ def train(exp: Experiment, *, force: bool = False, resume: bool = False) -> Trai
         checkpoint,  # after the callbacks whose state it saves and restores
         progress,  # last, so an epoch's time includes the checkpoint and the other callbacks
     ]
+    if exp.train.tensorboard:
+        callbacks.insert(-1, keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
     initial_epoch = state["epoch"] if state else 0
     out.info(
         f"training [bold]{exp.name}[/]: {len(train_pairs)} train / {len(valid_pairs)} valid images, "
