@@ -211,15 +211,10 @@ def stats(
     split_counts.png, train_images_sample.png and train_masks_sample.png. Exits with 1 when
     it finds an error-level problem (leakage, unpaired files, size mismatch, empty train split).
     """
-    from flexseg.data.stats import collect_stats, write_stats_figures
+    from flexseg.data.stats import report_dataset
     from flexseg.errors import QualityGateError
-    from flexseg.fsutil import atomic_write_text
 
-    exp = _load(experiment, overrides)
-    report = collect_stats(exp)
-    folder = (output or exp.resolved_run_dir / "stats").resolve()
-    write_stats_figures(exp, report, folder, seed=exp.split.seed)
-    atomic_write_text(folder / "stats.json", json.dumps(report.to_json(), indent=1))
+    report, folder = report_dataset(_load(experiment, overrides), output)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=1))
     _print_stats(report)

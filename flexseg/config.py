@@ -223,10 +223,10 @@ class AugmentSpec(_Section):
     def _known_transforms(cls, v: list) -> list:
         if v:
             from flexseg.data.augment import (
-                check_transforms,  # imports albumentations: only when used
+                build_pipeline,  # imports albumentations: only when used
             )
 
-            check_transforms(v)
+            build_pipeline(v)
         return v
 
 

@@ -97,7 +97,7 @@ def run_demo(exp, source: Path) -> DemoResult:
     own earlier run), evaluate, infer on its mini_test folder."""
     from flexseg.data.augment import augment
     from flexseg.data.split import MANIFEST, plan_split, write_split
-    from flexseg.data.stats import collect_stats, write_stats_figures
+    from flexseg.data.stats import report_dataset
     from flexseg.evaluation import evaluate
     from flexseg.inference import infer, resolve_output
     from flexseg.training.trainer import train
@@ -114,11 +114,10 @@ def run_demo(exp, source: Path) -> DemoResult:
     out.info(f"split by patient: {split.counts} → {split.output}")
     augmented = augment(exp, "train", force=True)
     out.info(f"augmented: {augmented.written} pairs ({augmented.pairs_per_second:.0f} pairs/s)")
-    stats = collect_stats(exp)
-    write_stats_figures(exp, stats, exp.resolved_run_dir / "stats", seed=exp.split.seed)
+    stats, stats_dir = report_dataset(exp)
     if stats.errors:
         raise RunError("the demo dataset has problems: " + "; ".join(p.message for p in stats.errors))
-    out.info(f"stats: no leakage, figures in {exp.resolved_run_dir / 'stats'}")
+    out.info(f"stats: no leakage, stats.json and figures in {stats_dir}")
     trained = train(exp, force=True)
     report = evaluate(exp)
     output = resolve_output(None, trained.run_dir, None, exp)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -34,7 +36,7 @@ def test_bad_argument_value_and_nested_oneof(tmp_path):
 
 def test_the_seed_set_is_expressible():
     """experiments/kneebones3dify.yaml holds flips, rot90, elastic, grid, barrel, pincushion, shrink, brightness, gamma."""
-    exp = knee_experiment("/nonexistent", __import__("pathlib").Path("/tmp"))
+    exp = knee_experiment(Path("/nonexistent"), Path("/tmp"))
     text = repr(exp.augment.transforms)
     for name in ("HorizontalFlip", "VerticalFlip", "RandomRotate90", "ElasticTransform", "GridDistortion",
                  "OpticalDistortion", "Affine", "RandomBrightnessContrast", "RandomGamma"):

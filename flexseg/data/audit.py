@@ -17,6 +17,13 @@ class MaskAudit:
     far_pixels: int = 0
     far_files: dict[str, int] = field(default_factory=dict)  # file -> far pixels
 
+    def add(self, name: str, pixels: int, far: int) -> None:
+        self.files += 1
+        self.pixels += pixels
+        if far:
+            self.far_pixels += far
+            self.far_files[name] = far
+
     def summary(self, tolerance: float) -> str | None:
         if not self.far_pixels:
             return None
@@ -39,9 +46,5 @@ def audit_masks(mask_files: list[Path], class_map: ClassMap, workers: int = 2) -
     audit = MaskAudit()
     with ThreadPoolExecutor(workers) as pool:
         for name, far, pixels in pool.map(one, mask_files):
-            audit.files += 1
-            audit.pixels += pixels
-            if far:
-                audit.far_pixels += far
-                audit.far_files[name] = far
+            audit.add(name, pixels, far)
     return audit

@@ -9,6 +9,7 @@ from (seed, stem, c) alone, so the output does not depend on worker scheduling.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import re
@@ -57,6 +58,7 @@ def _albumentations():
     return albumentations
 
 
+@functools.cache
 def available_transforms() -> list[str]:
     A = _albumentations()
     return sorted(
@@ -66,13 +68,9 @@ def available_transforms() -> list[str]:
     )
 
 
-def check_transforms(spec: list) -> None:
-    """Raise ValueError (with the valid names or arguments) unless every transform can be built."""
-    build_pipeline(spec)
-
-
 def build_pipeline(spec: list):
-    """An albumentations Compose from ``augment.transforms``."""
+    """An albumentations Compose from ``augment.transforms``; a ValueError names the bad
+    transform or argument and the valid ones."""
     A = _albumentations()
     return A.Compose([_build(item, f"augment.transforms[{i}]", A) for i, item in enumerate(spec)])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -47,7 +48,8 @@ def dicom_instance_number(path: Path) -> int:
 
 
 def _first(value) -> float:
-    return float(value[0] if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else value)
+    """The first of a multi-valued DICOM element (pydicom's MultiValue is a Sequence), or the value."""
+    return float(value[0] if isinstance(value, Sequence) and not isinstance(value, str) else value)
 
 
 def read_dicom(path: Path) -> tuple[np.ndarray, str]:

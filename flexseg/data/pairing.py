@@ -17,7 +17,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flexseg.data.io import RAW_IMAGE_SUFFIXES, dicom_instance_number, list_images
+from flexseg.data.io import (
+    IMAGE_SUFFIXES,
+    RAW_IMAGE_SUFFIXES,
+    dicom_instance_number,
+    list_images,
+)
 from flexseg.errors import ConfigError, DataError
 
 _NUMBER = re.compile(r"\d+")
@@ -91,8 +96,6 @@ def pair_folders(images_dir: Path, masks_dir: Path, rule: str = "stem", image_pa
 def pair_by_stem(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
     """Pairs (image, mask) whose file names share a stem, sorted by stem; every file must have
     its partner (the error lists the strays). This is the layout of a split dataset."""
-    from flexseg.data.io import IMAGE_SUFFIXES
-
     pairing = pair_folders(images_dir, masks_dir, "stem", image_suffixes=IMAGE_SUFFIXES)
     if not pairing.complete:
         raise DataError(f"unpaired files in {images_dir.parent}: {pairing.describe_unpaired()}. "

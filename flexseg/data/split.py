@@ -318,11 +318,7 @@ def _write_pairs(exp, plan: SplitPlan, tmp: Path, workers: int, result: SplitRes
         for i, info in enumerate(pool.map(one, range(len(plan.pairing.pairs)))):
             written.append(info)
             bar.advance()
-            result.audit.files += 1
-            result.audit.pixels += info["pixels"]
-            if info["far"]:
-                result.audit.far_pixels += info["far"]
-                result.audit.far_files[str(plan.pairing.pairs[i][1])] = info["far"]
+            result.audit.add(str(plan.pairing.pairs[i][1]), info["pixels"], info["far"])
             if info["how"] != "copied":
                 result.dicom_notes["header window" if info["how"].startswith("header") else "percentiles"] += 1
     return written

@@ -251,3 +251,17 @@ def write_stats_figures(exp: Experiment, report: StatsReport, output: Path, seed
         written += [output / "train_images_sample.png", output / "train_masks_sample.png"]
     report.figures = [str(p) for p in written]
     return written
+
+
+def report_dataset(exp: Experiment, output: Path | None = None) -> tuple[StatsReport, Path]:
+    """``flexseg stats``: collect, then write stats.json and the figures into ``output``
+    (default ``<run_dir>/stats``). Returns the report and the folder."""
+    import json
+
+    from flexseg.fsutil import atomic_write_text
+
+    report = collect_stats(exp)
+    folder = (output or exp.resolved_run_dir / "stats").resolve()
+    write_stats_figures(exp, report, folder, seed=exp.split.seed)
+    atomic_write_text(folder / "stats.json", json.dumps(report.to_json(), indent=1))
+    return report, folder

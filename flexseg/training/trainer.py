@@ -126,6 +126,7 @@ def write_environment(run_dir: Path, exp: Experiment) -> None:
     """What reproducing the run needs beyond experiment.yaml: versions, command line, machine."""
     import importlib.metadata as md
     import json
+    import os
     import platform
     import sys
 
@@ -142,7 +143,7 @@ def write_environment(run_dir: Path, exp: Experiment) -> None:
         "seed": exp.train.seed,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "cpu_count": __import__("os").cpu_count(),
+        "cpu_count": os.cpu_count(),
         "packages": {name: version(name) for name in packages},
     }, indent=1))
 
