@@ -106,7 +106,8 @@ class TrainSpec(_Section):
     reducer_factor: float = Field(0.5, gt=0.0, lt=1.0)
     reducer_patience: int = Field(4, ge=1)
     num_infer_images: int = Field(6, ge=0)  # epoch-change inference images per epoch
-    seed: int = 137  # Python, NumPy and TensorFlow
+    seed: int = 137  # the experiment's seed: Python, NumPy, TensorFlow, albumentations; split/augment default to it
+    distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"  # tf.distribute strategy
     mixed_precision: Literal["none", "bfloat16", "float16"] = "none"  # the softmax head stays float32
     jit_compile: bool = False  # XLA
     tensorboard: bool = False  # logs in <run_dir>/tensorboard
@@ -168,7 +169,7 @@ class SplitSpec(_Section):
     mask_pattern: str | None = None  # pairing: regex; default image_pattern
     mask_values: dict[int | str, str] | None = None  # raw mask value -> class name
     ratios: dict[Literal["train", "valid", "test"], float] = {"train": 0.8, "valid": 0.15, "test": 0.05}
-    seed: int = 137
+    seed: int | None = None  # default: train.seed
     group_pattern: str | None = None  # regex on the image file name; its first group is the patient
     groups_csv: ResolvedPath | None = None  # CSV with columns file,group
     folds: int | None = Field(None, ge=2, le=100)  # k-fold: valid = one fold, train = the others
@@ -210,10 +211,12 @@ class SplitSpec(_Section):
 
 
 class AugmentSpec(_Section):
-    """Offline augmentation of the train split by ``flexseg augment`` (albumentations)."""
+    """Augmentation with albumentations: offline copies written by ``flexseg augment``, or,
+    with ``online: true``, a fresh random transform of every training pair in every epoch."""
 
-    copies: int = Field(1, ge=1, le=1000)  # augmented copies written per training pair
-    seed: int = 137
+    online: bool = False  # true: flexseg train applies the transforms on the fly
+    copies: int = Field(1, ge=1, le=1000)  # augmented copies written per training pair (offline)
+    seed: int | None = None  # offline copies; default: train.seed (online always uses train.seed)
     # albumentations transforms in order: a name, or {Name: {argument: value}};
     # OneOf / SomeOf take {transforms: [...]}
     transforms: list[str | dict[str, Any]] = []
@@ -258,6 +261,16 @@ class Experiment(_Section):
                     raise ValueError(f"classes[{seen[key]}] and classes[{i}] share the {attr} {list(key) if attr == 'color' else key!r}; each class needs its own")
                 seen[key] = i
         return v
+
+    @model_validator(mode="after")
+    def _one_seed(self) -> "Experiment":
+        """train.seed is the experiment's seed; split and augment take it unless given their own."""
+        for section in (self.split, self.augment):
+            if section.seed is None:
+                section.seed = self.train.seed
+        if self.augment.online and not self.augment.transforms:
+            raise ValueError("augment.online: true needs augment.transforms (a list of albumentations transforms)")
+        return self
 
     @model_validator(mode="after")
     def _mask_values_name_classes(self) -> "Experiment":

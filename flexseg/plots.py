@@ -65,3 +65,43 @@ def plot_montage(images: list, titles: list[str], title: str, path: Path, column
     with atomic_path(path) as tmp:
         fig.savefig(tmp)
     plt.close(fig)
+
+
+def epoch_montage(images: list, truths: list, predictions: list, names: list[str], colors, title: str):
+    """One RGB uint8 picture: a row per image with input | truth | prediction, under a title.
+
+    ``images`` are (H, W, C) uint8, ``truths`` class indices or None when the image has no
+    mask, ``predictions`` class indices; ``colors`` maps a class index to RGB. Drawn with
+    OpenCV (no figure), so writing one per epoch costs milliseconds.
+    """
+    import cv2
+    import numpy as np
+
+    lut = np.asarray(colors, np.uint8)
+    header = 22
+    width = images[0].shape[1] if images else 1
+    scale = min(max(1.0, 160 / width), 256 / width)  # panels 160..256 pixels wide, whatever the model size
+
+    def panel(array, label, nearest=True):
+        rgb = np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array
+        if scale != 1.0:
+            size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
+        framed = np.full((rgb.shape[0] + header, rgb.shape[1], 3), 255, np.uint8)
+        framed[header:] = rgb
+        cv2.putText(framed, label[:rgb.shape[1] // 8], (3, header - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+        return framed
+
+    rows = []
+    for image, truth, pred, name in zip(images, truths, predictions, names):
+        blank = np.full(image.shape[:2] + (3,), 128, np.uint8)
+        rows.append(np.hstack([
+            panel(image, name, nearest=False),
+            panel(lut[truth] if truth is not None else blank, "truth" if truth is not None else "no mask"),
+            panel(lut[pred], "prediction"),
+        ]))
+    body = np.vstack(rows)
+    top = np.full((header + 4, body.shape[1], 3), 255, np.uint8)
+    cv2.putText(top, title, (3, header - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.vstack([top, body])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,41 @@ from flexseg.data.io import read_image, read_mask, resize
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def load_pair(image_path: Path, mask_path: Path, width: int, height: int, channels: int, class_map: ClassMap):
-    """Image (H, W, C) uint8 and class indices (H, W) uint8 at the model's size."""
-    image = resize(read_image(image_path, channels), width, height)
+def load_pair(image_path: Path, mask_path: Path, width: int, height: int, channels: int, class_map: ClassMap,
+              augment=None, seed: int = 0):
+    """Image (H, W, C) uint8 and class indices (H, W) uint8 at the model's size.
+
+    ``augment`` (an :class:`OnlineAugmenter`) transforms the pair at its own size first, as
+    ``flexseg augment`` does, so a transform's pixel arguments mean the same in both modes.
+    """
+    image = read_image(image_path, channels)
     indices = class_map.to_indices(read_mask(mask_path)).indices
-    return image, resize(indices, width, height, nearest=True)
+    if augment is not None:
+        image, indices = augment(image, indices, seed)
+    return resize(image, width, height), resize(indices, width, height, nearest=True)
+
+
+class OnlineAugmenter:
+    """The experiment's albumentations transforms, applied to one pair per call.
+
+    Every call is seeded with a number the input pipeline draws from the experiment's seed,
+    so the augmented stream does not depend on which thread runs which element. One
+    pipeline per thread: a pipeline carries its random state.
+    """
+
+    def __init__(self, transforms: list):
+        self.transforms = transforms
+        self._local = threading.local()
+
+    def __call__(self, image: np.ndarray, indices: np.ndarray, seed: int):
+        from flexseg.data.augment import build_pipeline, seed_pipeline
+
+        if not hasattr(self._local, "pipeline"):
+            self._local.pipeline = build_pipeline(self.transforms)
+        pipeline = self._local.pipeline
+        seed_pipeline(pipeline, np.random.SeedSequence(int(seed) & 0xFFFFFFFFFFFFFFFF))
+        result = pipeline(image=image, mask=indices)
+        return result["image"], result["mask"]
 
 
 def segmentation_dataset(
@@ -30,22 +61,35 @@ def segmentation_dataset(
     batch_size: int,
     shuffle: bool = False,
     seed: int = 0,
+    augment: OnlineAugmenter | None = None,
+    shard: tuple[int, int] = (1, 0),
 ) -> tf.data.Dataset:
-    """Batches of (image float32 0..255, one-hot mask float32)."""
+    """Batches of (image float32 0..255, one-hot mask float32).
+
+    With ``augment`` every element gets a fresh random transform each epoch, drawn from a
+    random stream seeded by ``seed``. ``shard=(n, i)`` keeps every n-th element from the i-th
+    (after the shuffle, which is the same on every worker for the same seed).
+    """
     num_classes = len(class_map)
 
-    def _load(img_path, mask_path):
-        return load_pair(Path(img_path.decode()), Path(mask_path.decode()), width, height, channels, class_map)
+    def _load(img_path, mask_path, element_seed):
+        return load_pair(Path(img_path.decode()), Path(mask_path.decode()), width, height, channels, class_map,
+                         augment, element_seed)
 
-    def _map(img_path, mask_path):
-        image, indices = tf.numpy_function(_load, [img_path, mask_path], [tf.uint8, tf.uint8])
+    def _map(paths, element_seed):
+        image, indices = tf.numpy_function(_load, [paths[0], paths[1], element_seed], [tf.uint8, tf.uint8])
         image = tf.ensure_shape(tf.cast(image, tf.float32), (height, width, channels))
         onehot = tf.one_hot(tf.ensure_shape(indices, (height, width)), num_classes, dtype=tf.float32)
         return image, onehot
 
-    ds = tf.data.Dataset.from_tensor_slices(([str(p) for p, _ in pairs], [str(m) for _, m in pairs]))
+    files = tf.data.Dataset.from_tensor_slices([[str(p), str(m)] for p, m in pairs])
     if shuffle:
-        ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
+        files = files.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
+    seeds = (tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True) if augment is not None
+             else tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).repeat())
+    ds = tf.data.Dataset.zip(files, seeds)
+    if shard[0] > 1:
+        ds = ds.shard(*shard)
     return ds.map(_map, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)
 
 

@@ -128,20 +128,30 @@ class HistoryFiles(keras.callbacks.Callback):
 
 
 class EpochChangeInference(keras.callbacks.Callback):
-    """After each epoch, predict a few images and write their masks to epoch_change_infer/epoch_NNN/."""
+    """After each epoch, predict a few images: their masks go to epoch_change_infer/epoch_NNN/
+    and one montage (input | truth | prediction per row) to epoch_change_infer/epoch_NNN.png."""
 
-    def __init__(self, images: np.ndarray, names: list[str], folder: Path, palette: list[int]):
+    def __init__(self, images: np.ndarray, truths: list, names: list[str], folder: Path, class_map):
         super().__init__()
-        self.images, self.names, self.folder, self.palette = images, names, folder, palette
+        self.images, self.truths, self.names, self.folder = images, truths, names, folder
+        self.class_map = class_map
 
     def on_epoch_end(self, epoch, logs=None):
-        from flexseg.data.io import write_palette_mask
+        from flexseg.data.io import write_image, write_palette_mask
+        from flexseg.plots import epoch_montage
 
         if not len(self.images):
             return
-        probs = self.model.predict_on_batch(self.images)
+        # called directly, not through predict(): no cross-worker step under tf.distribute
+        probs = np.concatenate([np.asarray(self.model(self.images[i:i + 4], training=False))
+                                for i in range(0, len(self.images), 4)])
+        predictions = probs.argmax(-1).astype(np.uint8)
         target = self.folder / f"epoch_{epoch + 1:03d}"
         target.mkdir(parents=True, exist_ok=True)
-        for name, p in zip(self.names, np.asarray(probs)):
-            write_palette_mask(target / f"{name}.png", p.argmax(-1), self.palette)
-
+        palette = self.class_map.palette()
+        for name, pred in zip(self.names, predictions):
+            write_palette_mask(target / f"{name}.png", pred, palette)
+        title = f"epoch {epoch + 1}  " + "  ".join(f"{k}={float(v):.3g}" for k, v in (logs or {}).items()
+                                                   if k in ("loss", "val_loss", "val_foreground_dice"))
+        write_image(self.folder / f"epoch_{epoch + 1:03d}.png", epoch_montage(
+            list(self.images.astype(np.uint8)), self.truths, list(predictions), self.names, self.class_map.colors, title))

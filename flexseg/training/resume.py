@@ -113,7 +113,8 @@ def restore_model(model, run_dir: Path, state: dict) -> None:
 
 
 class StopOnNaN(keras.callbacks.Callback):
-    """Stop at the first batch whose loss is not finite; the trainer turns it into an error."""
+    """Stop at the first batch whose loss is not finite, or after an epoch whose val_loss is not;
+    the trainer turns it into an error."""
 
     def __init__(self):
         super().__init__()
@@ -124,7 +125,12 @@ class StopOnNaN(keras.callbacks.Callback):
         self.epoch = epoch + 1
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = float((logs or {}).get("loss", 0.0))
-        if not math.isfinite(loss):
+        self._check(logs, ("loss",))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs, ("val_loss",))
+
+    def _check(self, logs, keys) -> None:
+        if any(not math.isfinite(float((logs or {}).get(key, 0.0))) for key in keys):
             self.nan_epoch = self.epoch
             self.model.stop_training = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -10,14 +11,15 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from flexseg import console as out
 from flexseg.config import Experiment, dump_experiment
 from flexseg.data.audit import audit_masks
 from flexseg.data.classes import ClassMap
-from flexseg.data.io import list_images, read_image, resize
+from flexseg.data.io import list_images, read_image, read_mask, resize
 from flexseg.data.pairing import split_pairs
-from flexseg.data.pipeline import segmentation_dataset
+from flexseg.data.pipeline import OnlineAugmenter, segmentation_dataset
 from flexseg.errors import ConfigError, RunError
 from flexseg.fsutil import atomic_write_text
 from flexseg.model.flexunet import build_from_experiment
@@ -29,6 +31,12 @@ from flexseg.training.callbacks import (
     EpochChangeInference,
     HistoryFiles,
     RichProgress,
+)
+from flexseg.training.distribute import (
+    Distribution,
+    make_distribution,
+    reduce_metrics_across_workers,
+    work_around_keras_symbolic_build,
 )
 from flexseg.training.resume import (
     RESUME_DIR,
@@ -66,6 +74,7 @@ class TrainResult:
     seconds: float
     train_images: int
     images_per_second: float  # steady state: the first epoch (graph tracing) left out when possible
+    model: keras.Model | None = None  # as after the last epoch (the best epoch's weights are in run_dir)
 
 
 def prepare_run_dir(run_dir: Path, force: bool) -> None:
@@ -85,13 +94,26 @@ def prepare_run_dir(run_dir: Path, force: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _epoch_change_images(exp: Experiment, valid_pairs) -> tuple[np.ndarray, list[str]]:
+def _epoch_change_images(exp: Experiment, valid_pairs, class_map: ClassMap):
+    """The images predicted after each epoch: ``infer.images`` (the seed's mini_test) when that
+    folder exists, else the first validation images; with their truth masks where there are
+    any (``masks/`` beside ``images/``, by file stem)."""
     n = exp.train.num_infer_images
     folder = exp.infer.images
-    paths = list_images(folder)[:n] if folder is not None and folder.is_dir() else [p for p, _ in valid_pairs[:n]]
-    images = [resize(read_image(p, exp.image.channels), exp.image.width, exp.image.height) for p in paths]
+    if folder is not None and folder.is_dir():
+        paths = list_images(folder)[:n]
+        mask_dir = folder.parent / "masks"
+        masks = {p.stem: p for p in list_images(mask_dir)} if mask_dir.is_dir() else {}
+        pairs = [(p, masks.get(p.stem)) for p in paths]
+    else:
+        pairs = valid_pairs[:n]
+    size = (exp.image.width, exp.image.height)
+    images = [resize(read_image(p, exp.image.channels), *size) for p, _ in pairs]
+    truths = [None if m is None else resize(class_map.to_indices(read_mask(m)).indices, *size, nearest=True)
+              for _, m in pairs]
     shape = (0, exp.image.height, exp.image.width, exp.image.channels)
-    return (np.stack(images).astype(np.float32) if images else np.zeros(shape, np.float32)), [p.stem for p in paths]
+    stack = np.stack(images).astype(np.float32) if images else np.zeros(shape, np.float32)
+    return stack, truths, [p.stem for p, _ in pairs]
 
 
 def _resume_state(run_dir: Path, exp: Experiment) -> dict:
@@ -122,7 +144,7 @@ def _build_in_precision(exp: Experiment):
         keras.config.set_dtype_policy(previous)
 
 
-def write_environment(run_dir: Path, exp: Experiment) -> None:
+def write_environment(run_dir: Path, exp: Experiment, dist: Distribution) -> None:
     """What reproducing the run needs beyond experiment.yaml: versions, command line, machine."""
     import importlib.metadata as md
     import json
@@ -144,6 +166,8 @@ def write_environment(run_dir: Path, exp: Experiment) -> None:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "distribute": {"strategy": dist.kind, "workers": dist.workers, "replicas": dist.replicas,
+                       "global_batch": exp.train.batch_size * dist.replicas},
         "packages": {name: version(name) for name in packages},
     }, indent=1))
 
@@ -156,75 +180,120 @@ def _check_tensorboard(exp: Experiment) -> None:
                           "(or pip install -e '.[tensorboard]'), or set train.tensorboard: false")
 
 
+def _datasets(exp: Experiment, dist: Distribution, train_pairs, valid_pairs, class_map: ClassMap):
+    """(train, valid, steps per epoch). The global batch is train.batch_size per replica.
+
+    Under multi_worker each worker reads its own shard of the (shuffled) training files, padded
+    to whole global batches so every worker runs the same number of full steps; every worker
+    validates on all of the validation set (identical copies leave the pooled metrics exact).
+    """
+    size = dict(width=exp.image.width, height=exp.image.height, channels=exp.image.channels, class_map=class_map)
+    per_replica = exp.train.batch_size
+    global_batch = per_replica * dist.replicas
+    augment = OnlineAugmenter(exp.augment.transforms) if exp.augment.online else None
+    seed = exp.train.seed
+    if dist.kind != "multi_worker":
+        return (segmentation_dataset(train_pairs, batch_size=global_batch, shuffle=True, seed=seed, augment=augment, **size),
+                segmentation_dataset(valid_pairs, batch_size=global_batch, **size),
+                -(-len(train_pairs) // global_batch))
+    steps = -(-len(train_pairs) // global_batch)
+    padded = (train_pairs * -(-steps * global_batch // len(train_pairs)))[:steps * global_batch]
+
+    def train_shard(ctx: tf.distribute.InputContext):
+        return segmentation_dataset(padded, batch_size=ctx.get_per_replica_batch_size(global_batch), shuffle=True,
+                                    seed=seed, augment=augment, shard=(ctx.num_input_pipelines, ctx.input_pipeline_id),
+                                    **size)
+
+    def valid_all(ctx: tf.distribute.InputContext):
+        return segmentation_dataset(valid_pairs, batch_size=per_replica, **size)
+
+    return (dist.strategy.distribute_datasets_from_function(train_shard),
+            dist.strategy.distribute_datasets_from_function(valid_all), steps)
+
+
 def train(exp: Experiment, *, force: bool = False, resume: bool = False) -> TrainResult:
     _check_tensorboard(exp)
     if force and resume:
         raise RunError("--force starts the run again and --resume continues it; choose one")
+    dist = make_distribution(exp.train.distribute)  # before any other TensorFlow work
     run_dir = exp.resolved_run_dir
     class_map = ClassMap.from_experiment(exp)
     train_pairs = split_pairs(exp, "train")
     valid_pairs = split_pairs(exp, "valid")
     state = _resume_state(run_dir, exp) if resume else None
-    if state is None:
-        prepare_run_dir(run_dir, force)
+    if dist.is_chief:
+        if state is None:
+            prepare_run_dir(run_dir, force)
+        audit = audit_masks([m for _, m in train_pairs + valid_pairs], class_map)
+        if (message := audit.summary(class_map.tolerance)) is not None:
+            out.warn(message)
+    # Only the chief writes the run folder; other workers write to a scratch folder, deleted at the end.
+    write_dir = run_dir if dist.is_chief else Path(tempfile.mkdtemp(prefix="flexseg-worker-"))
+    try:
+        return _fit(exp, dist, run_dir, write_dir, state, class_map, train_pairs, valid_pairs)
+    finally:
+        if not dist.is_chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
 
-    audit = audit_masks([m for _, m in train_pairs + valid_pairs], class_map)
-    if (message := audit.summary(class_map.tolerance)) is not None:
-        out.warn(message)
 
+def _fit(exp: Experiment, dist: Distribution, run_dir: Path, write_dir: Path, state: dict | None,
+         class_map: ClassMap, train_pairs, valid_pairs) -> TrainResult:
     keras.utils.set_random_seed(exp.train.seed)
-    size = dict(width=exp.image.width, height=exp.image.height, channels=exp.image.channels, class_map=class_map)
-    batch = exp.train.batch_size
-    ds_train = segmentation_dataset(train_pairs, batch_size=batch, shuffle=True, seed=exp.train.seed, **size)
-    ds_valid = segmentation_dataset(valid_pairs, batch_size=batch, **size)
-
-    model = _build_in_precision(exp)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=exp.train.learning_rate, clipvalue=exp.train.clipvalue),
-        loss=get_loss(exp.train.loss),
-        metrics=[dice_coef_multiclass, ForegroundDice(exp.num_classes)],
-        jit_compile=exp.train.jit_compile,
-    )
-    write_environment(run_dir, exp)
-    if state is not None:
-        restore_model(model, run_dir, state)
-    atomic_write_text(run_dir / "experiment.yaml", dump_experiment(exp))
+    ds_train, ds_valid, steps = _datasets(exp, dist, train_pairs, valid_pairs, class_map)
+    with dist.strategy.scope():
+        model = _build_in_precision(exp)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=exp.train.learning_rate, clipvalue=exp.train.clipvalue),
+            loss=get_loss(exp.train.loss),
+            metrics=[dice_coef_multiclass, ForegroundDice(exp.num_classes)],
+            jit_compile=exp.train.jit_compile,
+        )
+        if state is not None:
+            restore_model(model, run_dir, state)
+    if dist.kind != "none":
+        work_around_keras_symbolic_build(model, dist.strategy)
+    if dist.kind == "multi_worker":
+        reduce_metrics_across_workers(model)
+    write_environment(write_dir, exp, dist)
+    atomic_write_text(write_dir / "experiment.yaml", dump_experiment(exp))
     card = ModelCard.from_experiment(exp)
     if state is not None and state["best"]["best_epoch"]:
         card.training.update(best_epoch=state["best"]["best_epoch"], best_val_loss=state["best"]["best"])
 
     def record_best(epoch: int, val_loss: float) -> None:
         card.training.update(best_epoch=epoch, best_val_loss=val_loss)
-        write_card(run_dir, card)
+        write_card(write_dir, card)
 
-    infer_images, infer_names = _epoch_change_images(exp, valid_pairs)
-    steps = -(-len(train_pairs) // batch)
-    best = BestModel(run_dir, on_save=record_best)
-    progress = RichProgress(exp.train.epochs, steps, batch, len(train_pairs))
+    infer_images, infer_truths, infer_names = _epoch_change_images(exp, valid_pairs, class_map)
+    global_batch = exp.train.batch_size * dist.replicas
+    best = BestModel(write_dir, on_save=record_best)
+    progress = RichProgress(exp.train.epochs, steps, global_batch, len(train_pairs))
     reducer = keras.callbacks.ReduceLROnPlateau(
         monitor="val_loss", factor=exp.train.reducer_factor, patience=exp.train.reducer_patience, verbose=0
     )
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=exp.train.patience, verbose=0)
-    history_files = HistoryFiles(run_dir)
+    history_files = HistoryFiles(write_dir)
     nan_guard = StopOnNaN()
-    checkpoint = ResumeCheckpoint(run_dir, best, reducer, stopper, history_files, state)
+    checkpoint = ResumeCheckpoint(write_dir, best, reducer, stopper, history_files, state)
     callbacks = [
         nan_guard,
         best,
         reducer,
         stopper,
-        EpochChangeInference(infer_images, infer_names, run_dir / "epoch_change_infer", class_map.palette()),
+        EpochChangeInference(infer_images, infer_truths, infer_names, write_dir / "epoch_change_infer", class_map),
         history_files,
         checkpoint,  # after the callbacks whose state it saves and restores
         progress,  # last, so an epoch's time includes the checkpoint and the other callbacks
     ]
     if exp.train.tensorboard:
-        callbacks.insert(-1, keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+        callbacks.insert(-1, keras.callbacks.TensorBoard(log_dir=str(write_dir / "tensorboard")))
     initial_epoch = state["epoch"] if state else 0
+    online = f", online augmentation ({len(exp.augment.transforms)} transforms)" if exp.augment.online else ""
     out.info(
         f"training [bold]{exp.name}[/]: {len(train_pairs)} train / {len(valid_pairs)} valid images, "
         f"{exp.image.width}×{exp.image.height}×{exp.image.channels}, {exp.num_classes} classes, "
-        f"{model.count_params():,} parameters → {run_dir}"
+        f"{model.count_params():,} parameters, {dist.describe()}{online} → "
+        + (str(run_dir) if dist.is_chief else "the chief's run folder (this worker writes nothing)")
         + (f", resuming after epoch {initial_epoch}" if initial_epoch else "")
     )
     t0 = time.perf_counter()
@@ -235,13 +304,13 @@ def train(exp: Experiment, *, force: bool = False, resume: bool = False) -> Trai
             history = model.fit(ds_train, validation_data=ds_valid, epochs=exp.train.epochs, initial_epoch=initial_epoch,
                                 callbacks=callbacks, verbose=0)
         except KeyboardInterrupt:
-            saved = read_state(run_dir)
+            saved = read_state(write_dir)
             out.warn(f"interrupted; {'epoch ' + str(saved['epoch']) + ' is' if saved else 'nothing is'} saved. "
                      "Continue with: flexseg train EXPERIMENT --resume")
             raise
     seconds = time.perf_counter() - t0
     if nan_guard.nan_epoch is not None:
-        saved = read_state(run_dir)
+        saved = read_state(write_dir)
         raise RunError(
             f"the loss became NaN in epoch {nan_guard.nan_epoch}; training stopped. Kept: the best model "
             f"(epoch {best.best_epoch}) and the state after epoch {saved['epoch'] if saved else 0}. "
@@ -252,7 +321,7 @@ def train(exp: Experiment, *, force: bool = False, resume: bool = False) -> Trai
     if best.best_epoch == 0:
         raise RunError("training produced no finite val_loss, so no model was saved; check the data and learning_rate")
     card.training.update(epochs_run=epochs_run)
-    write_card(run_dir, card)
+    write_card(write_dir, card)
     steady = progress.seconds[1:] or progress.seconds
     return TrainResult(
         run_dir=run_dir,
@@ -262,4 +331,5 @@ def train(exp: Experiment, *, force: bool = False, resume: bool = False) -> Trai
         seconds=seconds,
         train_images=len(train_pairs),
         images_per_second=len(train_pairs) * len(steady) / sum(steady),
+        model=model,
     )
