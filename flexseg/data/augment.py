@@ -204,6 +204,9 @@ def augment(exp, split: str = "train", force: bool = False, workers: int = 2) ->
     from flexseg.fsutil import atomic_write_text
 
     spec = exp.augment
+    if spec.online:
+        raise ConfigError("augment.online is true: flexseg train transforms every training pair on the fly, and "
+                          "copies written as well would be augmented twice; set augment.online: false to write copies")
     if split == "test":
         raise ConfigError("flexseg augment refuses the test split: scores on augmented test data are not scores on your data")
     split_dir = exp.data.split_dir(split)
