@@ -89,7 +89,9 @@ def epoch_montage(images: list, truths: list, predictions: list, names: list[str
             rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
         framed = np.full((rgb.shape[0] + header, rgb.shape[1], 3), 255, np.uint8)
         framed[header:] = rgb
-        cv2.putText(framed, label[:rgb.shape[1] // 8], (3, header - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+        room = rgb.shape[1] // 8
+        label = label if len(label) <= room else ".." + label[-(room - 2):]  # names differ at the end
+        cv2.putText(framed, label, (3, header - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
                     (0, 0, 0), 1, cv2.LINE_AA)
         return framed
 

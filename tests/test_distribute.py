@@ -87,3 +87,16 @@ def test_chief_is_the_chief_task_or_worker_zero():
     assert distribute.is_chief_task({"cluster": with_chief, "task": {"type": "chief", "index": 0}})
     assert not distribute.is_chief_task({"cluster": with_chief, "task": {"type": "worker", "index": 0}})
     assert distribute.cluster_size({"cluster": with_chief, "task": {"type": "chief", "index": 0}}) == 3
+
+
+def test_mirrored_strategy_trains_and_records_itself(tiny_data, tmp_path):
+    from flexseg.config import load_experiment
+    from flexseg.training.trainer import train
+
+    run = tmp_path / "run"
+    exp = load_experiment(write_yaml(tmp_path / "exp.yaml", tiny_experiment(
+        data={"root": str(tiny_data)}, run_dir=str(run), train={"epochs": 1, "distribute": "mirrored"})))
+    result = train(exp)
+    assert result.epochs_run == 1 and (run / "model.keras").is_file()
+    record = json.loads((run / "environment.json").read_text())["distribute"]
+    assert record["strategy"] == "mirrored" and record["global_batch"] == 8 * record["replicas"]
