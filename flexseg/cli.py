@@ -16,7 +16,7 @@ import typer
 
 from flexseg import __version__
 from flexseg import console as out
-from flexseg.errors import FlexsegError
+from flexseg.errors import ConfigError, FlexsegError
 
 EXAMPLE = """\
 Example experiment (experiments/nbm.yaml, shortened):
@@ -285,42 +285,72 @@ def train(
 def evaluate(
     experiment: Path = ExperimentArg,
     overrides: List[str] = SetOption,
+    pred: Optional[Path] = typer.Option(None, "--pred", help="Score this folder of predicted masks instead of "
+                                        "running the model (needs --truth).", show_default=False),
+    truth: Optional[Path] = typer.Option(None, "--truth", help="The truth masks for --pred (paired by file stem).",
+                                         show_default=False),
+    output: Optional[Path] = typer.Option(None, "--output", help="With --pred: where the reports go "
+                                          "[default: <run_dir>/evaluate/<pred folder>].", show_default=False),
+    fail_under: List[str] = typer.Option([], "--fail-under", metavar="METRIC=VALUE",
+                                         help="Exit 1 when a score is lower, e.g. dice=0.8, dice_lesion=0.7, "
+                                              "recall_pooled=0.9. Repeatable."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
 ) -> None:
-    """Score the trained model on the test split: the seed's loss and dice_coef_multiclass, plus
-    Dice and IoU per foreground class. Writes evaluation.csv and evaluation.json in the run folder."""
-    _needs_tensorflow()
-    from flexseg.evaluation import evaluate as run_evaluation
+    """Score the trained model on the test split (or --pred masks against --truth): Dice, IoU,
+    precision, recall and HD95 per image and foreground class, at each image's own size, plus the
+    seed's loss and dice_coef_multiclass. Writes evaluation.csv, evaluation.json and per_image.csv."""
+    from flexseg import evaluation
+    from flexseg.errors import QualityGateError
 
     exp = _load(experiment, overrides)
-    report = run_evaluation(exp)
+    if (pred is None) != (truth is None):
+        raise ConfigError("--pred and --truth go together: the predicted masks and the truth masks to score them against")
+    if output is not None and pred is None:
+        raise ConfigError("--output is for --pred/--truth; a model's evaluation goes into its run folder")
+    if pred is not None:
+        report, folder = evaluation.evaluate_folders(exp, pred.resolve(), truth.resolve(), output)
+    else:
+        _needs_tensorflow()
+        report, folder = evaluation.evaluate(exp), exp.resolved_run_dir
+    failures = evaluation.failed_gates(report, fail_under)
     if as_json:
-        typer.echo(json.dumps(report.to_json(), indent=2))
-    _print_report(report, exp.resolved_run_dir)
+        typer.echo(json.dumps({**report.to_json(), "failed_gates": failures}, indent=2))
+    _print_report(report, folder)
+    if failures:
+        raise QualityGateError("quality gate failed: " + "; ".join(failures))
+    if fail_under and not out.is_quiet():
+        out.info(f"quality gates met: {', '.join(fail_under)}")
 
 
-def _print_report(report, run_dir: Path) -> None:
+def _print_report(report, folder: Path) -> None:
     if out.is_quiet():
         return
     from rich.table import Table
 
-    table = Table(title=f"test split: {len(report.images)} images")
+    unit = "mm" if report.distance_unit == "mm" else "px" if report.distance_unit == "pixels" else "px/mm"
+    from rich import box
+
+    table = Table(title=f"{len(report.images)} images scored", box=box.SIMPLE_HEAD)
     table.add_column("class")
-    for col in ("Dice", "IoU", "Dice pooled", "empty*"):
+    for col in ("Dice", "IoU", "prec.", "recall", f"HD95 {unit}", "pooled Dice", "both empty*"):
         table.add_column(col, justify="right")
     for name, m in report.per_class.items():
-        table.add_row(name, _f(m["dice"]), _f(m["iou"]), _f(m["dice_pooled"]), str(report.empty_cases[name]))
-    table.add_row("[bold]foreground mean", _f(report.foreground_dice), _f(report.foreground_iou), "", "")
+        table.add_row(name, _f(m["dice"]), _f(m["iou"]), _f(m["precision"]), _f(m["recall"]), _f(m["hd95"], 2),
+                      _f(m["dice_pooled"]), str(report.both_empty[name]))
+    fg = report.foreground
+    table.add_row("[bold]mean", _f(fg["dice"]), _f(fg["iou"]), _f(fg["precision"]), _f(fg["recall"]),
+                  _f(fg["hd95"], 2), "", "")
     out.console().print(table)
-    out.info(
-        f"seed metrics: loss {report.loss:.4f}, dice_coef_multiclass {report.dice_coef_multiclass:.4f} "
-        "(counts background)\n*images where the class is in neither truth nor prediction: left out of the mean"
-    )
-    out.info(f"written: {run_dir / 'evaluation.csv'}, {run_dir / 'evaluation.json'}")
+    if report.loss is not None:
+        out.info(f"seed metrics: loss {report.loss:.4f}, dice_coef_multiclass {report.dice_coef_multiclass:.4f} "
+                 "(counts background)")
+    rule = "left out of the means" if report.both_empty_rule == "nan" else "scored 1.0"
+    out.info(f"*images where the class is in neither truth nor prediction: {rule} (evaluate.both_empty)")
+    out.info(f"written: {folder / 'evaluation.csv'}, evaluation.json, per_image.csv")
 
 
-def _f(v) -> str:
-    return "–" if v is None else f"{v:.4f}"
+def _f(v, digits: int = 4) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
 
 
 @app.command()

@@ -233,6 +233,12 @@ class AugmentSpec(_Section):
         return v
 
 
+class EvaluateSpec(_Section):
+    # a class in neither the truth nor the prediction of an image: "nan" leaves that image out
+    # of the class's mean (and counts it); "one" scores it 1.0 (HD95 0)
+    both_empty: Literal["nan", "one"] = "nan"
+
+
 class InferSpec(_Section):
     images: ResolvedPath | None = None
     output: ResolvedPath | None = None  # default: <run_dir>/mini_test_output
@@ -248,6 +254,7 @@ class Experiment(_Section):
     data: DataSpec = DataSpec()
     split: SplitSpec = SplitSpec()
     augment: AugmentSpec = AugmentSpec()
+    evaluate: EvaluateSpec = EvaluateSpec()
     infer: InferSpec = InferSpec()
 
     @field_validator("classes")

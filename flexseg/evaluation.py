@@ -1,8 +1,10 @@
-"""flexseg evaluate: score a trained model on the test split, per image and per class, in numpy.
+"""flexseg evaluate: score a model on the test split, or a folder of predicted masks against
+the truth, per image and per foreground class, at each image's own size.
 
-Rule for empty masks: a class absent from both the truth and the prediction of an image
-has no Dice/IoU for that image (NaN) and is left out of the mean over images; the pooled
-scores (TP/FP/FN summed over the set) have no such case unless the class never appears.
+Scores (see ``flexseg.scoring``): Dice, IoU, precision, recall and HD95 per image and class;
+their mean over images, and pooled Dice/IoU/precision/recall (TP/FP/FN summed over the set).
+With a model, also the seed's loss and ``dice_coef_multiclass`` (background counted). The
+``evaluate.both_empty`` rule says what a class absent from both truth and prediction scores.
 """
 
 from __future__ import annotations
@@ -11,34 +13,21 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from flexseg.config import Experiment
 from flexseg.data.classes import ClassMap
-from flexseg.data.pairing import split_pairs
+from flexseg.data.pairing import pair_by_stem, split_pairs
+from flexseg.errors import ConfigError, DataError
 from flexseg.fsutil import atomic_write_text
+from flexseg.scoring import OVERLAP_METRICS, confusion_counts, hd95, overlap_scores
 
 EPSILON = 1e-7  # Keras' clip for cross-entropy
-
-
-def confusion_counts(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """(num_classes, 3) array of TP, FP, FN for class-index masks of equal shape."""
-    k = num_classes
-    matrix = np.bincount(truth.reshape(-1).astype(np.int64) * k + pred.reshape(-1), minlength=k * k).reshape(k, k)
-    tp = np.diag(matrix)
-    return np.stack([tp, matrix.sum(0) - tp, matrix.sum(1) - tp], axis=1)
-
-
-def dice_iou(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dice and IoU per row of (TP, FP, FN); NaN where truth and prediction are both empty."""
-    tp, fp, fn = (counts[..., i].astype(np.float64) for i in range(3))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dice = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
-        iou = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), np.nan)
-    return dice, iou
+METRICS = (*OVERLAP_METRICS, "hd95")
+HIGHER_IS_BETTER = OVERLAP_METRICS
 
 
 def true_class_probability(indices: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -61,85 +50,147 @@ def cross_entropy(indices: np.ndarray, probs: np.ndarray, p_true=None) -> float:
 @dataclass
 class EvaluationReport:
     class_names: list[str]
-    images: list[dict]  # per image: name, loss, dice_coef_multiclass, dice/iou per foreground class
-    loss: float
-    dice_coef_multiclass: float
-    per_class: dict[str, dict[str, float]]  # foreground class -> dice, iou (mean over images) and pooled
-    foreground_dice: float | None  # mean over foreground classes of the mean-over-images Dice
-    foreground_iou: float | None
-    empty_cases: dict[str, int]  # images where a class is absent from truth and prediction
+    images: list[dict]  # per image: name, spacing, [loss, dice_coef_multiclass,] <metric>_<class>
+    loss: float | None  # None when scoring masks without a model
+    dice_coef_multiclass: float | None
+    per_class: dict[str, dict[str, float | None]]  # foreground class -> metric (mean), <metric>_pooled
+    foreground: dict[str, float | None]  # metric -> mean over foreground classes of the class means
+    both_empty: dict[str, int]  # images where a class is in neither truth nor prediction
+    hd95_undefined: dict[str, int]  # images where exactly one of truth and prediction is empty
+    both_empty_rule: str = "nan"
+    distance_unit: str = "pixels"  # of HD95: "mm" when every image's spacing came from DICOM
+    source: dict = field(default_factory=dict)  # what was scored: model or prediction folder, truth
+
+    @property
+    def foreground_dice(self) -> float | None:
+        return self.foreground["dice"]
+
+    @property
+    def foreground_iou(self) -> float | None:
+        return self.foreground["iou"]
 
     def to_json(self) -> dict:
+        rule = {"nan": "NaN for that image, left out of the class's mean (counted in both_empty)",
+                "one": "scored 1.0 (HD95 0)"}[self.both_empty_rule]
         return {
+            **self.source,
+            "images_scored": len(self.images),
             "loss": self.loss,
             "dice_coef_multiclass": self.dice_coef_multiclass,
             "foreground_dice": self.foreground_dice,
             "foreground_iou": self.foreground_iou,
+            "foreground": self.foreground,
             "per_class": self.per_class,
-            "empty_cases": self.empty_cases,
-            "empty_rule": "class absent from truth and prediction: NaN for that image, excluded from the mean",
+            "both_empty": self.both_empty,
+            "hd95_undefined": self.hd95_undefined,
+            "empty_rule": f"class absent from truth and prediction: {rule}; absent from exactly one: "
+                          "overlap scores 0, HD95 undefined (counted in hd95_undefined)",
+            "hd95_unit": self.distance_unit,
             "images": self.images,
         }
 
-    def csv_rows(self) -> list[tuple[str, float]]:
+    def csv_rows(self) -> list[tuple[str, float | None]]:
+        """The seed's rows first (loss, dice_coef_multiclass), then flexseg's."""
         rows = [("loss", self.loss), ("dice_coef_multiclass", self.dice_coef_multiclass)]
         for name, m in self.per_class.items():
             rows += [(f"dice_{name}", m["dice"]), (f"iou_{name}", m["iou"])]
         rows += [("foreground_dice", self.foreground_dice), ("foreground_iou", self.foreground_iou)]
+        for name, m in self.per_class.items():
+            rows += [(f"{metric}_{name}", m[metric]) for metric in ("precision", "recall", "hd95")]
+            rows += [(f"{metric}_pooled_{name}", m[f"{metric}_pooled"]) for metric in OVERLAP_METRICS]
+        rows += [(f"foreground_{metric}", self.foreground[metric]) for metric in ("precision", "recall", "hd95")]
         return rows
+
+    def score(self, key: str) -> float | None:
+        """A score by the name --fail-under uses: ``dice`` (foreground mean), ``dice_lesion``
+        (one class), ``dice_pooled`` / ``dice_pooled_lesion``."""
+        metric, _, rest = key.partition("_")
+        pooled = rest == "pooled" or rest.startswith("pooled_")
+        cls = rest.removeprefix("pooled").removeprefix("_") if pooled else rest
+        if metric not in HIGHER_IS_BETTER:
+            raise ConfigError(f"--fail-under {key}: not a score where higher is better; "
+                              f"use one of {', '.join(HIGHER_IS_BETTER)} (foreground mean), e.g. dice_{self.class_names[-1]} "
+                              f"for one class or dice_pooled for pooled TP/FP/FN")
+        if cls and cls not in self.per_class:
+            raise ConfigError(f"--fail-under {key}: no foreground class {cls!r}; classes: {', '.join(self.per_class)}")
+        name = f"{metric}_pooled" if pooled else metric
+        if cls:
+            return self.per_class[cls][name]
+        values = [m[name] for m in self.per_class.values() if m[name] is not None]
+        return float(np.mean(values)) if values else None
 
 
 class EvaluationAccumulator:
-    """Collects per-image results as predictions stream in."""
+    """Collects per-image scores as predictions stream in."""
 
-    def __init__(self, class_map: ClassMap):
+    def __init__(self, class_map: ClassMap, both_empty: str = "nan"):
         self.class_map = class_map
+        self.both_empty = both_empty
         self.images: list[dict] = []
         self.counts: list[np.ndarray] = []
+        self.hd95: list[list[float]] = []
+        self.units: set[str] = set()
 
-    def add(self, name: str, indices: np.ndarray, probs: np.ndarray) -> None:
-        k = len(self.class_map)
-        pred = probs.argmax(-1)
-        counts = confusion_counts(indices, pred, k)
-        dice, iou = dice_iou(counts)
-        p_true = true_class_probability(indices, probs)
-        row = {
-            "image": name,
-            "loss": cross_entropy(indices, probs, p_true),
-            "dice_coef_multiclass": seed_dice_coef_multiclass(indices, probs, p_true=p_true),
-        }
+    def add(self, name: str, truth: np.ndarray, pred: np.ndarray, probs: np.ndarray | None = None,
+            spacing: tuple[float, float] | None = None) -> None:
+        """``truth`` and ``pred`` are class-index masks of one shape; ``probs`` (H, W, classes)
+        when a model made ``pred`` (for the seed's loss and metric); ``spacing`` in mm."""
+        if truth.shape != pred.shape:
+            raise DataError(f"{name}: prediction {pred.shape[1]}×{pred.shape[0]} and truth "
+                            f"{truth.shape[1]}×{truth.shape[0]} differ in size")
+        counts = confusion_counts(truth, pred, len(self.class_map))
+        scores = overlap_scores(counts, self.both_empty)
+        row: dict = {"image": name, "spacing_mm": list(spacing) if spacing else None}
+        if probs is not None:
+            p_true = true_class_probability(truth, probs)
+            row["loss"] = cross_entropy(truth, probs, p_true)
+            row["dice_coef_multiclass"] = seed_dice_coef_multiclass(truth, probs, p_true=p_true)
+        distances = []
         for c in self.class_map.foreground:
             cname = self.class_map.names[c]
-            row[f"dice_{cname}"] = _nan_to_none(dice[c])
-            row[f"iou_{cname}"] = _nan_to_none(iou[c])
+            for metric in OVERLAP_METRICS:
+                row[f"{metric}_{cname}"] = _nan_to_none(scores[metric][c])
+            distances.append(hd95(truth == c, pred == c, spacing or (1.0, 1.0), self.both_empty))
+            row[f"hd95_{cname}"] = _nan_to_none(distances[-1])
+        self.units.add("mm" if spacing else "pixels")
         self.images.append(row)
         self.counts.append(counts)
+        self.hd95.append(distances)
 
-    def report(self) -> EvaluationReport:
+    def report(self, source: dict | None = None) -> EvaluationReport:
+        if not self.images:
+            raise DataError("nothing to evaluate: no image/mask pairs")
         counts = np.stack(self.counts)  # (images, classes, 3)
-        dice, iou = dice_iou(counts)
-        pooled_dice, pooled_iou = dice_iou(counts.sum(0))
-        per_class, empty = {}, {}
-        for c in self.class_map.foreground:
+        scores = overlap_scores(counts, self.both_empty)
+        pooled = overlap_scores(counts.sum(0), self.both_empty)
+        distances = np.asarray(self.hd95, np.float64)  # (images, foreground classes)
+        tp_fp_fn = counts.sum(-1)  # (images, classes): 0 where the class is in neither
+        per_class, both_empty, undefined = {}, {}, {}
+        for j, c in enumerate(self.class_map.foreground):
             name = self.class_map.names[c]
-            per_class[name] = {
-                "dice": _nanmean(dice[:, c]),
-                "iou": _nanmean(iou[:, c]),
-                "dice_pooled": _nan_to_none(pooled_dice[c]),
-                "iou_pooled": _nan_to_none(pooled_iou[c]),
-            }
-            empty[name] = int(np.isnan(dice[:, c]).sum())
-        fg_dice = [m["dice"] for m in per_class.values() if m["dice"] is not None]
-        fg_iou = [m["iou"] for m in per_class.values() if m["iou"] is not None]
+            per_class[name] = {metric: _nanmean(scores[metric][:, c]) for metric in OVERLAP_METRICS}
+            per_class[name]["hd95"] = _nanmean(distances[:, j])
+            per_class[name].update({f"{m}_pooled": _nan_to_none(pooled[m][c]) for m in OVERLAP_METRICS})
+            empty = tp_fp_fn[:, c] == 0
+            both_empty[name] = int(empty.sum())
+            undefined[name] = int((np.isnan(distances[:, j]) & ~empty).sum())
+        foreground = {}
+        for metric in METRICS:
+            values = [m[metric] for m in per_class.values() if m[metric] is not None]
+            foreground[metric] = float(np.mean(values)) if values else None
+        with_model = "loss" in self.images[0]
         return EvaluationReport(
             class_names=self.class_map.names,
             images=self.images,
-            loss=float(np.mean([r["loss"] for r in self.images])),
-            dice_coef_multiclass=float(np.mean([r["dice_coef_multiclass"] for r in self.images])),
+            loss=float(np.mean([r["loss"] for r in self.images])) if with_model else None,
+            dice_coef_multiclass=float(np.mean([r["dice_coef_multiclass"] for r in self.images])) if with_model else None,
             per_class=per_class,
-            foreground_dice=float(np.mean(fg_dice)) if fg_dice else None,
-            foreground_iou=float(np.mean(fg_iou)) if fg_iou else None,
-            empty_cases=empty,
+            foreground=foreground,
+            both_empty=both_empty,
+            hd95_undefined=undefined,
+            both_empty_rule=self.both_empty,
+            distance_unit="mm" if self.units == {"mm"} else "pixels" if self.units == {"pixels"} else "mixed",
+            source=source or {},
         )
 
 
@@ -153,34 +204,88 @@ def _nan_to_none(value) -> float | None:
     return None if math.isnan(value) else value
 
 
+def pixel_spacings(split_dir: Path) -> dict[str, tuple[float, float]]:
+    """Pixel spacing (mm) by file stem, from the ``split.json`` that ``flexseg split`` wrote
+    beside the split folder (recorded for images converted from DICOM); empty when unknown."""
+    manifest = split_dir.parent / "split.json"
+    if not manifest.is_file():
+        return {}
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError):
+        return {}
+    return {Path(f["output_image"]).stem: tuple(f["pixel_spacing_mm"]) for f in files if f.get("pixel_spacing_mm")}
+
+
 def evaluate(exp: Experiment, batch_size: int | None = None) -> EvaluationReport:
-    """Predict the test split with the run's best model and score it; writes evaluation.csv/json."""
-    from flexseg.data.pipeline import segmentation_dataset
+    """Predict the test split with the run's best model and score it at each image's own size;
+    writes evaluation.csv, evaluation.json and per_image.csv into the run folder."""
+    from flexseg.data.io import read_mask, resize
+    from flexseg.data.pipeline import image_dataset
     from flexseg.model.store import check_model_fits, load_model, read_card
 
     run_dir = exp.resolved_run_dir
     card = read_card(run_dir)
     check_model_fits(card, exp, run_dir)
     pairs = split_pairs(exp, "test")
+    if not pairs:
+        raise DataError(f"{exp.data.split_dir('test')}: the test split is empty; nothing to evaluate")
     model = load_model(run_dir)
     class_map = ClassMap.from_experiment(exp)
-    ds = segmentation_dataset(
-        pairs,
-        width=card.width,
-        height=card.height,
-        channels=card.channels,
-        class_map=class_map,
-        batch_size=batch_size or max(exp.train.batch_size, 4),
-    )
-    acc = EvaluationAccumulator(class_map)
-    names = iter(p.name for p, _ in pairs)
-    for images, onehot in ds:
-        probs = np.asarray(model.predict_on_batch(images))
-        for truth, p in zip(np.asarray(onehot).argmax(-1), probs):
-            acc.add(next(names), truth, p)
-    report = acc.report()
+    spacings = pixel_spacings(exp.data.split_dir("test"))
+    ds = image_dataset([p for p, _ in pairs], width=card.width, height=card.height, channels=card.channels,
+                       batch_size=batch_size or max(exp.train.batch_size, 4))
+    acc = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
+    for images, _, indices in ds:
+        for probs, i in zip(np.asarray(model.predict_on_batch(images)), np.asarray(indices)):
+            image_path, mask_path = pairs[int(i)]
+            truth = class_map.to_indices(read_mask(mask_path)).indices
+            full = resize(probs, truth.shape[1], truth.shape[0])  # probabilities, so edges follow the soft boundary
+            acc.add(image_path.name, truth, full.argmax(-1), full, spacings.get(image_path.stem))
+    report = acc.report({"model": str(run_dir), "truth": str(exp.data.split_dir("test"))})
     write_report(report, run_dir)
     return report
+
+
+def evaluate_folders(exp: Experiment, pred_dir: Path, truth_dir: Path, output: Path | None = None) -> tuple[EvaluationReport, Path]:
+    """Score a folder of predicted masks against a folder of truth masks (paired by file stem),
+    without a model; writes the report into ``output`` (default ``<run_dir>/evaluate/<pred folder>``)."""
+    from flexseg.data.io import read_mask
+
+    for what, folder in (("--pred", pred_dir), ("--truth", truth_dir)):
+        if not folder.is_dir():
+            raise DataError(f"{what} {folder}: no such folder")
+    pairs = pair_by_stem(pred_dir, truth_dir)
+    class_map = ClassMap.from_experiment(exp)
+    spacings = pixel_spacings(truth_dir.parent)
+    acc = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
+    for pred_path, truth_path in pairs:
+        pred = class_map.to_indices(read_mask(pred_path)).indices
+        truth = class_map.to_indices(read_mask(truth_path)).indices
+        acc.add(truth_path.name, truth, pred, spacing=spacings.get(truth_path.stem))
+    report = acc.report({"predictions": str(pred_dir), "truth": str(truth_dir)})
+    folder = output or exp.resolved_run_dir / "evaluate" / pred_dir.name
+    folder.mkdir(parents=True, exist_ok=True)
+    write_report(report, folder)
+    return report, folder
+
+
+def failed_gates(report: EvaluationReport, gates: list[str]) -> list[str]:
+    """The ``METRIC=VALUE`` gates the report does not meet, each as a sentence."""
+    failures = []
+    for gate in gates:
+        key, sep, value = gate.partition("=")
+        try:
+            threshold = float(value)
+        except ValueError:
+            threshold = None
+        if not sep or threshold is None:
+            raise ConfigError(f"--fail-under {gate!r}: write METRIC=VALUE, e.g. --fail-under dice=0.8")
+        score = report.score(key.strip())
+        if score is None or score < threshold:
+            shown = "undefined" if score is None else f"{score:.4f}"
+            failures.append(f"{key.strip()} {shown} is under {threshold:g}")
+    return failures
 
 
 def write_report(report: EvaluationReport, folder: Path) -> None:
@@ -189,3 +294,18 @@ def write_report(report: EvaluationReport, folder: Path) -> None:
     writer.writerows((k, "" if v is None else f"{v:.6f}") for k, v in report.csv_rows())
     atomic_write_text(folder / "evaluation.csv", buf.getvalue())
     atomic_write_text(folder / "evaluation.json", json.dumps(report.to_json(), indent=2) + "\n")
+    columns = list(report.images[0])
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in report.images:
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+    atomic_write_text(folder / "per_image.csv", buf.getvalue())
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "x".join(f"{v:g}" for v in value)
+    return f"{value:.6f}" if isinstance(value, float) else str(value)

@@ -67,7 +67,20 @@ def test_evaluate_shows_the_model_learned(trained):
     rows = (run / "evaluation.csv").read_text().splitlines()
     assert rows[0].startswith("loss,") and rows[1].startswith("dice_coef_multiclass,")
     assert any(r.startswith("dice_bone,") for r in rows) and any(r.startswith("foreground_dice,") for r in rows)
-    assert "foreground mean" in result.stderr
+    assert any(r.startswith("hd95_bone,") for r in rows) and any(r.startswith("recall_pooled_lesion,") for r in rows)
+    assert report["hd95_unit"] == "pixels" and report["per_class"]["bone"]["hd95"] >= 0
+    per_image = (run / "per_image.csv").read_text().splitlines()
+    assert len(per_image) == 17 and per_image[0].startswith("image,spacing_mm,loss,dice_coef_multiclass,dice_bone,")
+    assert "mean" in result.stderr and "HD95 px" in result.stderr
+
+
+def test_fail_under_is_a_quality_gate(trained):
+    exp, _ = trained
+    met = invoke("evaluate", exp, "--fail-under", "dice_bone=0.5", "--fail-under", "recall=0.01")
+    assert met.exit_code == 0 and "quality gates met" in met.stderr
+    failed = invoke("evaluate", exp, "--fail-under", "dice=0.999")
+    assert failed.exit_code == 1 and "dice" in failed.stderr and "is under 0.999" in failed.stderr
+    assert invoke("evaluate", exp, "--fail-under", "hd95=2").exit_code == 2
 
 
 def _check_masks(folder, expected_names, size):

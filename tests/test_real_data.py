@@ -40,3 +40,30 @@ def test_nbm_experiment_trains_one_epoch_on_real_ct_and_writes_class_colour_mask
             colours = {c for _, c in im.convert("RGB").getcolors(maxcolors=1 << 16)}
         assert colours <= {(0, 0, 0), (255, 255, 255)}
         assert np.asarray(Image.open(mask)).max() <= 1
+
+
+def test_evaluate_folders_on_nbm_mini(tmp_path):
+    """--pred/--truth without a model: the masks against themselves score 1.0; against an
+    all-background folder every lesion is missed (Dice 0) and lesion-free slices are both empty."""
+    from flexseg.config import load_experiment
+    from flexseg.data.io import read_mask
+    from flexseg.evaluation import evaluate_folders
+
+    masks = NBM_MINI / "masks"
+    exp = load_experiment(REPO / "experiments" / "nbm.yaml", [f"run_dir={tmp_path / 'run'}"])
+    same, folder = evaluate_folders(exp, masks, masks)
+    assert same.foreground_dice == 1.0 and same.per_class["lesion"]["hd95"] == 0.0
+    assert (folder / "per_image.csv").is_file() and folder == tmp_path / "run" / "evaluate" / "masks"
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with_lesion = 0
+    for path in sorted(masks.iterdir()):
+        mask = read_mask(path)
+        with_lesion += bool((mask.max(-1) > 127).any())
+        Image.fromarray(np.zeros(mask.shape[:2], np.uint8)).save(empty / f"{path.stem}.png")
+    report, _ = evaluate_folders(exp, empty, masks, tmp_path / "report")
+    lesion = report.per_class["lesion"]
+    assert lesion["dice"] == 0.0 and lesion["recall"] == 0.0 and lesion["dice_pooled"] == 0.0
+    assert report.both_empty["lesion"] == len(report.images) - with_lesion
+    assert report.hd95_undefined["lesion"] == with_lesion and lesion["hd95"] is None

@@ -47,6 +47,16 @@ def dicom_instance_number(path: Path) -> int:
     return int(number)
 
 
+def dicom_pixel_spacing(path: Path) -> tuple[float, float] | None:
+    """(row, column) pixel size in mm from the header's PixelSpacing, or None when it has none."""
+    spacing = _dicom(path, pixels=False).get("PixelSpacing")
+    try:
+        row, col = (float(v) for v in spacing)
+    except (TypeError, ValueError):
+        return None
+    return (row, col) if row > 0 and col > 0 else None
+
+
 def _first(value) -> float:
     """The first of a multi-valued DICOM element (pydicom's MultiValue is a Sequence), or the value."""
     return float(value[0] if isinstance(value, Sequence) and not isinstance(value, str) else value)

@@ -29,6 +29,7 @@ from flexseg.config import SPLITS, Experiment, parse_mask_value
 from flexseg.data.audit import MaskAudit
 from flexseg.data.classes import ClassMap
 from flexseg.data.io import (
+    dicom_pixel_spacing,
     image_size,
     is_dicom,
     read_dicom,
@@ -357,6 +358,8 @@ def _manifest(exp, plan: SplitPlan, written: list[dict]) -> dict:
         entry["output_image"] = f"images/{info['image_name']}"
         entry["output_mask"] = f"masks/{info['mask_name']}"
         entry["image_conversion"] = info["how"]
+        if is_dicom(image) and (spacing := dicom_pixel_spacing(image)) is not None:
+            entry["pixel_spacing_mm"] = list(spacing)  # row, column: evaluate gives HD95 in mm
         files.append(entry)
     return {
         "flexseg_version": __version__,

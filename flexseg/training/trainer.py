@@ -57,6 +57,8 @@ RUN_OUTPUTS = (
     "train_losses.png",
     "evaluation.csv",
     "evaluation.json",
+    "per_image.csv",
+    "evaluate",
     "epoch_change_infer",
     "environment.json",
     "tensorboard",
