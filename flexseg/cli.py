@@ -360,31 +360,46 @@ def infer(
         None, help="Experiment YAML; its run folder and infer.images are used. Optional.", show_default=False
     ),
     model: Optional[Path] = typer.Option(None, "--model", help="Run folder of a trained model (holds model.keras, model.json)."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Folder of images (png, jpg, tif, bmp)."),
+    images: List[Path] = typer.Option([], "--images", help="A folder of images (png, jpg, tif, bmp, dcm) or one "
+                                      "image file. Repeatable.", show_default=False),
     output: Optional[Path] = typer.Option(None, "--output", help="Folder for the masks."),
-    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per prediction call."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average the predictions of the four flips."),
+    tiles: bool = typer.Option(False, "--tiles", help="Predict images larger than the model input by overlapping "
+                               "windows at full resolution, blended with Gaussian weights (no resize)."),
+    overlap: float = typer.Option(0.5, "--overlap", min=0.0, max=0.9, help="With --tiles: overlap of neighbouring windows."),
+    largest_component: bool = typer.Option(False, "--largest-component",
+                                           help="Per class, keep only the largest connected component."),
+    min_size: int = typer.Option(0, "--min-size", min=0, help="Drop connected components smaller than this many pixels."),
+    overlay: bool = typer.Option(False, "--overlay", help="Also write overlay/<name>.png: the image with the classes "
+                                 "blended in their colours."),
+    probabilities: bool = typer.Option(False, "--probabilities", help="Also write probabilities/<name>.npz: the "
+                                       "per-class probabilities (float16, H×W×classes)."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images (or windows) per prediction call."),
     force: bool = typer.Option(False, "--force", help="Overwrite masks that already exist in the output folder."),
     overrides: List[str] = SetOption,
 ) -> None:
-    """Predict masks for a folder of images; each mask is a palette PNG in the class colours, at the
-    image's original size, named after the image (x.jpg → x.png).
+    """Predict masks for folders or files of images; each mask is a palette PNG in the class
+    colours, at the image's original size, named after the image (x.jpg → x.png). DICOM slices
+    are windowed as flexseg split does.
 
     The model: --model RUN_DIR, else the experiment's run folder, else $FLEXSEG_MODEL, else the only
     trained run under ./runs/. The output: --output, else the experiment's infer.output, else
     <run>/mini_test_output for the experiment's own images and <run>/infer/<folder name> for others.
     """
     _needs_tensorflow()
+    from flexseg.inference import InferOptions, resolve_images, resolve_output
     from flexseg.inference import infer as run_inference
-    from flexseg.inference import resolve_images, resolve_output
     from flexseg.model.store import check_model_fits, find_model_dir, read_card
 
     exp = _load(experiment, overrides) if experiment is not None else None
     model_dir = find_model_dir(model, exp.resolved_run_dir if exp else None)
-    images_dir = resolve_images(images, exp.infer.images if exp else None)
+    files = resolve_images(images, exp.infer.images if exp else None)
     if exp is not None:
         check_model_fits(read_card(model_dir), exp, model_dir)
     output = resolve_output(output, model_dir, images, exp)
-    result = run_inference(model_dir, images_dir, output, batch_size=batch_size, force=force)
+    options = InferOptions(tta=tta, tiles=tiles, overlap=overlap, largest_component=largest_component,
+                           min_size=min_size, overlay=overlay, probabilities=probabilities)
+    result = run_inference(model_dir, files, output, batch_size=batch_size, force=force, options=options)
     out.info(
         f"{result.images} masks in {result.seconds:.1f}s ({result.images_per_second:.2f} img/s) "
         f"with {model_dir} → {result.output_dir}"

@@ -99,7 +99,7 @@ def run_demo(exp, source: Path) -> DemoResult:
     from flexseg.data.split import MANIFEST, plan_split, write_split
     from flexseg.data.stats import report_dataset
     from flexseg.evaluation import evaluate
-    from flexseg.inference import infer, resolve_output
+    from flexseg.inference import infer, resolve_images, resolve_output
     from flexseg.training.trainer import train
 
     t0 = time.perf_counter()
@@ -121,5 +121,5 @@ def run_demo(exp, source: Path) -> DemoResult:
     trained = train(exp, force=True)
     report = evaluate(exp)
     output = resolve_output(None, trained.run_dir, None, exp)
-    inferred = infer(trained.run_dir, exp.infer.images, output, force=True)
+    inferred = infer(trained.run_dir, resolve_images(None, exp.infer.images), output, force=True)
     return DemoResult(trained, report, inferred, stats, time.perf_counter() - t0)

@@ -1,4 +1,8 @@
-"""flexseg infer: batched prediction over a folder, masks written at each input's original size."""
+"""flexseg infer: batched prediction over folders or files, masks written at each input's original size.
+
+Options: test-time augmentation by flips, sliding-window (tiled) prediction for images larger
+than the model input, post-processing of the masks, overlays and probability maps.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,32 @@ from pathlib import Path
 import numpy as np
 
 from flexseg import console as out
-from flexseg.data.io import list_images, resize, write_palette_mask
+from flexseg.data.io import (
+    RAW_IMAGE_SUFFIXES,
+    list_images,
+    read_image,
+    resize,
+    write_image,
+    write_palette_mask,
+)
 from flexseg.errors import DataError, RunError
 from flexseg.model.store import ModelCard, load_model, read_card
 
 DEFAULT_OUTPUT = "mini_test_output"  # the seed's name, inside the run folder
+OVERLAY_DIR = "overlay"
+PROBABILITIES_DIR = "probabilities"
+OVERLAY_ALPHA = 0.45
+
+
+@dataclass
+class InferOptions:
+    tta: bool = False  # average over the four flips (none, horizontal, vertical, both)
+    tiles: bool = False  # sliding windows at the model's size instead of resizing the whole image
+    overlap: float = 0.5  # of neighbouring windows, as a fraction of the window
+    largest_component: bool = False  # per foreground class, keep only the largest connected component
+    min_size: int = 0  # drop connected components smaller than this many pixels
+    overlay: bool = False  # also write the image with the classes blended in their colours
+    probabilities: bool = False  # also write the per-class probabilities (npz, float16)
 
 
 @dataclass
@@ -30,17 +55,38 @@ class InferResult:
         return self.images / max(self.seconds, 1e-9)
 
 
-def resolve_output(output: Path | None, model_dir: Path, images: Path | None, exp=None) -> Path:
+def resolve_output(output: Path | None, model_dir: Path, images: list[Path] | None, exp=None) -> Path:
     """Where masks go: --output; else, for the experiment's own infer.images, its infer.output or
-    <run>/mini_test_output; else <run>/infer/<name of the images folder>."""
+    <run>/mini_test_output; else <run>/infer/<name of the (first) images folder>."""
     if output is not None:
         return output
-    own_images = exp is not None and (images is None or images == exp.infer.images)
+    own_images = exp is not None and (not images or images == [exp.infer.images])
     if own_images:
         return exp.infer.output or model_dir / DEFAULT_OUTPUT
-    if images is None:
+    if not images:
         return model_dir / DEFAULT_OUTPUT
-    return model_dir / "infer" / images.resolve().name
+    first = images[0].resolve()
+    return model_dir / "infer" / (first.name if first.is_dir() else first.parent.name)
+
+
+def resolve_images(images: list[Path] | None, experiment_images: Path | None) -> list[Path]:
+    """The image files to infer: every image (png, jpg, tif, bmp, DICOM) in each folder given,
+    and each file given, in that order."""
+    sources = list(images or ([experiment_images] if experiment_images is not None else []))
+    if not sources:
+        raise DataError("no images to infer: pass --images DIR or FILE (or set infer.images in the experiment)")
+    files: list[Path] = []
+    for source in sources:
+        if source.is_dir():
+            found = list_images(source, RAW_IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"{source}: no images (png, jpg, tif, bmp, dcm) to infer")
+            files += found
+        elif source.is_file():
+            files.append(source)
+        else:
+            raise DataError(f"{source}: no such image or folder")
+    return files
 
 
 def mask_name(image: Path) -> str:
@@ -60,51 +106,175 @@ def check_output(output_dir: Path, images: list[Path], force: bool) -> None:
         raise DataError(f"images {dupes[:3]} would write masks of the same name; rename them (e.g. a.png and a.jpg)")
 
 
+# ---------------------------------------------------------------- prediction
+
+
+def predict_batch(model, batch: np.ndarray, tta: bool = False) -> np.ndarray:
+    """Class probabilities (N, H, W, classes) for a float32 batch; with ``tta`` the mean over the
+    four flips, each prediction flipped back."""
+    if not tta:
+        return np.asarray(model.predict_on_batch(batch))
+    total = None
+    for axes in ((), (2,), (1,), (1, 2)):  # none, horizontal, vertical, both
+        flipped = np.flip(batch, axes) if axes else batch
+        probs = np.asarray(model.predict_on_batch(np.ascontiguousarray(flipped)))
+        probs = np.flip(probs, axes) if axes else probs
+        total = probs if total is None else total + probs
+    return total / 4.0
+
+
+def gaussian_window(height: int, width: int, sigma_fraction: float = 0.125) -> np.ndarray:
+    """Weights for blending overlapping windows: 1 at the centre, falling off towards the edges
+    (sigma = 1/8 of the window, as nnU-Net), never 0, so every pixel has some weight."""
+    ys = np.exp(-0.5 * ((np.arange(height) - (height - 1) / 2) / (sigma_fraction * height)) ** 2)
+    xs = np.exp(-0.5 * ((np.arange(width) - (width - 1) / 2) / (sigma_fraction * width)) ** 2)
+    window = np.outer(ys, xs)
+    return np.maximum(window / window.max(), 1e-3).astype(np.float32)
+
+
+def window_starts(length: int, window: int, overlap: float) -> list[int]:
+    """Start offsets of windows covering ``length`` with at least ``overlap`` between neighbours;
+    the last window ends at the edge."""
+    if length <= window:
+        return [0]
+    stride = max(1, int(window * (1.0 - overlap)))
+    starts = list(range(0, length - window, stride))
+    return starts + [length - window]
+
+
+def predict_tiled(model, image: np.ndarray, card: ModelCard, options: InferOptions, batch_size: int) -> np.ndarray:
+    """Probabilities (H, W, classes) of one image at its own resolution by sliding windows of the
+    model's size, blended with Gaussian weights so no seams show. An image smaller than the
+    window in a direction is padded by reflection there and cropped back."""
+    h, w = image.shape[:2]
+    th, tw = card.height, card.width
+    pad_h, pad_w = max(0, th - h), max(0, tw - w)
+    padded = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect") if pad_h or pad_w else image
+    H, W = padded.shape[:2]
+    weight = gaussian_window(th, tw)
+    total = np.zeros((H, W, len(card.class_names)), np.float32)
+    norm = np.zeros((H, W, 1), np.float32)
+    corners = [(y, x) for y in window_starts(H, th, options.overlap) for x in window_starts(W, tw, options.overlap)]
+    for i in range(0, len(corners), batch_size):
+        chunk = corners[i:i + batch_size]
+        batch = np.stack([padded[y:y + th, x:x + tw] for y, x in chunk]).astype(np.float32)
+        for (y, x), probs in zip(chunk, predict_batch(model, batch, options.tta)):
+            total[y:y + th, x:x + tw] += probs * weight[..., None]
+            norm[y:y + th, x:x + tw] += weight[..., None]
+    return (total / norm)[:h, :w]
+
+
+# ---------------------------------------------------------------- post-processing and outputs
+
+
+def postprocess(labels: np.ndarray, num_classes: int, largest_component: bool = False, min_size: int = 0) -> np.ndarray:
+    """Per foreground class: keep only the largest connected component (8-connected) and/or drop
+    components smaller than ``min_size`` pixels; removed pixels become background (class 0)."""
+    import cv2
+
+    if not largest_component and min_size <= 0:
+        return labels
+    result = labels.copy()
+    for c in range(1, num_classes):
+        count, components, stats, _ = cv2.connectedComponentsWithStats((labels == c).astype(np.uint8), connectivity=8)
+        if count <= 1:
+            continue
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        keep = np.ones(count - 1, bool)
+        if largest_component:
+            keep &= np.arange(count - 1) == areas.argmax()
+        if min_size > 0:
+            keep &= areas >= min_size
+        drop = np.flatnonzero(~keep) + 1
+        result[np.isin(components, drop)] = 0
+    return result
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, colors: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+    """The image (grey or RGB uint8) with each foreground class blended in its colour."""
+    rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+    blended = rgb.astype(np.float32)
+    fg = labels > 0
+    blended[fg] = (1 - alpha) * blended[fg] + alpha * colors[labels[fg]].astype(np.float32)
+    return blended.round().astype(np.uint8)
+
+
+class _Writer:
+    """Writes one image's outputs: the mask, and the overlay and probabilities when asked."""
+
+    def __init__(self, output_dir: Path, card: ModelCard, options: InferOptions):
+        self.output_dir, self.card, self.options = output_dir, card, options
+        class_map = card.class_map()
+        self.palette, self.colors = class_map.palette(), class_map.colors.astype(np.uint8)
+        for name, wanted in ((OVERLAY_DIR, options.overlay), (PROBABILITIES_DIR, options.probabilities)):
+            if wanted:
+                (output_dir / name).mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, path: Path, probs: np.ndarray, image: np.ndarray | None = None) -> None:
+        from flexseg.fsutil import atomic_path
+
+        labels = postprocess(probs.argmax(-1).astype(np.uint8), probs.shape[-1],
+                             self.options.largest_component, self.options.min_size)
+        write_palette_mask(self.output_dir / mask_name(path), labels, self.palette)
+        if self.options.overlay:
+            image = read_image(path, channels=None) if image is None else image
+            write_image(self.output_dir / OVERLAY_DIR / mask_name(path), overlay(image, labels, self.colors))
+        if self.options.probabilities:
+            with atomic_path(self.output_dir / PROBABILITIES_DIR / (path.stem + ".npz")) as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez_compressed(f, probabilities=probs.astype(np.float16),
+                                        class_names=np.array(self.card.class_names))
+
+
 def infer(
     model_dir: Path,
-    images_dir: Path,
+    images: list[Path],
     output_dir: Path,
     *,
     batch_size: int = 4,
     force: bool = False,
+    options: InferOptions | None = None,
 ) -> InferResult:
+    """Predict every image of ``images`` (files) and write the outputs into ``output_dir``."""
     from flexseg.data.pipeline import image_dataset
 
+    options = options or InferOptions()
     card: ModelCard = read_card(model_dir)
-    images = list_images(images_dir)
     if not images:
-        raise DataError(f"{images_dir}: no images (png, jpg, tif, bmp) to infer")
+        raise DataError("no images to infer")
     check_output(output_dir, images, force)
     model = load_model(model_dir)
-    palette = card.class_map().palette()
     output_dir.mkdir(parents=True, exist_ok=True)
-    ds = image_dataset(images, width=card.width, height=card.height, channels=card.channels, batch_size=batch_size)
-
-    def write(index: int, probs: np.ndarray, size: np.ndarray) -> None:
-        # resize the probabilities, not the labels, so edges follow the soft boundary
-        full = resize(probs, int(size[1]), int(size[0]))
-        write_palette_mask(output_dir / mask_name(images[index]), full.argmax(-1), palette)
+    write = _Writer(output_dir, card, options)
 
     t0 = time.perf_counter()
     with out.progress_bar("infer", len(images)) as bar, ThreadPoolExecutor(1) as writer:
         pending: deque = deque()
-        for batch, sizes, indices in ds:
-            probs = np.asarray(model.predict_on_batch(batch))
-            for p, s, i in zip(probs, sizes.numpy(), indices.numpy()):
-                pending.append(writer.submit(write, int(i), p, s))
+
+        def submit(*args) -> None:
+            pending.append(writer.submit(write, *args))
             while len(pending) > 2 * batch_size:  # bounded, so memory stays flat on big folders
                 pending.popleft().result()
-            bar.advance(len(indices))
+
+        if options.tiles:
+            with ThreadPoolExecutor(1) as reader:  # read the next image while this one is predicted
+                upcoming = reader.submit(read_image, images[0], card.channels)
+                for i, path in enumerate(images):
+                    image = upcoming.result()
+                    if i + 1 < len(images):
+                        upcoming = reader.submit(read_image, images[i + 1], card.channels)
+                    submit(path, predict_tiled(model, image, card, options, batch_size))
+                    bar.advance(1)
+        else:
+            ds = image_dataset(images, width=card.width, height=card.height, channels=card.channels,
+                               batch_size=batch_size)
+            for batch, sizes, indices in ds:
+                probs = predict_batch(model, np.asarray(batch), options.tta)
+                for p, size, i in zip(probs, sizes.numpy(), indices.numpy()):
+                    # resize the probabilities, not the labels, so edges follow the soft boundary
+                    submit(images[int(i)], resize(p, int(size[1]), int(size[0])))
+                bar.advance(len(indices))
         while pending:
             pending.popleft().result()
     seconds = time.perf_counter() - t0
     return InferResult(model_dir=model_dir, output_dir=output_dir, images=len(images), seconds=seconds)
-
-
-def resolve_images(images: Path | None, experiment_images: Path | None) -> Path:
-    folder = images or experiment_images
-    if folder is None:
-        raise DataError("no images to infer: pass --images DIR (or set infer.images in the experiment)")
-    if not folder.is_dir():
-        raise DataError(f"{folder}: images folder not found")
-    return folder
