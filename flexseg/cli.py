@@ -408,6 +408,28 @@ def infer(
 
 @app.command()
 @handles_errors
+def export(
+    run_dir: Path = typer.Argument(..., help="Run folder of a trained model (holds model.keras, model.json).",
+                                   show_default=False),
+    fmt: str = typer.Option(..., "--format", help="savedmodel, tflite or onnx (onnx: pip install -e '.[onnx]')."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Folder for the export [default: <run>/export/<format>]."),
+    tolerance: float = typer.Option(1e-4, "--tolerance", min=0.0,
+                                    help="Largest allowed probability difference from the Keras model."),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier export."),
+) -> None:
+    """Export the trained model for another runtime: a SavedModel (serving signature `serve`, input
+    `image`), TFLite or ONNX. The export is run on a few images and compared with the Keras model;
+    it fails when the probabilities differ by more than --tolerance. model.json goes beside it."""
+    _needs_tensorflow()
+    from flexseg.export import export as run_export
+
+    result = run_export(run_dir, fmt, output, tolerance=tolerance, force=force)
+    out.info(f"{result.format}: {result.path} (max |probability difference| vs Keras {result.max_abs_diff:.2g} "
+             f"on {result.images_checked} images, tolerance {result.tolerance:g}); model.json beside it")
+
+
+@app.command()
+@handles_errors
 def demo(
     experiment: Path = typer.Argument(Path("experiments/demo.yaml"), help="The demo experiment."),
     overrides: List[str] = SetOption,

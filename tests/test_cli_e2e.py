@@ -163,7 +163,7 @@ def test_installed_command_reports_config_errors_in_one_line(tmp_path):
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     helped = subprocess.run([sys.executable, "-m", "flexseg.cli", "--help"], capture_output=True, text=True)
     assert helped.returncode == 0
-    for command in ("check", "split", "augment", "stats", "train", "evaluate", "infer", "demo"):
+    for command in ("check", "split", "augment", "stats", "train", "evaluate", "infer", "export", "demo"):
         assert command in helped.stdout
 
 

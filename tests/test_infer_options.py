@@ -125,3 +125,25 @@ def test_infer_reads_dicom_and_single_files(model_run, tiny_data, tmp_path):
     assert names == sorted([dicom[0].stem + ".png", dicom[1].stem + ".png", "case 000.png"])
     with Image.open(out / (dicom[0].stem + ".png")) as mask:
         assert mask.size == (512, 512)  # the DICOM's own size, predicted window by window
+
+
+@pytest.mark.parametrize("fmt", ["savedmodel", "tflite", "onnx"])
+def test_export_matches_keras(model_run, tmp_path, fmt):
+    import json
+
+    out = tmp_path / fmt
+    result = invoke("export", model_run, "--format", fmt, "--output", out)
+    assert result.exit_code == 0, result.stderr
+    card = json.loads((out / "model.json").read_text())
+    assert card["class_names"] == ["background", "bone", "lesion"] and card["width"] == 64
+    assert card["export"]["format"] == fmt and card["export"]["max_abs_diff_vs_keras"] <= 1e-4
+    assert (out / {"savedmodel": "savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}[fmt]).exists()
+    again = invoke("export", model_run, "--format", fmt, "--output", out)
+    assert again.exit_code == 4 and "--force" in again.stderr
+
+
+def test_export_refuses_above_the_tolerance_and_unknown_formats(model_run, tmp_path):
+    too_strict = invoke("export", model_run, "--format", "tflite", "--output", tmp_path / "t", "--tolerance", "0")
+    assert too_strict.exit_code == 4 and "differs from the Keras model" in too_strict.stderr
+    assert not (tmp_path / "t" / "model.tflite").exists()
+    assert invoke("export", model_run, "--format", "pt").exit_code == 2

@@ -59,6 +59,7 @@ RUN_OUTPUTS = (
     "evaluation.json",
     "per_image.csv",
     "evaluate",
+    "export",
     "epoch_change_infer",
     "environment.json",
     "tensorboard",

@@ -1,0 +1,178 @@
+"""flexseg export: the trained model for other runtimes, checked against Keras.
+
+Formats: ``savedmodel`` (TensorFlow SavedModel with a ``serve`` signature), ``tflite``
+(TensorFlow Lite, float32) and ``onnx`` (Keras' ONNX export, which needs tf2onnx and, for the
+check, onnxruntime: ``pip install -e '.[onnx]'``). Every export is run on a few images and
+compared with the Keras model; the largest absolute difference of the class probabilities is
+reported and the export fails above the tolerance. ``model.json`` (classes, colours, input
+size, normalisation) is written beside it, so the export describes itself.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flexseg.errors import ConfigError, RunError
+from flexseg.fsutil import atomic_write_text
+from flexseg.model.store import CARD_FILE, ModelCard, load_model, read_card
+
+FORMATS = ("savedmodel", "tflite", "onnx")
+OUTPUT_NAMES = {"savedmodel": "savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}
+DEFAULT_TOLERANCE = 1e-4
+
+
+@dataclass
+class ExportResult:
+    format: str
+    path: Path  # the exported model (a folder for savedmodel)
+    max_abs_diff: float
+    images_checked: int
+    tolerance: float
+
+
+def check_images(run_dir: Path, card: ModelCard, count: int = 4) -> np.ndarray:
+    """Up to ``count`` images at the model's size to compare on: the run's infer.images (from its
+    experiment.yaml) when they exist, else seeded random images."""
+    import yaml
+
+    from flexseg.data.io import RAW_IMAGE_SUFFIXES, list_images, read_image, resize
+
+    folder = None
+    try:
+        exp = yaml.safe_load((run_dir / "experiment.yaml").read_text(encoding="utf-8"))
+        folder = Path(exp["infer"]["images"]) if exp.get("infer", {}).get("images") else None
+    except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
+        folder = None
+    if folder is not None and folder.is_dir():
+        paths = list_images(folder, RAW_IMAGE_SUFFIXES)[:count]
+        if paths:
+            return np.stack([resize(read_image(p, card.channels), card.width, card.height) for p in paths]).astype(np.float32)
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (count, card.height, card.width, card.channels)).astype(np.float32)
+
+
+def export(run_dir: Path, fmt: str, output: Path | None = None, *, tolerance: float = DEFAULT_TOLERANCE,
+           force: bool = False) -> ExportResult:
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    card = read_card(run_dir)
+    model = load_model(run_dir)
+    folder = output or run_dir / "export" / fmt
+    target = folder / OUTPUT_NAMES[fmt]
+    if target.exists() and not force:
+        raise RunError(f"{target} already exists; pass --force to replace it, or choose --output DIR")
+    folder.mkdir(parents=True, exist_ok=True)
+    images = check_images(run_dir, card)
+    expected = np.asarray(model.predict_on_batch(images))
+
+    # write under a temporary name beside the target, check, then move into place
+    scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=folder))
+    try:
+        if fmt == "savedmodel":
+            written = scratch / OUTPUT_NAMES[fmt]
+            _to_savedmodel(model, card, written)
+            actual = _run_savedmodel(written, images)
+        elif fmt == "tflite":
+            saved = scratch / "savedmodel"
+            _to_savedmodel(model, card, saved)
+            written = scratch / OUTPUT_NAMES[fmt]
+            written.write_bytes(_to_tflite(saved))
+            actual = _run_tflite(written, images)
+        else:
+            written = scratch / OUTPUT_NAMES[fmt]
+            _to_onnx(model, written)
+            actual = _run_onnx(written, images)
+        diff = float(np.abs(actual - expected).max())
+        if not np.isfinite(diff) or diff > tolerance:
+            raise RunError(f"the {fmt} export differs from the Keras model by {diff:.3g} in probability "
+                           f"(tolerance {tolerance:g}) on {len(images)} images; not written")
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        written.rename(target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    card_json = json.loads((run_dir / CARD_FILE).read_text(encoding="utf-8"))
+    card_json["export"] = {"format": fmt, "file": target.name, "input": "float32 NHWC pixels 0..255" +
+                           (", divided by 255 inside the model" if card.input_normalize else ", fed as they are"),
+                           "output": "float32 NHWC class probabilities (softmax), classes in class_names order",
+                           "max_abs_diff_vs_keras": diff, "images_checked": len(images)}
+    atomic_write_text(folder / CARD_FILE, json.dumps(card_json, indent=2) + "\n")
+    return ExportResult(fmt, target, diff, len(images), tolerance)
+
+
+def _to_savedmodel(model, card: ModelCard, path: Path) -> None:
+    """A SavedModel whose ``serve`` endpoint (also the ``serving_default`` signature) takes one
+    float32 tensor ``image`` (N, H, W, C) and returns the probabilities."""
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name="serve",
+        fn=lambda image: model(image, training=False),
+        input_signature=[tf.TensorSpec((None, card.height, card.width, card.channels), tf.float32, name="image")],
+    )
+    archive.write_out(str(path), verbose=False)
+
+
+def _run_savedmodel(path: Path, images: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    return np.asarray(loaded.serve(tf.constant(images)))
+
+
+def _to_tflite(saved: Path) -> bytes:
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    try:
+        return converter.convert()
+    except Exception as e:  # the converter raises its own error types
+        raise RunError(f"TFLite conversion failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+
+
+def _run_tflite(path: Path, images: np.ndarray) -> np.ndarray:
+    import warnings
+
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "tf.lite.Interpreter is deprecated": still the one TF ships
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+    inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    results = []
+    for image in images:  # one at a time: the converted model keeps batch 1 unless resized
+        interpreter.resize_tensor_input(inp["index"], [1, *image.shape])
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(inp["index"], image[None])
+        interpreter.invoke()
+        results.append(interpreter.get_tensor(outp["index"])[0])
+    return np.stack(results)
+
+
+def _to_onnx(model, path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("tf2onnx") is None or importlib.util.find_spec("onnxruntime") is None:
+        raise ConfigError("--format onnx needs tf2onnx and onnxruntime: pip install -e '.[onnx]' "
+                          "(or pip install tf2onnx onnxruntime)")
+    try:
+        model.export(str(path), format="onnx", verbose=False)
+    except Exception as e:  # tf2onnx raises many types
+        raise RunError(f"ONNX conversion failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+
+
+def _run_onnx(path: Path, images: np.ndarray) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.asarray(session.run(None, {name: images})[0])
