@@ -325,11 +325,10 @@ def evaluate(
 def _print_report(report, folder: Path) -> None:
     if out.is_quiet():
         return
+    from rich import box
     from rich.table import Table
 
-    unit = "mm" if report.distance_unit == "mm" else "px" if report.distance_unit == "pixels" else "px/mm"
-    from rich import box
-
+    unit = {"mm": "mm", "pixels": "px"}.get(report.distance_unit, "px/mm")
     table = Table(title=f"{len(report.images)} images scored", box=box.SIMPLE_HEAD)
     table.add_column("class")
     for col in ("Dice", "IoU", "prec.", "recall", f"HD95 {unit}", "pooled Dice", "both empty*"):

@@ -39,15 +39,13 @@ class ExportResult:
 def check_images(run_dir: Path, card: ModelCard, count: int = 4) -> np.ndarray:
     """Up to ``count`` images at the model's size to compare on: the run's infer.images (from its
     experiment.yaml) when they exist, else seeded random images."""
-    import yaml
-
+    from flexseg.config import load_experiment
     from flexseg.data.io import RAW_IMAGE_SUFFIXES, list_images, read_image, resize
+    from flexseg.errors import FlexsegError
 
-    folder = None
     try:
-        exp = yaml.safe_load((run_dir / "experiment.yaml").read_text(encoding="utf-8"))
-        folder = Path(exp["infer"]["images"]) if exp.get("infer", {}).get("images") else None
-    except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
+        folder = load_experiment(run_dir / "experiment.yaml").infer.images
+    except FlexsegError:  # a run folder without a readable experiment: check on random images
         folder = None
     if folder is not None and folder.is_dir():
         paths = list_images(folder, RAW_IMAGE_SUFFIXES)[:count]

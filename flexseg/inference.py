@@ -190,12 +190,12 @@ def postprocess(labels: np.ndarray, num_classes: int, largest_component: bool = 
     return result
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, colors: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+def overlay(image: np.ndarray, labels: np.ndarray, class_map, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
     """The image (grey or RGB uint8) with each foreground class blended in its colour."""
     rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
     blended = rgb.astype(np.float32)
     fg = labels > 0
-    blended[fg] = (1 - alpha) * blended[fg] + alpha * colors[labels[fg]].astype(np.float32)
+    blended[fg] = (1 - alpha) * blended[fg] + alpha * class_map.to_rgb(labels[fg]).astype(np.float32)
     return blended.round().astype(np.uint8)
 
 
@@ -204,8 +204,8 @@ class _Writer:
 
     def __init__(self, output_dir: Path, card: ModelCard, options: InferOptions):
         self.output_dir, self.card, self.options = output_dir, card, options
-        class_map = card.class_map()
-        self.palette, self.colors = class_map.palette(), class_map.colors.astype(np.uint8)
+        self.class_map = card.class_map()
+        self.palette = self.class_map.palette()
         for name, wanted in ((OVERLAY_DIR, options.overlay), (PROBABILITIES_DIR, options.probabilities)):
             if wanted:
                 (output_dir / name).mkdir(parents=True, exist_ok=True)
@@ -218,7 +218,7 @@ class _Writer:
         write_palette_mask(self.output_dir / mask_name(path), labels, self.palette)
         if self.options.overlay:
             image = read_image(path, channels=None) if image is None else image
-            write_image(self.output_dir / OVERLAY_DIR / mask_name(path), overlay(image, labels, self.colors))
+            write_image(self.output_dir / OVERLAY_DIR / mask_name(path), overlay(image, labels, self.class_map))
         if self.options.probabilities:
             with atomic_path(self.output_dir / PROBABILITIES_DIR / (path.stem + ".npz")) as tmp:
                 with open(tmp, "wb") as f:

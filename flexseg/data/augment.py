@@ -151,22 +151,34 @@ def seed_pipeline(transform, seq: np.random.SeedSequence) -> None:
         seed_pipeline(child, child_seq)
 
 
-class _PairAugmenter:
-    """Augments one pair at a time; one pipeline per thread (a pipeline carries its random state).
+class SeededPipeline:
+    """The experiment's transforms as one albumentations pipeline per thread (a pipeline carries
+    its random state), reseeded on every call, so the result depends on the seed only, not on
+    which thread runs it. Used by ``flexseg augment`` and by online augmentation in training.
 
     Threads, not processes: OpenCV and NumPy do the work and release the GIL, and a process
     pool would have to spawn (TensorFlow does not survive a fork) and re-import everything.
     """
 
-    def __init__(self, spec: list, class_map, copies: int, seed: int):
-        self.spec, self.class_map, self.copies, self.seed = spec, class_map, copies, seed
-        self.palette = class_map.palette()
+    def __init__(self, spec: list):
+        self.spec = spec
         self._local = threading.local()
 
-    def _pipeline(self):
+    def __call__(self, image: np.ndarray, indices: np.ndarray, seed: np.random.SeedSequence):
         if not hasattr(self._local, "pipeline"):
             self._local.pipeline = build_pipeline(self.spec)
-        return self._local.pipeline
+        pipeline = self._local.pipeline
+        seed_pipeline(pipeline, seed)
+        result = pipeline(image=image, mask=indices)
+        return result["image"], result["mask"]
+
+
+class _PairAugmenter:
+    """Writes the augmented copies of one pair."""
+
+    def __init__(self, spec: list, class_map, copies: int, seed: int):
+        self.pipeline, self.class_map, self.copies, self.seed = SeededPipeline(spec), class_map, copies, seed
+        self.palette = class_map.palette()
 
     def __call__(self, pair: tuple[Path, Path], out_dir: Path) -> int:
         from flexseg.data.io import (
@@ -182,13 +194,11 @@ class _PairAugmenter:
         if image.shape[:2] != indices.shape:
             raise DataError(f"{image_path} {image.shape[1]}×{image.shape[0]} and its mask {mask_path} "
                             f"{indices.shape[1]}×{indices.shape[0]} differ in size")
-        pipeline = self._pipeline()
         for c in range(1, self.copies + 1):
-            seed_pipeline(pipeline, copy_seed(self.seed, image_path.stem, c))
-            result = pipeline(image=image, mask=indices)
+            augmented, mask = self.pipeline(image, indices, copy_seed(self.seed, image_path.stem, c))
             name = augmented_name(image_path.stem, c) + ".png"
-            write_image(out_dir / "images" / name, result["image"])
-            write_palette_mask(out_dir / "masks" / name, result["mask"], self.palette)
+            write_image(out_dir / "images" / name, augmented)
+            write_palette_mask(out_dir / "masks" / name, mask, self.palette)
         return self.copies
 
 

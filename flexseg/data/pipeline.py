@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -29,26 +28,17 @@ def load_pair(image_path: Path, mask_path: Path, width: int, height: int, channe
 
 
 class OnlineAugmenter:
-    """The experiment's albumentations transforms, applied to one pair per call.
-
-    Every call is seeded with a number the input pipeline draws from the experiment's seed,
-    so the augmented stream does not depend on which thread runs which element. One
-    pipeline per thread: a pipeline carries its random state.
-    """
+    """The experiment's albumentations transforms, applied to one pair per call. Every call is
+    seeded with a number the input pipeline draws from the experiment's seed, so the augmented
+    stream does not depend on which thread runs which element."""
 
     def __init__(self, transforms: list):
-        self.transforms = transforms
-        self._local = threading.local()
+        from flexseg.data.augment import SeededPipeline
+
+        self.pipeline = SeededPipeline(transforms)
 
     def __call__(self, image: np.ndarray, indices: np.ndarray, seed: int):
-        from flexseg.data.augment import build_pipeline, seed_pipeline
-
-        if not hasattr(self._local, "pipeline"):
-            self._local.pipeline = build_pipeline(self.transforms)
-        pipeline = self._local.pipeline
-        seed_pipeline(pipeline, np.random.SeedSequence(int(seed) & 0xFFFFFFFFFFFFFFFF))
-        result = pipeline(image=image, mask=indices)
-        return result["image"], result["mask"]
+        return self.pipeline(image, indices, np.random.SeedSequence(int(seed) & 0xFFFFFFFFFFFFFFFF))
 
 
 def segmentation_dataset(

@@ -34,6 +34,9 @@ class Distribution:
     def replicas(self) -> int:
         return self.strategy.num_replicas_in_sync
 
+    def global_batch(self, per_replica: int) -> int:
+        return per_replica * self.replicas
+
     def describe(self) -> str:
         if self.kind == "none":
             return "one device"
@@ -100,14 +103,6 @@ def make_distribution(mode: str) -> Distribution:
     return Distribution(strategy, "multi_worker", is_chief_task(config), cluster_size(config), task)
 
 
-def shard_options() -> tf.data.Options:
-    """Each worker reads its own share of the elements (the file list is not split into files
-    TensorFlow could shard by, so shard by data)."""
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return options
-
-
 def work_around_keras_symbolic_build(model, strategy: tf.distribute.Strategy) -> None:
     """Let ``model.fit`` take a distributed dataset whose batches are (image, mask) pairs.
 
@@ -134,7 +129,6 @@ def work_around_keras_symbolic_build(model, strategy: tf.distribute.Strategy) ->
             model._symbolic_build(data_batch=data_batch)
 
     model._maybe_symbolic_build = symbolic_build
-
 
 
 def reduce_metrics_across_workers(model) -> None:

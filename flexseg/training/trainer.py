@@ -170,7 +170,7 @@ def write_environment(run_dir: Path, exp: Experiment, dist: Distribution) -> Non
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "distribute": {"strategy": dist.kind, "workers": dist.workers, "replicas": dist.replicas,
-                       "global_batch": exp.train.batch_size * dist.replicas},
+                       "global_batch": dist.global_batch(exp.train.batch_size)},
         "packages": {name: version(name) for name in packages},
     }, indent=1))
 
@@ -192,14 +192,13 @@ def _datasets(exp: Experiment, dist: Distribution, train_pairs, valid_pairs, cla
     """
     size = dict(width=exp.image.width, height=exp.image.height, channels=exp.image.channels, class_map=class_map)
     per_replica = exp.train.batch_size
-    global_batch = per_replica * dist.replicas
+    global_batch = dist.global_batch(per_replica)
     augment = OnlineAugmenter(exp.augment.transforms) if exp.augment.online else None
     seed = exp.train.seed
+    steps = -(-len(train_pairs) // global_batch)
     if dist.kind != "multi_worker":
         return (segmentation_dataset(train_pairs, batch_size=global_batch, shuffle=True, seed=seed, augment=augment, **size),
-                segmentation_dataset(valid_pairs, batch_size=global_batch, **size),
-                -(-len(train_pairs) // global_batch))
-    steps = -(-len(train_pairs) // global_batch)
+                segmentation_dataset(valid_pairs, batch_size=global_batch, **size), steps)
     padded = (train_pairs * -(-steps * global_batch // len(train_pairs)))[:steps * global_batch]
 
     def train_shard(ctx: tf.distribute.InputContext):
@@ -268,9 +267,8 @@ def _fit(exp: Experiment, dist: Distribution, run_dir: Path, write_dir: Path, st
         write_card(write_dir, card)
 
     infer_images, infer_truths, infer_names = _epoch_change_images(exp, valid_pairs, class_map)
-    global_batch = exp.train.batch_size * dist.replicas
     best = BestModel(write_dir, on_save=record_best)
-    progress = RichProgress(exp.train.epochs, steps, global_batch, len(train_pairs))
+    progress = RichProgress(exp.train.epochs, steps, dist.global_batch(exp.train.batch_size), len(train_pairs))
     reducer = keras.callbacks.ReduceLROnPlateau(
         monitor="val_loss", factor=exp.train.reducer_factor, patience=exp.train.reducer_patience, verbose=0
     )
