@@ -222,6 +222,7 @@ def evaluate(exp: Experiment, batch_size: int | None = None) -> EvaluationReport
     writes evaluation.csv, evaluation.json and per_image.csv into the run folder."""
     from flexseg.data.io import read_mask, resize
     from flexseg.data.pipeline import image_dataset
+    from flexseg.model.batches import evaluation_batch_size, predict
     from flexseg.model.store import check_model_fits, load_model, read_card
 
     run_dir = exp.resolved_run_dir
@@ -234,10 +235,10 @@ def evaluate(exp: Experiment, batch_size: int | None = None) -> EvaluationReport
     class_map = ClassMap.from_experiment(exp)
     spacings = pixel_spacings(exp.data.split_dir("test"))
     ds = image_dataset([p for p, _ in pairs], width=card.width, height=card.height, channels=card.channels,
-                       batch_size=batch_size or max(exp.train.batch_size, 4))
+                       batch_size=evaluation_batch_size(len(pairs), batch_size or max(exp.train.batch_size, 4)))
     acc = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
     for images, _, indices in ds:
-        for probs, i in zip(np.asarray(model.predict_on_batch(images)), np.asarray(indices)):
+        for probs, i in zip(predict(model, images), np.asarray(indices)):
             image_path, mask_path = pairs[int(i)]
             truth = class_map.to_indices(read_mask(mask_path)).indices
             full = resize(probs, truth.shape[1], truth.shape[0])  # probabilities, so edges follow the soft boundary

@@ -38,7 +38,7 @@ class ExportResult:
 
 def check_images(run_dir: Path, card: ModelCard, count: int = 4) -> np.ndarray:
     """Up to ``count`` images at the model's size to compare on: the run's infer.images (from its
-    experiment.yaml) when they exist, else seeded random images."""
+    experiment.yaml) when there are two or more, else seeded random images."""
     from flexseg.config import load_experiment
     from flexseg.data.io import RAW_IMAGE_SUFFIXES, list_images, read_image, resize
     from flexseg.errors import FlexsegError
@@ -49,7 +49,7 @@ def check_images(run_dir: Path, card: ModelCard, count: int = 4) -> np.ndarray:
         folder = None
     if folder is not None and folder.is_dir():
         paths = list_images(folder, RAW_IMAGE_SUFFIXES)[:count]
-        if paths:
+        if len(paths) >= 2:  # never a batch of one (flexseg.model.batches)
             return np.stack([resize(read_image(p, card.channels), card.width, card.height) for p in paths]).astype(np.float32)
     rng = np.random.default_rng(0)
     return rng.integers(0, 256, (count, card.height, card.width, card.channels)).astype(np.float32)

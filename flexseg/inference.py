@@ -24,6 +24,7 @@ from flexseg.data.io import (
     write_palette_mask,
 )
 from flexseg.errors import DataError, RunError
+from flexseg.model.batches import predict
 from flexseg.model.store import ModelCard, load_model, read_card
 
 DEFAULT_OUTPUT = "mini_test_output"  # the seed's name, inside the run folder
@@ -113,11 +114,11 @@ def predict_batch(model, batch: np.ndarray, tta: bool = False) -> np.ndarray:
     """Class probabilities (N, H, W, classes) for a float32 batch; with ``tta`` the mean over the
     four flips, each prediction flipped back."""
     if not tta:
-        return np.asarray(model.predict_on_batch(batch))
+        return predict(model, batch)
     total = None
     for axes in ((), (2,), (1,), (1, 2)):  # none, horizontal, vertical, both
         flipped = np.flip(batch, axes) if axes else batch
-        probs = np.asarray(model.predict_on_batch(np.ascontiguousarray(flipped)))
+        probs = predict(model, np.ascontiguousarray(flipped))
         probs = np.flip(probs, axes) if axes else probs
         total = probs if total is None else total + probs
     return total / 4.0

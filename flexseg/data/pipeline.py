@@ -53,8 +53,11 @@ def segmentation_dataset(
     seed: int = 0,
     augment: OnlineAugmenter | None = None,
     shard: tuple[int, int] = (1, 0),
+    drop_single: bool = False,
 ) -> tf.data.Dataset:
     """Batches of (image float32 0..255, one-hot mask float32).
+
+    ``drop_single`` leaves out a last batch of one pair (see flexseg.model.batches).
 
     With ``augment`` every element gets a fresh random transform each epoch, drawn from a
     random stream seeded by ``seed``. ``shard=(n, i)`` keeps every n-th element from the i-th
@@ -80,7 +83,7 @@ def segmentation_dataset(
     ds = tf.data.Dataset.zip(files, seeds)
     if shard[0] > 1:
         ds = ds.shard(*shard)
-    return ds.map(_map, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)
+    return ds.map(_map, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=drop_single).prefetch(AUTOTUNE)
 
 
 def image_dataset(paths: list[Path], *, width: int, height: int, channels: int, batch_size: int) -> tf.data.Dataset:

@@ -138,12 +138,13 @@ class EpochChangeInference(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         from flexseg.data.io import write_image, write_palette_mask
+        from flexseg.model.batches import predict
         from flexseg.plots import epoch_montage
 
         if not len(self.images):
             return
         # called directly, not through predict(): no cross-worker step under tf.distribute
-        probs = np.concatenate([np.asarray(self.model(self.images[i:i + 4], training=False))
+        probs = np.concatenate([predict(self.model, self.images[i:i + 4], direct=True)
                                 for i in range(0, len(self.images), 4)])
         predictions = probs.argmax(-1).astype(np.uint8)
         target = self.folder / f"epoch_{epoch + 1:03d}"

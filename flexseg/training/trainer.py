@@ -22,6 +22,11 @@ from flexseg.data.pairing import split_pairs
 from flexseg.data.pipeline import OnlineAugmenter, segmentation_dataset
 from flexseg.errors import ConfigError, RunError
 from flexseg.fsutil import atomic_write_text
+from flexseg.model.batches import (
+    drops_last_single,
+    evaluation_batch_size,
+    steps_per_epoch,
+)
 from flexseg.model.flexunet import build_from_experiment
 from flexseg.model.losses import get_loss
 from flexseg.model.metrics import ForegroundDice, dice_coef_multiclass
@@ -147,6 +152,13 @@ def _build_in_precision(exp: Experiment):
         keras.config.set_dtype_policy(previous)
 
 
+def onednn_enabled() -> bool:
+    """Whether TensorFlow runs its oneDNN kernels (flexseg/__init__.py turns them on)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def write_environment(run_dir: Path, exp: Experiment, dist: Distribution) -> None:
     """What reproducing the run needs beyond experiment.yaml: versions, command line, machine."""
     import importlib.metadata as md
@@ -169,6 +181,7 @@ def write_environment(run_dir: Path, exp: Experiment, dist: Distribution) -> Non
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "onednn": onednn_enabled(),
         "distribute": {"strategy": dist.kind, "workers": dist.workers, "replicas": dist.replicas,
                        "global_batch": dist.global_batch(exp.train.batch_size)},
         "packages": {name: version(name) for name in packages},
@@ -195,10 +208,14 @@ def _datasets(exp: Experiment, dist: Distribution, train_pairs, valid_pairs, cla
     global_batch = dist.global_batch(per_replica)
     augment = OnlineAugmenter(exp.augment.transforms) if exp.augment.online else None
     seed = exp.train.seed
-    steps = -(-len(train_pairs) // global_batch)
+    steps = steps_per_epoch(len(train_pairs), global_batch)
+    if len(valid_pairs) == 1:  # never a batch of one (flexseg.model.batches); the mean of two copies is exact
+        valid_pairs = valid_pairs * 2
     if dist.kind != "multi_worker":
-        return (segmentation_dataset(train_pairs, batch_size=global_batch, shuffle=True, seed=seed, augment=augment, **size),
-                segmentation_dataset(valid_pairs, batch_size=global_batch, **size), steps)
+        return (segmentation_dataset(train_pairs, batch_size=global_batch, shuffle=True, seed=seed, augment=augment,
+                                     drop_single=drops_last_single(len(train_pairs), global_batch), **size),
+                segmentation_dataset(valid_pairs, batch_size=evaluation_batch_size(len(valid_pairs), global_batch),
+                                     **size), steps)
     padded = (train_pairs * -(-steps * global_batch // len(train_pairs)))[:steps * global_batch]
 
     def train_shard(ctx: tf.distribute.InputContext):
@@ -207,7 +224,7 @@ def _datasets(exp: Experiment, dist: Distribution, train_pairs, valid_pairs, cla
                                     **size)
 
     def valid_all(ctx: tf.distribute.InputContext):
-        return segmentation_dataset(valid_pairs, batch_size=per_replica, **size)
+        return segmentation_dataset(valid_pairs, batch_size=evaluation_batch_size(len(valid_pairs), per_replica), **size)
 
     return (dist.strategy.distribute_datasets_from_function(train_shard),
             dist.strategy.distribute_datasets_from_function(valid_all), steps)
