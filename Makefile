@@ -23,7 +23,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# Speed figures of this machine (bench/run.py); bench-quick is a smoke run.
+# Speed and memory figures of this machine (bench/run.py, about 25 min); bench-quick is a 4-min smoke run.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 

@@ -1,12 +1,18 @@
-"""flexseg benchmark suite: one process, a table on stderr and JSON on stdout.
+"""flexseg benchmark suite: one command, a table on stderr and JSON on stdout.
 
-    .venv/bin/python bench/run.py [--quick]      (make bench / make bench-quick)
+    .venv/bin/python bench/run.py [--quick] [--only NAME ...]   (make bench / make bench-quick)
 
-Built so far (issue 6 is in progress):
-  1. this machine's matmul rate, float32 and bfloat16 (the yardstick);
-  2. the model's FLOPs per image, counted from its layers (bench/flops.py).
-Training, inference, augmentation and memory runs are still separate scripts in bench/
-(train_precision.py, augment_throughput.py) and join this entry point next.
+Measures, in this order:
+  1. this machine's matmul rate, float32 and bfloat16, through TensorFlow (the yardstick), and
+     through NumPy's OpenBLAS for comparison;
+  2. the model's FLOPs per image, counted from its layers (bench/flops.py);
+  3. steady-state training images/s of the NBM experiment at batch 2, float32 and bfloat16, and
+     the achieved GFLOP/s (3× the forward FLOPs per image) as a fraction of (1);
+  4. `flexseg infer` images/s over nbm-mini's 512×512 PNGs (decode and mask writing included),
+     float32 and bfloat16;
+  5. `flexseg augment` pairs/s at 512×512 with NBM's transforms (the seed's set);
+  6. peak RSS of `flexseg train` and `flexseg infer` over 100 and 2,000 images (bench/memory.py).
+--quick runs each at a smaller size (128×128, fewer steps and images) as a smoke test.
 """
 
 from __future__ import annotations
@@ -16,20 +22,24 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from inputs import NBM, nbm_pairs  # noqa: E402
 
-def matmul_gflops(dtype: str, n: int, repeats: int) -> float:
+SECTIONS = ("matmul", "flops", "train", "infer", "augment", "memory")
+POLICIES = {"float32": "none", "bfloat16": "bfloat16"}
+
+
+def tf_matmul_gflops(dtype: str, n: int, repeats: int) -> float:
     """Steady-state GFLOP/s of an n×n by n×n matmul in a tf.function (2n³ FLOPs each)."""
     import tensorflow as tf
 
-    a = tf.random.stateless_uniform((n, n), seed=(1, 2), dtype=tf.float32)
-    b = tf.random.stateless_uniform((n, n), seed=(3, 4), dtype=tf.float32)
-    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+    a = tf.cast(tf.random.stateless_uniform((n, n), seed=(1, 2)), dtype)
+    b = tf.cast(tf.random.stateless_uniform((n, n), seed=(3, 4)), dtype)
     step = tf.function(lambda x, y: tf.reduce_sum(tf.cast(tf.matmul(x, y), tf.float32)))
     step(a, b).numpy()  # trace and warm up
     t0 = time.perf_counter()
@@ -38,35 +48,121 @@ def matmul_gflops(dtype: str, n: int, repeats: int) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
+def numpy_matmul_gflops(n: int, repeats: int) -> float:
+    import numpy as np
+
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    a @ a
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ a
+    return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
+
+
+class Report:
+    def __init__(self):
+        self.rows: list[tuple[str, str]] = []
+        self.data: dict = {}
+
+    def add(self, label: str, value: str) -> None:
+        self.rows.append((label, value))
+        print(f"  {label:<52} {value}", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller problems, for a smoke run")
-    parser.add_argument("--experiment", default=str(REPO / "experiments" / "nbm.yaml"))
+    parser.add_argument("--quick", action="store_true", help="small sizes and counts: a smoke run of a few minutes")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run these sections only")
     args = parser.parse_args()
 
+    from flexseg import console
+    from flexseg.tfenv import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    console.configure(quiet=True)
     from flops import conv_flops
 
     from flexseg.config import load_experiment
     from flexseg.model.flexunet import build_from_experiment
+    from flexseg.training.trainer import onednn_enabled
 
-    n, repeats = (1024, 3) if args.quick else (4096, 5)
-    rows = []
-    matmul = {dtype: round(matmul_gflops(dtype, n, repeats), 1) for dtype in ("float32", "bfloat16")}
-    rows += [(f"matmul {n}² {dtype}", f"{v} GFLOP/s") for dtype, v in matmul.items()]
-    exp = load_experiment(args.experiment)
+    quick = args.quick
+    size = 128 if quick else 512
+    exp_overrides = [f"image.width={size}", f"image.height={size}"]
+    report = Report()
+    data = report.data
+    data.update(machine=platform.processor() or platform.machine(), cpu_count=os.cpu_count(), quick=quick,
+                onednn=onednn_enabled(), image_size=size, experiment=str(NBM.relative_to(NBM.parents[1])))
+    print(f"flexseg bench{' --quick' if quick else ''}: {data['cpu_count']} cores, oneDNN "
+          f"{'on' if data['onednn'] else 'off'}, NBM FlexUNet at {size}×{size}", file=sys.stderr)
+
+    matmul = {}
+    if "matmul" in args.only or "train" in args.only:
+        n, repeats = (1024, 3) if quick else (4096, 5)
+        matmul = {dtype: tf_matmul_gflops(dtype, n, repeats) for dtype in POLICIES}
+        matmul["numpy_float32"] = numpy_matmul_gflops(n, repeats)
+        for name, value in matmul.items():
+            report.add(f"matmul {n}² {name.replace('_', ' ')}" + ("" if "numpy" in name else " (TensorFlow)"),
+                       f"{value:7.1f} GFLOP/s")
+        data["matmul_gflops"] = {k: round(v, 1) for k, v in matmul.items()}
+
+    exp = load_experiment(NBM, exp_overrides)
     flops = conv_flops(build_from_experiment(exp))
-    rows.append((f"{exp.name} forward, {exp.image.width}×{exp.image.height}", f"{flops / 1e9:.1f} GFLOP/image"))
-    ceiling = matmul["float32"] * 1e9 / (3 * flops)  # training ≈ 3× the forward pass
-    rows.append(("training ceiling at the float32 matmul rate", f"{ceiling:.2f} img/s"))
+    data["forward_gflop_per_image"] = round(flops / 1e9, 3)
+    if "flops" in args.only:
+        report.add("NBM forward, counted from the layers", f"{flops / 1e9:7.1f} GFLOP/image")
+        if matmul:
+            report.add("training ceiling at the TF float32 matmul rate", f"{matmul['float32'] * 1e9 / (3 * flops):7.3f} img/s")
+            report.add("inference ceiling at the TF float32 matmul rate", f"{matmul['float32'] * 1e9 / flops:7.3f} img/s")
 
-    width = max(len(r[0]) for r in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}", file=sys.stderr)
-    print(json.dumps({
-        "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "quick": args.quick,
-        "matmul_gflops": matmul, "matmul_size": n, "experiment": exp.name,
-        "forward_gflop_per_image": round(flops / 1e9, 3), "training_ceiling_img_per_s": round(ceiling, 3),
-    }, indent=1))
+    with tempfile.TemporaryDirectory(prefix="flexseg-bench-") as tmp:
+        pairs = nbm_pairs(Path(tmp))
+        if "train" in args.only:
+            import speed
+
+            data["training"] = {}
+            for name, policy in POLICIES.items():
+                steps = 2 if quick else (4 if name == "float32" else 2)
+                r = speed.training_images_per_second(load_experiment(NBM, exp_overrides + [f"train.mixed_precision={policy}"]),
+                                                     pairs, warmup=2, steps=steps)
+                r["achieved_gflops"] = r["images_per_second"] * 3 * flops / 1e9
+                r["fraction_of_tf_matmul"] = r["achieved_gflops"] / matmul[name]
+                data["training"][name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
+                report.add(f"training {name}, batch {r['batch']}",
+                           f"{r['images_per_second']:7.3f} img/s = {r['achieved_gflops']:.1f} GFLOP/s, "
+                           f"{100 * r['fraction_of_tf_matmul']:.0f}% of the {name} matmul rate")
+        if "infer" in args.only:
+            import speed
+
+            data["inference"] = {}
+            images = [p for p, _ in pairs]
+            for name, policy in POLICIES.items():
+                count = len(images) if name == "float32" else 8
+                run = speed.save_untrained_run(load_experiment(NBM, exp_overrides + [f"train.mixed_precision={policy}"]),
+                                               Path(tmp) / f"run-{name}")
+                r = speed.inference_images_per_second(run, images[:count], warm=4)
+                data["inference"][name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
+                report.add(f"flexseg infer {name}, {count} PNGs, batch {r['batch']}",
+                           f"{r['images_per_second']:7.3f} img/s (whole run {r['whole_run_images_per_second']:.3f})")
+        if "augment" in args.only:
+            import speed
+
+            r = speed.augmentation_pairs_per_second(NBM, pairs, copies=2 if quick else 8)
+            data["augmentation"] = {k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()}
+            report.add(f"flexseg augment, {r['pairs']} pairs, {r['threads']} threads",
+                       f"{r['pairs_per_second']:7.1f} pairs/s")
+    if "memory" in args.only:
+        from memory import peak_rss_mb
+
+        small, large = (20, 100) if quick else (100, 2000)
+        data["peak_rss_mb"] = {}
+        for task in ("train", "infer"):
+            rss = {count: peak_rss_mb(task, count) for count in (small, large)}
+            data["peak_rss_mb"][task] = {str(k): round(v) for k, v in rss.items()}
+            data["peak_rss_mb"][task]["ratio"] = round(rss[large] / rss[small], 3)
+            report.add(f"peak RSS flexseg {task}, {small} vs {large:,} images",
+                       f"{rss[small]:7.0f} MB vs {rss[large]:.0f} MB (×{rss[large] / rss[small]:.2f})")
+    print(json.dumps(data, indent=1))
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ def _resume_state(run_dir: Path, exp: Experiment) -> dict:
 PRECISION_POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
-def _build_in_precision(exp: Experiment):
+def build_in_precision(exp: Experiment):
     """The model with the experiment's dtype policy (layers keep the policy they were built
     with, so the global policy is put back at once). Under mixed_float16 Keras wraps the
     optimizer in a LossScaleOptimizer at compile time."""
@@ -150,6 +150,19 @@ def _build_in_precision(exp: Experiment):
         return build_from_experiment(exp)
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def compiled_model(exp: Experiment):
+    """The experiment's model, compiled with its optimizer, loss and metrics (call under the
+    distribution strategy's scope)."""
+    model = build_in_precision(exp)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=exp.train.learning_rate, clipvalue=exp.train.clipvalue),
+        loss=get_loss(exp.train.loss),
+        metrics=[dice_coef_multiclass, ForegroundDice(exp.num_classes)],
+        jit_compile=exp.train.jit_compile,
+    )
+    return model
 
 
 def onednn_enabled() -> bool:
@@ -196,7 +209,7 @@ def _check_tensorboard(exp: Experiment) -> None:
                           "(or pip install -e '.[tensorboard]'), or set train.tensorboard: false")
 
 
-def _datasets(exp: Experiment, dist: Distribution, train_pairs, valid_pairs, class_map: ClassMap):
+def input_datasets(exp: Experiment, dist: Distribution, train_pairs, valid_pairs, class_map: ClassMap):
     """(train, valid, steps per epoch). The global batch is train.batch_size per replica.
 
     Under multi_worker each worker reads its own shard of the (shuffled) training files, padded
@@ -258,15 +271,9 @@ def train(exp: Experiment, *, force: bool = False, resume: bool = False) -> Trai
 def _fit(exp: Experiment, dist: Distribution, run_dir: Path, write_dir: Path, state: dict | None,
          class_map: ClassMap, train_pairs, valid_pairs) -> TrainResult:
     keras.utils.set_random_seed(exp.train.seed)
-    ds_train, ds_valid, steps = _datasets(exp, dist, train_pairs, valid_pairs, class_map)
+    ds_train, ds_valid, steps = input_datasets(exp, dist, train_pairs, valid_pairs, class_map)
     with dist.strategy.scope():
-        model = _build_in_precision(exp)
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=exp.train.learning_rate, clipvalue=exp.train.clipvalue),
-            loss=get_loss(exp.train.loss),
-            metrics=[dice_coef_multiclass, ForegroundDice(exp.num_classes)],
-            jit_compile=exp.train.jit_compile,
-        )
+        model = compiled_model(exp)
         if state is not None:
             restore_model(model, run_dir, state)
     if dist.kind != "none":
