@@ -20,7 +20,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/flexseg demo experiments/demo.yaml
 
+# ruff first: pyflakes, import order and the bandit security rules (nothing user-given is executed)
 test: $(STAMP)
+	$(BIN)/ruff check flexseg bench tests
 	$(BIN)/python -m pytest -q
 
 # Speed and memory figures of this machine (bench/run.py, about 25 min); bench-quick is a 4-min smoke run.

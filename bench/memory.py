@@ -30,7 +30,7 @@ def peak_rss_mb(task: str, count: int) -> float:
 
     The child reports its own VmHWM: the ru_maxrss that wait4 gives a parent counts the memory
     of the forking parent as well (Linux carries the pre-exec high-water mark over)."""
-    done = subprocess.run([sys.executable, __file__, task, str(count)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, __file__, task, str(count)], capture_output=True, text=True)  # noqa: S603 (our own script)
     if done.returncode:
         raise RuntimeError(f"bench/memory.py {task} {count} failed with exit code {done.returncode}:\n{done.stderr[-2000:]}")
     return float(done.stdout.strip().splitlines()[-1]) / 1024

@@ -98,6 +98,10 @@ def load_model(run_dir: Path):
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # Keras raises many types for a bad archive
+        if "safe_mode" in str(e):
+            raise RunError(f"{path}: refused: loading it would run Python code stored in the file (unsafe "
+                           "deserialisation, e.g. a Lambda layer). flexseg loads models in Keras safe mode only; "
+                           "use a model trained by flexseg") from None
         raise RunError(f"{path}: cannot load this model ({type(e).__name__}: {e})") from None
 
 
