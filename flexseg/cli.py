@@ -427,6 +427,35 @@ def export(
              f"on {result.images_checked} images, tolerance {result.tolerance:g}); model.json beside it")
 
 
+@app.command("import-config")
+@handles_errors
+def import_config(
+    config: Path = typer.Argument(..., help="The seed's train_eval_infer.config.", show_default=False),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="Experiment file to write [default: experiment.yaml beside the config]."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing experiment file."),
+) -> None:
+    """Convert a TensorFlowFlexUNet train_eval_infer.config into a flexseg experiment YAML.
+    Values are read as Python literals (never evaluated as code); every key flexseg does not
+    take is listed as a warning; relative paths stay relative, to the new file."""
+    from flexseg.config import experiment_yaml
+    from flexseg.errors import RunError
+    from flexseg.fsutil import atomic_write_text
+    from flexseg.seed_import import import_seed_config
+
+    target = output or config.parent / "experiment.yaml"
+    if target.exists() and not force:
+        raise RunError(f"{target} already exists; pass --force to replace it, or choose -o FILE")
+    imported = import_seed_config(config, target)
+    for message in imported.warnings:
+        out.warn(message)
+    header = (f"Imported by `flexseg import-config` from {config.name}.\nClass names are placeholders "
+              "(background, class1, ...): rename them.")
+    atomic_write_text(target, experiment_yaml(imported.experiment, header))
+    out.info(f"wrote {target} ({len(imported.experiment['classes'])} classes, {len(imported.warnings)} warnings); "
+             f"check it with: flexseg check {target}")
+
+
 @app.command()
 @handles_errors
 def demo(

@@ -378,6 +378,14 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
     return raw
 
 
+def experiment_yaml(raw: dict, header: str = "") -> str:
+    """An experiment mapping as YAML text, in the schema's section order, after a comment header."""
+    order = list(Experiment.model_fields)
+    ordered = {k: raw[k] for k in order if k in raw}
+    comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+    return comment + yaml.safe_dump(ordered, sort_keys=False, default_flow_style=None, allow_unicode=True)
+
+
 def dump_experiment(exp: Experiment) -> str:
     """The resolved experiment as YAML (absolute paths), as written into the run folder."""
     data = exp.model_dump(mode="json")

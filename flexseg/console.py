@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 from rich.console import Console
+from rich.markup import escape
 
 _console = Console(stderr=True)
 _quiet = False
@@ -31,8 +32,9 @@ def info(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    # warnings are shown even when quiet: they are about the user's data
-    _console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    # warnings are shown even when quiet: they are about the user's data; escaped, so a file name or an
+    # INI section in [brackets] prints as it is
+    _console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 class _NoProgress:
