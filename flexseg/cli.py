@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from flexseg import __version__
 from flexseg import console as out
-from flexseg.errors import ConfigError, FlexsegError
+from flexseg.errors import ConfigError, FlexsegError, embedded_error
 
 EXAMPLE = """\
 Example experiment (experiments/nbm.yaml, shortened):
@@ -82,7 +83,7 @@ def handles_errors(fn):
         except FlexsegError as e:
             if _state["debug"]:
                 raise
-            out.console().print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+            out.console().print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             out.console().print("[red]interrupted[/]")
@@ -90,6 +91,9 @@ def handles_errors(fn):
         except Exception as e:  # a bug or an environment failure: still one line unless --debug
             if _state["debug"]:
                 raise
+            if (inner := embedded_error(e)) is not None:  # raised inside a tf.data map
+                out.console().print(f"[red]error:[/] {escape(str(inner))}", highlight=False, soft_wrap=True)
+                raise typer.Exit(inner.exit_code) from None
             out.console().print(
                 f"[red]error:[/] unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback)",
                 highlight=False,

@@ -25,3 +25,16 @@ class DataError(FlexsegError):
 
 class RunError(FlexsegError):
     exit_code = 4
+
+
+def embedded_error(error: Exception) -> FlexsegError | None:
+    """The flexseg error inside a TensorFlow error: a DataError raised while tf.data decodes a file
+    reaches the caller as an UnknownError whose message holds the Python traceback. Returns that
+    error (same type, same message) so the CLI reports it as itself, or None."""
+    import re
+
+    match = re.search(r"\b(QualityGateError|ConfigError|DataError|RunError): (.+)", str(error))
+    if match is None:
+        return None
+    kind = {c.__name__: c for c in (QualityGateError, ConfigError, DataError, RunError)}[match.group(1)]
+    return kind(match.group(2).strip())

@@ -237,9 +237,12 @@ def evaluate(exp: Experiment, batch_size: int | None = None) -> EvaluationReport
     ds = image_dataset([p for p, _ in pairs], width=card.width, height=card.height, channels=card.channels,
                        batch_size=evaluation_batch_size(len(pairs), batch_size or max(exp.train.batch_size, 4)))
     acc = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
-    for images, _, indices in ds:
-        for probs, i in zip(predict(model, images), np.asarray(indices)):
+    for images, sizes, indices in ds:
+        for probs, i, size in zip(predict(model, images), np.asarray(indices), np.asarray(sizes)):
             image_path, mask_path = pairs[int(i)]
+            if not size.any():
+                raise DataError(f"{image_path}: not a readable image (corrupt, truncated or not an image); fix or "
+                                "remove it (and its mask) from the test split")
             truth = class_map.to_indices(read_mask(mask_path)).indices
             full = resize(probs, truth.shape[1], truth.shape[0])  # probabilities, so edges follow the soft boundary
             acc.add(image_path.name, truth, full.argmax(-1), full, spacings.get(image_path.stem))

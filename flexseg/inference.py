@@ -249,6 +249,7 @@ def infer(
     write = _Writer(output_dir, card, options)
 
     t0 = time.perf_counter()
+    unreadable: list[Path] = []
     with out.progress_bar("infer", len(images)) as bar, ThreadPoolExecutor(1) as writer:
         pending: deque = deque()
 
@@ -261,10 +262,17 @@ def infer(
             with ThreadPoolExecutor(1) as reader:  # read the next image while this one is predicted
                 upcoming = reader.submit(read_image, images[0], card.channels)
                 for i, path in enumerate(images):
-                    image = upcoming.result()
+                    try:
+                        image = upcoming.result()
+                    except DataError:
+                        image = None
                     if i + 1 < len(images):
                         upcoming = reader.submit(read_image, images[i + 1], card.channels)
-                    submit(path, predict_tiled(model, image, card, options, batch_size))
+                    if image is None:
+                        unreadable.append(path)
+                        out.warn(f"{path}: not a readable image (corrupt, truncated or not an image); no mask written")
+                    else:
+                        submit(path, predict_tiled(model, image, card, options, batch_size))
                     bar.advance(1)
         else:
             ds = image_dataset(images, width=card.width, height=card.height, channels=card.channels,
@@ -272,10 +280,18 @@ def infer(
             for batch, sizes, indices in ds:
                 probs = predict_batch(model, np.asarray(batch), options.tta)
                 for p, size, i in zip(probs, sizes.numpy(), indices.numpy()):
+                    if not size.any():  # unreadable: reported at the end, the other images go on
+                        unreadable.append(images[int(i)])
+                        out.warn(f"{images[int(i)]}: not a readable image (corrupt, truncated or not an image); no mask written")
+                        continue
                     # resize the probabilities, not the labels, so edges follow the soft boundary
                     submit(images[int(i)], resize(p, int(size[1]), int(size[0])))
                 bar.advance(len(indices))
         while pending:
             pending.popleft().result()
     seconds = time.perf_counter() - t0
+    if unreadable:
+        names = ", ".join(p.name for p in unreadable[:5]) + (f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else "")
+        raise DataError(f"{len(unreadable)} of {len(images)} images could not be read and have no mask ({names}); "
+                        f"the other masks are in {output_dir}. Fix or remove those files and run again with --force")
     return InferResult(model_dir=model_dir, output_dir=output_dir, images=len(images), seconds=seconds)

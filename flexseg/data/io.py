@@ -13,6 +13,8 @@ from PIL import Image
 from flexseg.errors import DataError
 from flexseg.fsutil import atomic_write_bytes
 
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # no "[ WARN:0@...]" lines for broken files: flexseg reports them
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 RAW_IMAGE_SUFFIXES = IMAGE_SUFFIXES + (".dcm",)  # what `flexseg split` reads
 DICOM_PERCENTILES = (0.5, 99.5)  # the 8-bit range of a DICOM slice without a window in its header

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from flexseg.data.classes import ClassMap
 from flexseg.data.io import read_image, read_mask, resize
+from flexseg.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -87,10 +88,16 @@ def segmentation_dataset(
 
 
 def image_dataset(paths: list[Path], *, width: int, height: int, channels: int, batch_size: int) -> tf.data.Dataset:
-    """Batches of (image float32 at model size, original (height, width), index into ``paths``)."""
+    """Batches of (image float32 at model size, original (height, width), index into ``paths``).
+    An unreadable file comes through as a blank image of original size (0, 0): the caller decides
+    whether to skip it (infer) or stop (evaluate); an error raised here would reach it wrapped in
+    a TensorFlow error and end the whole stream."""
 
     def _load(path):
-        img = read_image(Path(path.decode()), channels)
+        try:
+            img = read_image(Path(path.decode()), channels)
+        except DataError:
+            return np.zeros((height, width, channels), np.uint8), np.zeros(2, np.int32)
         return resize(img, width, height), np.array(img.shape[:2], np.int32)
 
     def _map(index, path):
