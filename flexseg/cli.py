@@ -6,6 +6,7 @@ line and its exit code; --debug shows the traceback instead.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import sys
@@ -71,6 +72,14 @@ def _global(
     out.configure(quiet=quiet)
 
 
+OS_ERROR_HINTS = {
+    errno.ENOSPC: "; free some space (or write elsewhere with --output / run_dir) and run again",
+    errno.EACCES: "; check the folder's permissions, or write elsewhere",
+    errno.EROFS: "; the file system is read-only: write elsewhere",
+    errno.ENOTDIR: "; a file stands where a folder is needed: choose another path",
+}
+
+
 def handles_errors(fn):
     """Turn FlexsegError (and any other failure) into one line on stderr and an exit code."""
 
@@ -88,6 +97,14 @@ def handles_errors(fn):
         except KeyboardInterrupt:
             out.console().print("[red]interrupted[/]")
             raise typer.Exit(130) from None
+        except OSError as e:  # the disk, not flexseg: a full disk, a read-only or blocked path
+            if _state["debug"]:
+                raise
+            hint = OS_ERROR_HINTS.get(e.errno, "")
+            where = f"{e.filename}: " if e.filename else ""
+            out.console().print(f"[red]error:[/] {escape(where + (e.strerror or str(e)))}{hint}",
+                                highlight=False, soft_wrap=True)
+            raise typer.Exit(4) from None
         except Exception as e:  # a bug or an environment failure: still one line unless --debug
             if _state["debug"]:
                 raise

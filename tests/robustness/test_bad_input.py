@@ -206,7 +206,7 @@ def test_an_output_path_that_is_a_file(project, tmp_path):
     blocker.write_text("keep me\n")
     code, text = flexseg("infer", "--model", project / "runs" / "t", "--images", project / "raw" / "images",
                          "--output", blocker / "masks")
-    assert code != 0 and "a-file" in text
+    assert code == 4 and "a-file" in text and "a file stands where a folder is needed" in text, text
     assert blocker.read_text() == "keep me\n"
 
 
@@ -222,3 +222,21 @@ def test_mask_colours_far_from_every_class_are_named(project, tmp_path):
                          "--set", f"split.masks={tmp_path / 'raw' / 'masks'}", "--set", f"data.root={tmp_path / 'data'}")
     assert code == 0 and "s03.png" in text and "900 mask pixels" in text
     assert digest(tmp_path / "raw") == before
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(project, tmp_path, monkeypatch):
+    """Disk full, simulated: every mask write fails with ENOSPC."""
+    import errno
+
+    from flexseg import fsutil
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(fsutil, "public_mode", lambda: full(tmp_path / "out"))
+    before = digest(project / "raw")
+    code, text = flexseg("infer", "--model", project / "runs" / "t", "--images", project / "raw" / "images",
+                         "--output", tmp_path / "out")
+    assert code == 4 and "No space left on device" in text and "free some space" in text, text
+    assert list((tmp_path / "out").iterdir()) == []  # no temporary or partial mask left behind
+    assert digest(project / "raw") == before
