@@ -176,16 +176,32 @@ def test_a_dicom_without_pixel_data(project, tmp_path):
 
 
 def test_infer_and_evaluate_before_training(project):
+    before = digest(project)
     code, text = flexseg("evaluate", project / "good.yaml", "--set", "run_dir=runs/never")
     assert code == 4 and "runs/never" in text and "train" in text
     code, text = flexseg("infer", "--model", project / "runs" / "never", "--images", project / "raw" / "images")
     assert code == 4 and "never" in text
+    assert digest(project) == before
+
+
+def test_a_corrupt_training_image_stops_training_naming_it(project, tmp_path):
+    """Raised inside the tf.data pipeline, the error still reaches the user as itself (exit 3)."""
+    shutil.copytree(project / "data", tmp_path / "data")
+    victim = sorted((tmp_path / "data" / "train" / "images").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    before = digest(tmp_path / "data")
+    code, text = flexseg("train", project / "good.yaml", "--set", f"data.root={tmp_path / 'data'}",
+                         "--set", f"run_dir={tmp_path / 'run'}")
+    assert code == 3 and victim.name in text and "not a readable image" in text and "UnknownError" not in text, text
+    assert digest(tmp_path / "data") == before
 
 
 def test_a_model_from_another_experiment(project):
     three = variant(project, "three", classes=GOOD["classes"] + [{"name": "x", "color": [255, 0, 0]}])
+    before = digest(project / "runs" / "t")
     code, text = flexseg("evaluate", three, "--set", f"run_dir={project / 'runs' / 't'}")
     assert code == 4 and "classes" in text
+    assert digest(project / "runs" / "t") == before
 
 
 def test_an_existing_output_is_not_overwritten(project, tmp_path):
