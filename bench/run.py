@@ -28,7 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import speed  # noqa: E402
+from flops import conv_flops  # noqa: E402
 from inputs import NBM, nbm_pairs  # noqa: E402
+from memory import peak_rss_mb  # noqa: E402
 
 SECTIONS = ("matmul", "flops", "train", "infer", "augment", "memory")
 POLICIES = {"float32": "none", "bfloat16": "bfloat16"}
@@ -59,14 +62,9 @@ def numpy_matmul_gflops(n: int, repeats: int) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
-class Report:
-    def __init__(self):
-        self.rows: list[tuple[str, str]] = []
-        self.data: dict = {}
-
-    def add(self, label: str, value: str) -> None:
-        self.rows.append((label, value))
-        print(f"  {label:<52} {value}", file=sys.stderr, flush=True)
+def show(label: str, value: str) -> None:
+    """One row of the table, on stderr as it is measured."""
+    print(f"  {label:<52} {value}", file=sys.stderr, flush=True)
 
 
 def main() -> None:
@@ -80,17 +78,14 @@ def main() -> None:
 
     import_tensorflow_quietly()
     console.configure(quiet=True)
-    from flops import conv_flops
-
     from flexseg.config import load_experiment
     from flexseg.model.flexunet import build_from_experiment
-    from flexseg.training.trainer import onednn_enabled
+    from flexseg.tfenv import onednn_enabled
 
     quick = args.quick
     size = 128 if quick else 512
     exp_overrides = [f"image.width={size}", f"image.height={size}"]
-    report = Report()
-    data = report.data
+    data: dict = {}
     data.update(machine=platform.processor() or platform.machine(), cpu_count=os.cpu_count(), quick=quick,
                 onednn=onednn_enabled(), image_size=size, experiment=str(NBM.relative_to(NBM.parents[1])))
     print(f"flexseg bench{' --quick' if quick else ''}: {data['cpu_count']} cores, oneDNN "
@@ -102,7 +97,7 @@ def main() -> None:
         matmul = {dtype: tf_matmul_gflops(dtype, n, repeats) for dtype in POLICIES}
         matmul["numpy_float32"] = numpy_matmul_gflops(n, repeats)
         for name, value in matmul.items():
-            report.add(f"matmul {n}² {name.replace('_', ' ')}" + ("" if "numpy" in name else " (TensorFlow)"),
+            show(f"matmul {n}² {name.replace('_', ' ')}" + ("" if "numpy" in name else " (TensorFlow)"),
                        f"{value:7.1f} GFLOP/s")
         data["matmul_gflops"] = {k: round(v, 1) for k, v in matmul.items()}
 
@@ -110,16 +105,14 @@ def main() -> None:
     flops = conv_flops(build_from_experiment(exp))
     data["forward_gflop_per_image"] = round(flops / 1e9, 3)
     if "flops" in args.only:
-        report.add("NBM forward, counted from the layers", f"{flops / 1e9:7.1f} GFLOP/image")
+        show("NBM forward, counted from the layers", f"{flops / 1e9:7.1f} GFLOP/image")
         if matmul:
-            report.add("training ceiling at the TF float32 matmul rate", f"{matmul['float32'] * 1e9 / (3 * flops):7.3f} img/s")
-            report.add("inference ceiling at the TF float32 matmul rate", f"{matmul['float32'] * 1e9 / flops:7.3f} img/s")
+            show("training ceiling at the TF float32 matmul rate", f"{matmul['float32'] * 1e9 / (3 * flops):7.3f} img/s")
+            show("inference ceiling at the TF float32 matmul rate", f"{matmul['float32'] * 1e9 / flops:7.3f} img/s")
 
     with tempfile.TemporaryDirectory(prefix="flexseg-bench-") as tmp:
         pairs = nbm_pairs(Path(tmp))
         if "train" in args.only:
-            import speed
-
             data["training"] = {}
             for name, policy in POLICIES.items():
                 steps = 2 if quick else (4 if name == "float32" else 2)
@@ -128,12 +121,10 @@ def main() -> None:
                 r["achieved_gflops"] = r["images_per_second"] * 3 * flops / 1e9
                 r["fraction_of_tf_matmul"] = r["achieved_gflops"] / matmul[name]
                 data["training"][name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
-                report.add(f"training {name}, batch {r['batch']}",
+                show(f"training {name}, batch {r['batch']}",
                            f"{r['images_per_second']:7.3f} img/s = {r['achieved_gflops']:.1f} GFLOP/s, "
                            f"{100 * r['fraction_of_tf_matmul']:.0f}% of the {name} matmul rate")
         if "infer" in args.only:
-            import speed
-
             data["inference"] = {}
             images = [p for p, _ in pairs]
             for name, policy in POLICIES.items():
@@ -142,25 +133,21 @@ def main() -> None:
                                                Path(tmp) / f"run-{name}")
                 r = speed.inference_images_per_second(run, images[:count], warm=4)
                 data["inference"][name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
-                report.add(f"flexseg infer {name}, {count} PNGs, batch {r['batch']}",
+                show(f"flexseg infer {name}, {count} PNGs, batch {r['batch']}",
                            f"{r['images_per_second']:7.3f} img/s (whole run {r['whole_run_images_per_second']:.3f})")
         if "augment" in args.only:
-            import speed
-
             r = speed.augmentation_pairs_per_second(NBM, pairs, copies=2 if quick else 8)
             data["augmentation"] = {k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()}
-            report.add(f"flexseg augment, {r['pairs']} pairs, {r['threads']} threads",
+            show(f"flexseg augment, {r['pairs']} pairs, {r['threads']} threads",
                        f"{r['pairs_per_second']:7.1f} pairs/s")
     if "memory" in args.only:
-        from memory import peak_rss_mb
-
         small, large = (20, 100) if quick else (100, 2000)
         data["peak_rss_mb"] = {}
         for task in ("train", "infer"):
             rss = {count: peak_rss_mb(task, count) for count in (small, large)}
             data["peak_rss_mb"][task] = {str(k): round(v) for k, v in rss.items()}
             data["peak_rss_mb"][task]["ratio"] = round(rss[large] / rss[small], 3)
-            report.add(f"peak RSS flexseg {task}, {small} vs {large:,} images",
+            show(f"peak RSS flexseg {task}, {small} vs {large:,} images",
                        f"{rss[small]:7.0f} MB vs {rss[large]:.0f} MB (×{rss[large] / rss[small]:.2f})")
     print(json.dumps(data, indent=1))
 

@@ -89,36 +89,29 @@ def handles_errors(fn):
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
-        except FlexsegError as e:
-            if _state["debug"]:
-                raise
-            out.console().print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             out.console().print("[red]interrupted[/]")
             raise typer.Exit(130) from None
-        except OSError as e:  # the disk, not flexseg: a full disk, a read-only or blocked path
+        except Exception as e:
             if _state["debug"]:
                 raise
-            hint = OS_ERROR_HINTS.get(e.errno, "")
-            where = f"{e.filename}: " if e.filename else ""
-            out.console().print(f"[red]error:[/] {escape(where + (e.strerror or str(e)))}{hint}",
-                                highlight=False, soft_wrap=True)
-            raise typer.Exit(4) from None
-        except Exception as e:  # a bug or an environment failure: still one line unless --debug
-            if _state["debug"]:
-                raise
-            if (inner := embedded_error(e)) is not None:  # raised inside a tf.data map
-                out.console().print(f"[red]error:[/] {escape(str(inner))}", highlight=False, soft_wrap=True)
-                raise typer.Exit(inner.exit_code) from None
-            out.console().print(
-                f"[red]error:[/] unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback)",
-                highlight=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(4) from None
+            message, code = _describe_failure(e)
+            out.console().print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code) from None
 
     return wrapper
+
+
+def _describe_failure(e: Exception) -> tuple[str, int]:
+    """One line and an exit code: a flexseg error as itself (also when tf.data wrapped it in a
+    TensorFlow error), an OS error with its path and what to do, anything else as unexpected."""
+    inner = e if isinstance(e, FlexsegError) else embedded_error(e)
+    if inner is not None:
+        return str(inner), inner.exit_code
+    if isinstance(e, OSError):  # the disk, not flexseg: a full disk, a read-only or blocked path
+        where = f"{e.filename}: " if e.filename else ""
+        return where + (e.strerror or str(e)) + OS_ERROR_HINTS.get(e.errno, ""), 4
+    return f"unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback)", 4
 
 
 def _needs_tensorflow() -> None:

@@ -4,6 +4,8 @@ Exit codes (documented in the README for CI users):
   0 success · 1 quality gate failed · 2 usage or experiment error · 3 data error · 4 run or model error
 """
 
+import re
+
 
 class FlexsegError(Exception):
     """A mistake the user can fix; the message names the file or key and the fix."""
@@ -31,8 +33,6 @@ def embedded_error(error: Exception) -> FlexsegError | None:
     """The flexseg error inside a TensorFlow error: a DataError raised while tf.data decodes a file
     reaches the caller as an UnknownError whose message holds the Python traceback. Returns that
     error (same type, same message) so the CLI reports it as itself, or None."""
-    import re
-
     match = re.search(r"\b(QualityGateError|ConfigError|DataError|RunError): (.+)", str(error))
     if match is None:
         return None

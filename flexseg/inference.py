@@ -250,6 +250,11 @@ def infer(
 
     t0 = time.perf_counter()
     unreadable: list[Path] = []
+
+    def skip(path: Path) -> None:
+        """An unreadable image gets no mask; the others go on, and the run fails at the end naming it."""
+        unreadable.append(path)
+        out.warn(f"{path}: not a readable image (corrupt, truncated or not an image); no mask written")
     with out.progress_bar("infer", len(images)) as bar, ThreadPoolExecutor(1) as writer:
         pending: deque = deque()
 
@@ -269,8 +274,7 @@ def infer(
                     if i + 1 < len(images):
                         upcoming = reader.submit(read_image, images[i + 1], card.channels)
                     if image is None:
-                        unreadable.append(path)
-                        out.warn(f"{path}: not a readable image (corrupt, truncated or not an image); no mask written")
+                        skip(path)
                     else:
                         submit(path, predict_tiled(model, image, card, options, batch_size))
                     bar.advance(1)
@@ -280,9 +284,8 @@ def infer(
             for batch, sizes, indices in ds:
                 probs = predict_batch(model, np.asarray(batch), options.tta)
                 for p, size, i in zip(probs, sizes.numpy(), indices.numpy()):
-                    if not size.any():  # unreadable: reported at the end, the other images go on
-                        unreadable.append(images[int(i)])
-                        out.warn(f"{images[int(i)]}: not a readable image (corrupt, truncated or not an image); no mask written")
+                    if not size.any():  # unreadable (see image_dataset)
+                        skip(images[int(i)])
                         continue
                     # resize the probabilities, not the labels, so edges follow the soft boundary
                     submit(images[int(i)], resize(p, int(size[1]), int(size[0])))

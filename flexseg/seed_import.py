@@ -60,7 +60,6 @@ BUILT_IN = {
     ("dataset", "datasetclass"): "not needed",
     ("image", "color_order"): "flexseg reads images as RGB",
     ("mask", "mask_file_format"): "masks are read by their file extension",
-    ("infer", "output_dir"): None,  # mapped below
 }
 LOSSES = {"categorical_crossentropy": "categorical_crossentropy"}
 
@@ -122,7 +121,7 @@ def _split_folder(section: str, keys: dict, config_dir: Path, output_dir: Path, 
     if images_path.name == "images" and masks_path is not None and masks_path == images_path.parent / "masks":
         return _path(str(images_path.parent), f"[{section}] images_dir", config_dir, output_dir)
     warnings.append(f"[{section}] images_dir={images!r}, masks_dir={masks!r}: flexseg reads a split from one folder "
-                    f"holding images/ and masks/; set data.{'valid' if section == 'valid' else section} by hand "
+                    f"holding images/ and masks/; set data.{section} by hand "
                     "(or run flexseg split on your master folder)")
     return None
 

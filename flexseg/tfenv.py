@@ -1,4 +1,4 @@
-"""Importing TensorFlow without its C++ start-up chatter on stderr."""
+"""TensorFlow's environment: importing it without its C++ start-up chatter on stderr; oneDNN."""
 
 from __future__ import annotations
 
@@ -23,3 +23,10 @@ def import_tensorflow_quietly() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def onednn_enabled() -> bool:
+    """Whether TensorFlow runs its oneDNN kernels (flexseg/__init__.py turns them on)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())

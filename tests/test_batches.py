@@ -12,7 +12,7 @@ from flexseg.model.batches import (
 
 
 def test_onednn_is_on():
-    from flexseg.training.trainer import onednn_enabled
+    from flexseg.tfenv import onednn_enabled
 
     assert onednn_enabled()
 

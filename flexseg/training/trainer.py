@@ -31,6 +31,7 @@ from flexseg.model.flexunet import build_from_experiment
 from flexseg.model.losses import get_loss
 from flexseg.model.metrics import ForegroundDice, dice_coef_multiclass
 from flexseg.model.store import CARD_FILE, MODEL_FILE, ModelCard, write_card
+from flexseg.tfenv import onednn_enabled
 from flexseg.training.callbacks import (
     BestModel,
     EpochChangeInference,
@@ -163,13 +164,6 @@ def compiled_model(exp: Experiment):
         jit_compile=exp.train.jit_compile,
     )
     return model
-
-
-def onednn_enabled() -> bool:
-    """Whether TensorFlow runs its oneDNN kernels (flexseg/__init__.py turns them on)."""
-    from tensorflow.python.util import _pywrap_util_port
-
-    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def write_environment(run_dir: Path, exp: Experiment, dist: Distribution) -> None:
