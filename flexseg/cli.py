@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -89,9 +90,9 @@ def handles_errors(fn):
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
-        except KeyboardInterrupt:
-            out.console().print("[red]interrupted[/]")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (flexseg.interrupts)
+            out.console().print(f"[red]interrupted[/] ({getattr(e, 'signal_name', 'SIGINT')})", highlight=False)
+            raise typer.Exit(getattr(e, "exit_code", 130)) from None
         except Exception as e:
             if _state["debug"]:
                 raise
@@ -245,17 +246,17 @@ def _print_stats(report) -> None:
         elif out.is_quiet():
             continue
         else:
-            out.console().print(f"[red]problem:[/] {p.message}", highlight=False, soft_wrap=True)
+            out.console().print(f"[red]problem:[/] {escape(p.message)}", highlight=False, soft_wrap=True)
     if out.is_quiet():
         return
     from rich import box
     from rich.table import Table
 
-    table = Table(title=f"{report.experiment}: dataset", box=box.SIMPLE_HEAD, pad_edge=False,
+    table = Table(title=escape(f"{report.experiment}: dataset"), box=box.SIMPLE_HEAD, pad_edge=False,
                   caption="per class: % of pixels / % of images holding it")
     columns = ["split", "pairs", "aug", "size", "mean±sd", "p1–p99", "empty", *report.classes[1:]]
     for col in columns:
-        table.add_column(col, justify="left" if col in ("split", "size") else "right")
+        table.add_column(escape(col), justify="left" if col in ("split", "size") else "right")
     for name, s in report.splits.items():
         if not s.pairs:
             table.add_row(name, "0", *[""] * (len(columns) - 2))
@@ -348,7 +349,7 @@ def _print_report(report, folder: Path) -> None:
     for col in ("Dice", "IoU", "prec.", "recall", f"HD95 {unit}", "pooled Dice", "both empty*"):
         table.add_column(col, justify="right")
     for name, m in report.per_class.items():
-        table.add_row(name, _f(m["dice"]), _f(m["iou"]), _f(m["precision"]), _f(m["recall"]), _f(m["hd95"], 2),
+        table.add_row(escape(name), _f(m["dice"]), _f(m["iou"]), _f(m["precision"]), _f(m["recall"]), _f(m["hd95"], 2),
                       _f(m["dice_pooled"]), str(report.both_empty[name]))
     fg = report.foreground
     table.add_row("[bold]mean", _f(fg["dice"]), _f(fg["iou"]), _f(fg["precision"]), _f(fg["recall"]),
@@ -486,20 +487,49 @@ def demo(
     report, trained = result.report, result.trained
     _print_stats(result.stats)
     _print_report(report, trained.run_dir)
-    per_class = ", ".join(f"{k} {_f(v['dice'])}" for k, v in report.per_class.items())
+    per_class = escape(", ".join(f"{k} {_f(v['dice'])}" for k, v in report.per_class.items()))
     out.console().print(
         f"\n[bold]demo finished in {result.seconds / 60:.1f} min[/]\n"
         f"  foreground Dice on the test split: [bold]{_f(report.foreground_dice)}[/] ({per_class})\n"
         f"  seed dice_coef_multiclass (counts background): {report.dice_coef_multiclass:.4f}\n"
         f"  training: {trained.epochs_run} epochs, {trained.images_per_second:.1f} img/s\n"
-        f"  run folder: {trained.run_dir}\n"
-        f"  predicted masks: {result.inferred.output_dir}",
+        f"  run folder: {escape(str(trained.run_dir))}\n"
+        f"  predicted masks: {escape(str(result.inferred.output_dir))}",
         highlight=False,
     )
 
 
 def main() -> None:
-    app(prog_name="flexseg")
+    from flexseg import interrupts
+
+    interrupts.install()
+    try:
+        app(prog_name="flexseg")
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    except KeyboardInterrupt as e:  # before or after a command ran
+        out.console().print(f"[red]interrupted[/] ({getattr(e, 'signal_name', 'SIGINT')})", highlight=False)
+        code = getattr(e, "exit_code", 130)
+    _exit(code)
+
+
+def _exit(code) -> None:
+    """End the process. Once TensorFlow is loaded, without running the interpreter's teardown: its
+    input-pipeline threads, still calling into Python after an error, made a finished process
+    abort ("terminate called without an active exception", rc 134) or hang. Every file flexseg
+    writes is complete and renamed into place by now; only the standard streams need flushing."""
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    code = 0 if code is None else int(code)
+    if "tensorflow" not in sys.modules:
+        sys.exit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
 
 
 if __name__ == "__main__":

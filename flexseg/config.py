@@ -27,6 +27,78 @@ from pydantic import (
 from flexseg.errors import ConfigError
 
 SPLITS = ("train", "valid", "test")
+MAX_CLASSES = 256  # masks are palette PNGs of 8-bit class indices
+SEED_RANGE = dict(ge=0, le=2**32 - 1)  # what NumPy, TensorFlow and albumentations all accept
+MAX_YAML_BYTES = 1024 * 1024
+MAX_YAML_DEPTH = 32
+MAX_YAML_NODES = 100_000  # counted with aliases expanded: a few hundred bytes of aliases can mean billions
+
+
+class _ExperimentLoader(yaml.SafeLoader):
+    """yaml.safe_load, plus: a key given twice in a mapping is an error (not "the last wins"),
+    and nesting depth and the size of the document with its aliases expanded are bounded."""
+
+    def compose_node(self, parent, index):
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise ConfigError(f"nested more than {MAX_YAML_DEPTH} levels deep at line {mark.line + 1}; "
+                                  "an experiment is a few levels of sections")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # the base class reports unhashable keys
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: the key {str(key)[:60]!r} is given twice "
+                                  f"in one section (first at line {seen[key]}); keep one")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node, memo: dict) -> int:
+    """Nodes in the document with every alias expanded, counted without expanding (memoised)."""
+    key = id(node)
+    if key not in memo:
+        memo[key] = 0  # a recursive alias counts once
+        children = node.value if isinstance(node.value, list) else []
+        total = 1
+        for child in children:
+            for part in (child if isinstance(child, tuple) else (child,)):
+                total += _expanded_size(part, memo)
+                if total > MAX_YAML_NODES:
+                    break
+        memo[key] = total
+    return memo[key]
+
+
+def parse_yaml(text: str, source: str):
+    """The one YAML reader of flexseg: safe (no Python tags), no duplicate keys, bounded."""
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(f"{source}: {len(text):,} characters; an experiment is a few KB (limit {MAX_YAML_BYTES:,})")
+    loader = _ExperimentLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise ConfigError(f"its aliases expand to more than {MAX_YAML_NODES:,} values; "
+                              "write the values out instead of nesting aliases")
+        return loader.construct_document(node)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to read") from None
+    finally:
+        loader.dispose()
 
 
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
@@ -106,7 +178,7 @@ class TrainSpec(_Section):
     reducer_factor: float = Field(0.5, gt=0.0, lt=1.0)
     reducer_patience: int = Field(4, ge=1)
     num_infer_images: int = Field(6, ge=0)  # epoch-change inference images per epoch
-    seed: int = 137  # the experiment's seed: Python, NumPy, TensorFlow, albumentations; split/augment default to it
+    seed: int = Field(137, **SEED_RANGE)  # the experiment's seed: Python, NumPy, TensorFlow, albumentations; split/augment default to it
     distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"  # tf.distribute strategy
     mixed_precision: Literal["none", "bfloat16", "float16"] = "none"  # the softmax head stays float32
     jit_compile: bool = False  # XLA
@@ -169,7 +241,7 @@ class SplitSpec(_Section):
     mask_pattern: str | None = None  # pairing: regex; default image_pattern
     mask_values: dict[int | str, str] | None = None  # raw mask value -> class name
     ratios: dict[Literal["train", "valid", "test"], float] = {"train": 0.8, "valid": 0.15, "test": 0.05}
-    seed: int | None = None  # default: train.seed
+    seed: int | None = Field(None, **SEED_RANGE)  # default: train.seed
     group_pattern: str | None = None  # regex on the image file name; its first group is the patient
     groups_csv: ResolvedPath | None = None  # CSV with columns file,group
     folds: int | None = Field(None, ge=2, le=100)  # k-fold: valid = one fold, train = the others
@@ -216,7 +288,7 @@ class AugmentSpec(_Section):
 
     online: bool = False  # true: flexseg train applies the transforms on the fly
     copies: int = Field(1, ge=1, le=1000)  # augmented copies written per training pair (offline)
-    seed: int | None = None  # offline copies; default: train.seed (online always uses train.seed)
+    seed: int | None = Field(None, **SEED_RANGE)  # offline copies; default: train.seed (online always uses train.seed)
     # albumentations transforms in order: a name, or {Name: {argument: value}};
     # OneOf / SomeOf take {transforms: [...]}
     transforms: list[str | dict[str, Any]] = []
@@ -247,7 +319,7 @@ class InferSpec(_Section):
 class Experiment(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     run_dir: ResolvedPath | None = None  # default: ./runs/<name>
-    classes: list[ClassSpec] = Field(min_length=2)
+    classes: list[ClassSpec] = Field(min_length=2, max_length=MAX_CLASSES)
     image: ImageSpec
     model: ModelSpec = ModelSpec()
     train: TrainSpec = TrainSpec()
@@ -322,8 +394,10 @@ def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (
     if not path.is_file():
         hint = " (it is a folder)" if path.is_dir() else ""
         raise ConfigError(f"{path}: experiment file not found{hint}; pass the path of a YAML experiment such as experiments/nbm.yaml")
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; an experiment is a few KB (limit {MAX_YAML_BYTES:,})")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = parse_yaml(path.read_text(encoding="utf-8"), str(path))
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -356,7 +430,7 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected dotted.key=value, e.g. --set train.epochs=1")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = parse_yaml(text, f"--set {key}") if text.strip() else None
         except yaml.YAMLError:
             value = text
         node: Any = raw
@@ -425,6 +499,12 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
+def _excerpt(value: Any, limit: int = 60) -> str:
+    """A value as it is quoted in an error message: at most ``limit`` characters of it."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 def _describe(err: dict) -> str:
     loc = tuple(err["loc"])
     where = _loc_text(loc) or "experiment"
@@ -438,9 +518,14 @@ def _describe(err: dict) -> str:
         return f"{where}: unknown key; valid keys here: {', '.join(valid)}"
     if err["type"] == "missing":
         return f"{where}: required key is missing"
+    if err["type"] == "too_long" and loc == ("classes",):
+        return (f"classes: {len(err['input'])} classes; masks hold 8-bit class indices (palette PNG), "
+                f"so at most {MAX_CLASSES}")
     msg = err["msg"].removeprefix("Value error, ")
+    if len(msg) > 600:
+        msg = msg[:600] + "…"
     if err["type"] in ("value_error", "assertion_error") and (not loc or msg.startswith(where)):
         return msg
     got = err.get("input")
-    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {_excerpt(got)})"
     return f"{where}: {msg}{shown}"

@@ -27,8 +27,10 @@ def is_quiet() -> bool:
 
 
 def info(message: str) -> None:
+    # printed as it is, never as rich markup: messages hold paths and names, and "[/]" or "[bold]"
+    # in a folder name must neither vanish nor raise a MarkupError
     if not _quiet:
-        _console.print(message, highlight=False, soft_wrap=True)
+        _console.print(escape(message), highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:

@@ -14,6 +14,7 @@ from flexseg import console as out
 from flexseg.data.classes import ClassMap
 from flexseg.data.io import write_image, write_palette_mask
 from flexseg.errors import ConfigError, RunError
+from flexseg.fsutil import atomic_write_text
 
 MARKER = ".flexseg-demo"  # a folder holding this file was written by the demo and may be rewritten
 PATIENTS, SLICES_PER_PATIENT = 20, 10  # split keeps each patient's slices together
@@ -82,6 +83,35 @@ def write_demo_dataset(root: Path, class_map: ClassMap, size: int = 128, seed: i
     return {"slices": PATIENTS * SLICES_PER_PATIENT, "patients": PATIENTS, "mini_test": MINI_TEST}
 
 
+def _check_demo_owns(exp, raw: Path) -> None:
+    """The demo replaces its own dataset and run only: a data.root or run_dir pointed at a real
+    split or run is refused before anything is written."""
+    import json
+
+    from flexseg.data.split import MANIFEST
+    from flexseg.model.store import CARD_FILE
+
+    root = exp.data.root
+    if root.exists() and any(root.iterdir()) and not (root / MARKER).exists():
+        try:
+            manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+            ours = manifest.get("experiment") == exp.name and Path(manifest.get("images", "")) == exp.split.images
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            raise RunError(f"data.root {root} holds data the demo did not make; the demo replaces only its own. "
+                           "Choose another data.root for the demo")
+    card = exp.resolved_run_dir / CARD_FILE
+    if card.exists():
+        try:
+            trained_for = json.loads(card.read_text(encoding="utf-8")).get("experiment")
+        except (OSError, ValueError):
+            trained_for = None
+        if trained_for != exp.name:
+            raise RunError(f"run_dir {exp.resolved_run_dir} holds a run of {trained_for!r}, not of the demo; the demo "
+                           "replaces only its own run. Choose another run_dir for the demo")
+
+
 @dataclass
 class DemoResult:
     trained: object  # TrainResult
@@ -106,11 +136,13 @@ def run_demo(exp, source: Path) -> DemoResult:
     if exp.split.images is None or exp.data.root is None:
         raise ConfigError(f"{source}: the demo needs split.images (its raw dataset goes into that folder's parent) and data.root")
     raw = exp.split.images.parent
+    _check_demo_owns(exp, raw)
     counts = write_demo_dataset(raw, ClassMap.from_experiment(exp), size=exp.image.width, seed=exp.train.seed)
     out.info(f"synthetic raw dataset: {counts} → {raw}")
     if (exp.data.root / MARKER).exists() and not (exp.data.root / MANIFEST).exists():
         shutil.rmtree(exp.data.root)  # the layout of an older demo, written by the demo itself
     split = write_split(exp, plan_split(exp, force=True))
+    atomic_write_text(split.output / MARKER, "written by `flexseg demo`; the demo may replace this folder\n")
     out.info(f"split by patient: {split.counts} → {split.output}")
     augmented = augment(exp, "train", force=True)
     out.info(f"augmented: {augmented.written} pairs ({augmented.pairs_per_second:.0f} pairs/s)")

@@ -38,3 +38,21 @@ def embedded_error(error: Exception) -> FlexsegError | None:
         return None
     kind = {c.__name__: c for c in (QualityGateError, ConfigError, DataError, RunError)}[match.group(1)]
     return kind(match.group(2).strip())
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: the process ends with 128 + the signal number (130, 143)."""
+
+    def __init__(self, signum: int = 2):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def signal_name(self) -> str:
+        import signal
+
+        return signal.Signals(self.signum).name

@@ -23,6 +23,7 @@ from flexseg.data.classes import ClassMap
 from flexseg.data.pairing import pair_by_stem, split_pairs
 from flexseg.errors import ConfigError, DataError
 from flexseg.fsutil import atomic_write_text
+from flexseg.runs import RUN_LEGACY_NAMES, open_output, refuse_inputs
 from flexseg.scoring import OVERLAP_METRICS, confusion_counts, hd95, overlap_scores
 
 EPSILON = 1e-7  # Keras' clip for cross-entropy
@@ -220,6 +221,7 @@ def pixel_spacings(split_dir: Path) -> dict[str, tuple[float, float]]:
 def evaluate(exp: Experiment, batch_size: int | None = None) -> EvaluationReport:
     """Predict the test split with the run's best model and score it at each image's own size;
     writes evaluation.csv, evaluation.json and per_image.csv into the run folder."""
+    from flexseg.data.audit import check_pairs
     from flexseg.data.io import read_mask, resize
     from flexseg.data.pipeline import image_dataset
     from flexseg.model.batches import evaluation_batch_size, predict
@@ -231,8 +233,9 @@ def evaluate(exp: Experiment, batch_size: int | None = None) -> EvaluationReport
     pairs = split_pairs(exp, "test")
     if not pairs:
         raise DataError(f"{exp.data.split_dir('test')}: the test split is empty; nothing to evaluate")
-    model = load_model(run_dir)
     class_map = ClassMap.from_experiment(exp)
+    check_pairs(pairs, class_map)  # every file readable and each mask its image's size, before predicting
+    model = load_model(run_dir, card)
     spacings = pixel_spacings(exp.data.split_dir("test"))
     ds = image_dataset([p for p, _ in pairs], width=card.width, height=card.height, channels=card.channels,
                        batch_size=evaluation_batch_size(len(pairs), batch_size or max(exp.train.batch_size, 4)))
@@ -244,10 +247,14 @@ def evaluate(exp: Experiment, batch_size: int | None = None) -> EvaluationReport
                 raise DataError(f"{image_path}: not a readable image (corrupt, truncated or not an image); fix or "
                                 "remove it (and its mask) from the test split")
             truth = class_map.to_indices(read_mask(mask_path)).indices
+            if tuple(truth.shape) != (int(size[0]), int(size[1])):
+                raise DataError(f"{image_path} is {int(size[1])}×{int(size[0])} but its mask {mask_path.name} is "
+                                f"{truth.shape[1]}×{truth.shape[0]}: not a pair. Fix the test split")
             full = resize(probs, truth.shape[1], truth.shape[0])  # probabilities, so edges follow the soft boundary
             acc.add(image_path.name, truth, full.argmax(-1), full, spacings.get(image_path.stem))
     report = acc.report({"model": str(run_dir), "truth": str(exp.data.split_dir("test"))})
-    write_report(report, run_dir)
+    with open_output(run_dir, "evaluate", legacy_names=RUN_LEGACY_NAMES):
+        write_report(report, run_dir)
     return report
 
 
@@ -268,9 +275,10 @@ def evaluate_folders(exp: Experiment, pred_dir: Path, truth_dir: Path, output: P
         truth = class_map.to_indices(read_mask(truth_path)).indices
         acc.add(truth_path.name, truth, pred, spacing=spacings.get(truth_path.stem))
     report = acc.report({"predictions": str(pred_dir), "truth": str(truth_dir)})
-    folder = output or exp.resolved_run_dir / "evaluate" / pred_dir.name
-    folder.mkdir(parents=True, exist_ok=True)
-    write_report(report, folder)
+    folder = (output or exp.resolved_run_dir / "evaluate" / pred_dir.name).resolve()
+    refuse_inputs(folder, [("--pred", pred_dir), ("--truth", truth_dir)], "--output")
+    with open_output(folder, "evaluate"):
+        write_report(report, folder)
     return report, folder
 
 
@@ -284,7 +292,10 @@ def failed_gates(report: EvaluationReport, gates: list[str]) -> list[str]:
         except ValueError:
             threshold = None
         if not sep or threshold is None:
-            raise ConfigError(f"--fail-under {gate!r}: write METRIC=VALUE, e.g. --fail-under dice=0.8")
+            raise ConfigError(f"--fail-under {gate[:80]!r}: write METRIC=VALUE, e.g. --fail-under dice=0.8")
+        if not math.isfinite(threshold):
+            raise ConfigError(f"--fail-under {gate[:80]!r}: the bar must be a finite number such as 0.8 "
+                              "(a NaN bar would let every score pass)")
         score = report.score(key.strip())
         if score is None or score < threshold:
             shown = "undefined" if score is None else f"{score:.4f}"

@@ -11,16 +11,16 @@ size, normalisation) is written beside it, so the export describes itself.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from flexseg import runs
 from flexseg.errors import ConfigError, RunError
 from flexseg.fsutil import atomic_write_text
-from flexseg.model.store import CARD_FILE, ModelCard, load_model, read_card
+from flexseg.model.store import CARD_FILE, MODEL_FILE, ModelCard, load_model, read_card
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 OUTPUT_NAMES = {"savedmodel": "savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}
@@ -58,49 +58,50 @@ def check_images(run_dir: Path, card: ModelCard, count: int = 4) -> np.ndarray:
 def export(run_dir: Path, fmt: str, output: Path | None = None, *, tolerance: float = DEFAULT_TOLERANCE,
            force: bool = False) -> ExportResult:
     if fmt not in FORMATS:
-        raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+        raise ConfigError(f"--format {fmt[:40]!r}: choose one of {', '.join(FORMATS)}")
     card = read_card(run_dir)
-    model = load_model(run_dir)
-    folder = output or run_dir / "export" / fmt
-    target = folder / OUTPUT_NAMES[fmt]
-    if target.exists() and not force:
-        raise RunError(f"{target} already exists; pass --force to replace it, or choose --output DIR")
-    folder.mkdir(parents=True, exist_ok=True)
-    images = check_images(run_dir, card)
-    expected = np.asarray(model.predict_on_batch(images))
-
-    # write under a temporary name beside the target, check, then move into place
-    scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=folder))
-    try:
-        if fmt == "savedmodel":
-            written = scratch / OUTPUT_NAMES[fmt]
-            _to_savedmodel(model, card, written)
-            actual = _run_savedmodel(written, images)
-        elif fmt == "tflite":
-            saved = scratch / "savedmodel"
-            _to_savedmodel(model, card, saved)
-            written = scratch / OUTPUT_NAMES[fmt]
-            written.write_bytes(_to_tflite(saved))
-            actual = _run_tflite(written, images)
-        else:
-            written = scratch / OUTPUT_NAMES[fmt]
-            _to_onnx(model, written)
-            actual = _run_onnx(written, images)
-        diff = float(np.abs(actual - expected).max())
-        if not np.isfinite(diff) or diff > tolerance:
-            raise RunError(f"the {fmt} export differs from the Keras model by {diff:.3g} in probability "
-                           f"(tolerance {tolerance:g}) on {len(images)} images; not written")
-        if target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-        written.rename(target)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    card_json = json.loads((run_dir / CARD_FILE).read_text(encoding="utf-8"))
-    card_json["export"] = {"format": fmt, "file": target.name, "input": "float32 NHWC pixels 0..255" +
-                           (", divided by 255 inside the model" if card.input_normalize else ", fed as they are"),
-                           "output": "float32 NHWC class probabilities (softmax), classes in class_names order",
-                           "max_abs_diff_vs_keras": diff, "images_checked": len(images)}
-    atomic_write_text(folder / CARD_FILE, json.dumps(card_json, indent=2) + "\n")
+    model = load_model(run_dir, card)
+    folder = Path(os.path.abspath(output or run_dir / "export" / fmt))
+    if (folder / MODEL_FILE).exists():
+        raise RunError(f"--output {folder} is a run folder (it holds {MODEL_FILE}); an export never writes into a run. "
+                       "Choose an empty or new folder")
+    name = OUTPUT_NAMES[fmt]
+    with runs.open_output(folder, "export") as handle:
+        for existing in (name, CARD_FILE):
+            if (folder / existing).exists() and not any(n.split("/")[0] == existing for n in handle.record.names):
+                raise RunError(f"{folder / existing} exists and was not written by flexseg export; it is never "
+                               "overwritten. Choose another --output")
+        target = folder / name
+        if target.exists() and not force:
+            raise RunError(f"{target} already exists; pass --force to replace it, or choose --output DIR")
+        images = check_images(run_dir, card)
+        expected = np.asarray(model.predict_on_batch(images))
+        # the new export is built and checked in the staging folder; the old one stays until then
+        with runs.staged(handle) as staging:
+            written = staging / name
+            if fmt == "savedmodel":
+                _to_savedmodel(model, card, written)
+                actual = _run_savedmodel(written, images)
+            elif fmt == "tflite":
+                saved = staging / "savedmodel-for-tflite"
+                _to_savedmodel(model, card, saved)
+                written.write_bytes(_to_tflite(saved))
+                actual = _run_tflite(written, images)
+            else:
+                _to_onnx(model, written)
+                actual = _run_onnx(written, images)
+            diff = float(np.abs(actual - expected).max())
+            if not np.isfinite(diff) or diff > tolerance:
+                raise RunError(f"the {fmt} export differs from the Keras model by {diff:.3g} in probability "
+                               f"(tolerance {tolerance:g}) on {len(images)} images; not written")
+            runs.adopt(staging, written)
+            card_json = json.loads((run_dir / CARD_FILE).read_text(encoding="utf-8"))
+            card_json["export"] = {"format": fmt, "file": name, "input": "float32 NHWC pixels 0..255" +
+                                   (", divided by 255 inside the model" if card.input_normalize else ", fed as they are"),
+                                   "output": "float32 NHWC class probabilities (softmax), classes in class_names order",
+                                   "max_abs_diff_vs_keras": diff, "images_checked": len(images)}
+            atomic_write_text(staging / CARD_FILE, json.dumps(card_json, indent=2) + "\n")
+            runs.promote(handle, replace={name, CARD_FILE})
     return ExportResult(fmt, target, diff, len(images), tolerance)
 
 

@@ -6,7 +6,11 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+# Set by flexseg.runs: records each write into an open output folder (and refuses to overwrite a
+# file flexseg did not write there). Called before the file is created.
+before_write: Callable[[Path], None] | None = None
 
 # mkstemp creates files readable by the owner only; outputs get the usual umask-based mode
 _UMASK = os.umask(0)
@@ -18,14 +22,22 @@ def public_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~_UMASK
 
 
+def note_write(path: str | Path) -> None:
+    """For a writer that cannot use atomic_path (Keras wants its own file endings): record the write."""
+    if before_write is not None:
+        before_write(Path(path))
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, record: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step.
 
     The temporary name keeps the final suffix, because some writers (Keras, OpenCV)
     choose the format from it.
     """
     path = Path(path)
+    if record and before_write is not None:
+        before_write(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
@@ -39,8 +51,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
+def atomic_write_text(path: str | Path, text: str, record: bool = True) -> None:
+    with atomic_path(path, record) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 

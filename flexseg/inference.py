@@ -26,6 +26,7 @@ from flexseg.data.io import (
 from flexseg.errors import DataError, RunError
 from flexseg.model.batches import predict
 from flexseg.model.store import ModelCard, load_model, read_card
+from flexseg.runs import open_output, refuse_inputs
 
 DEFAULT_OUTPUT = "mini_test_output"  # the seed's name, inside the run folder
 OVERLAY_DIR = "overlay"
@@ -94,17 +95,40 @@ def mask_name(image: Path) -> str:
     return image.stem + ".png"
 
 
-def check_output(output_dir: Path, images: list[Path], force: bool) -> None:
+def planned_files(images: list[Path], options: InferOptions) -> list[str]:
+    """Every file infer writes for ``images``, relative to the output folder."""
     names = [mask_name(p) for p in images]
-    clashes = [n for n in names if (output_dir / n).exists()]
-    if clashes and not force:
-        raise RunError(
-            f"{output_dir} already holds {len(clashes)} of the masks this would write (e.g. {clashes[0]!r}); "
-            "pass --force to overwrite them, or choose --output DIR"
-        )
+    if options.overlay:
+        names += [f"{OVERLAY_DIR}/{mask_name(p)}" for p in images]
+    if options.probabilities:
+        names += [f"{PROBABILITIES_DIR}/{p.stem}.npz" for p in images]
+    return names
+
+
+def check_output(folder, images: list[Path], force: bool, options: InferOptions | None = None) -> None:
+    """Masks of two images never share a name; --force replaces only files flexseg wrote there."""
+    names = [mask_name(p) for p in images]
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})
         raise DataError(f"images {dupes[:3]} would write masks of the same name; rename them (e.g. a.png and a.jpg)")
+    clashes = [n for n in planned_files(images, options or InferOptions()) if (folder.folder / n).exists()]
+    foreign = [n for n in clashes if n not in folder.record]
+    if foreign:
+        raise RunError(f"{folder.folder / foreign[0]} exists and was not written by flexseg ({len(foreign)} such "
+                       "file(s)); --force replaces only masks flexseg wrote. Choose another --output")
+    if clashes and not force:
+        raise RunError(
+            f"{folder.folder} already holds {len(clashes)} of the masks this would write (e.g. {clashes[0]!r}); "
+            "pass --force to overwrite them, or choose --output DIR"
+        )
+
+
+def check_not_a_run(output_dir: Path) -> None:
+    from flexseg.model.store import CARD_FILE, MODEL_FILE
+
+    if (output_dir / MODEL_FILE).exists() or (output_dir / CARD_FILE).exists():
+        raise RunError(f"--output {output_dir} is a run folder (it holds {MODEL_FILE} / {CARD_FILE}); masks go into a "
+                       "folder of their own, e.g. --output RUN/infer/NAME")
 
 
 # ---------------------------------------------------------------- prediction
@@ -237,24 +261,33 @@ def infer(
     options: InferOptions | None = None,
 ) -> InferResult:
     """Predict every image of ``images`` (files) and write the outputs into ``output_dir``."""
-    from flexseg.data.pipeline import image_dataset
-
     options = options or InferOptions()
     card: ModelCard = read_card(model_dir)
     if not images:
         raise DataError("no images to infer")
-    check_output(output_dir, images, force)
-    model = load_model(model_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    refuse_inputs(output_dir, [("images folder", p) for p in sorted({p.parent for p in images})], "--output")
+    check_not_a_run(output_dir)
+    model = load_model(model_dir, card)  # a model that cannot be used is refused before anything is created
+    with open_output(output_dir, "infer") as folder:
+        check_output(folder, images, force, options)
+        return _infer(model, card, model_dir, images, output_dir, batch_size, options)
+
+
+def _infer(model, card: ModelCard, model_dir: Path, images: list[Path], output_dir: Path, batch_size: int,
+           options: InferOptions) -> InferResult:
+    from flexseg.data.pipeline import image_dataset
+
     write = _Writer(output_dir, card, options)
 
     t0 = time.perf_counter()
     unreadable: list[Path] = []
 
-    def skip(path: Path) -> None:
+    reasons: dict[int, str] = {}
+
+    def skip(path: Path, reason: str | None = None) -> None:
         """An unreadable image gets no mask; the others go on, and the run fails at the end naming it."""
         unreadable.append(path)
-        out.warn(f"{path}: not a readable image (corrupt, truncated or not an image); no mask written")
+        out.warn(f"{reason or f'{path}: not a readable image (corrupt, truncated or not an image)'}; no mask written")
     with out.progress_bar("infer", len(images)) as bar, ThreadPoolExecutor(1) as writer:
         pending: deque = deque()
 
@@ -267,25 +300,26 @@ def infer(
             with ThreadPoolExecutor(1) as reader:  # read the next image while this one is predicted
                 upcoming = reader.submit(read_image, images[0], card.channels)
                 for i, path in enumerate(images):
+                    reason = None
                     try:
                         image = upcoming.result()
-                    except DataError:
-                        image = None
+                    except DataError as e:
+                        image, reason = None, str(e)
                     if i + 1 < len(images):
                         upcoming = reader.submit(read_image, images[i + 1], card.channels)
                     if image is None:
-                        skip(path)
+                        skip(path, reason)
                     else:
                         submit(path, predict_tiled(model, image, card, options, batch_size))
                     bar.advance(1)
         else:
             ds = image_dataset(images, width=card.width, height=card.height, channels=card.channels,
-                               batch_size=batch_size)
+                               batch_size=batch_size, errors=reasons)
             for batch, sizes, indices in ds:
                 probs = predict_batch(model, np.asarray(batch), options.tta)
                 for p, size, i in zip(probs, sizes.numpy(), indices.numpy()):
                     if not size.any():  # unreadable (see image_dataset)
-                        skip(images[int(i)])
+                        skip(images[int(i)], reasons.get(int(i)))
                         continue
                     # resize the probabilities, not the labels, so edges follow the soft boundary
                     submit(images[int(i)], resize(p, int(size[1]), int(size[0])))

@@ -70,7 +70,15 @@ class Imported:
     warnings: list[str] = field(default_factory=list)
 
 
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text):,} characters)"
+
+
 def _literal(text: str, where: str):
+    if len(text) > MAX_VALUE_CHARS:
+        raise ConfigError(f"{where}: a value of {len(text):,} characters (the limit is {MAX_VALUE_CHARS:,}); "
+                          "not read")
     try:
         return ast.literal_eval(text.strip())
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -126,17 +134,28 @@ def _split_folder(section: str, keys: dict, config_dir: Path, output_dir: Path, 
     return None
 
 
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_VALUE_CHARS = 4096  # longer values are not parsed: no seed setting is anywhere near that long
+
+
 def import_seed_config(path: Path, output: Path) -> Imported:
     """Convert the seed config at ``path`` into an experiment dict for the file ``output``."""
     from flexseg.config import validate_experiment
 
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file; pass the seed's train_eval_infer.config")
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"), strict=False)
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a seed config is a few KB (the limit is "
+                          f"{MAX_CONFIG_BYTES:,}): is this the right file?")
+    # strict: a key or section given twice is refused (the seed's configparser let the last one win silently)
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"), strict=True)
     try:
         parser.read_string(path.read_text(encoding="utf-8"), source=str(path))
+    except (configparser.DuplicateOptionError, configparser.DuplicateSectionError) as e:
+        raise ConfigError(f"{path}: {e.message if hasattr(e, 'message') else str(e).splitlines()[0]}; "
+                          "keep one and delete the other") from None
     except (configparser.Error, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not an INI config the seed could read ({str(e).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not an INI config the seed could read ({str(e).splitlines()[0][:200]})") from None
 
     config_dir, output_dir = path.resolve().parent, output.resolve().parent
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", config_dir.name).strip("-.") or "imported"
@@ -155,7 +174,7 @@ def import_seed_config(path: Path, output: Path) -> Imported:
             except ConfigError:
                 if known:  # flexseg needs it: refuse
                     raise
-                warnings.append(f"[{section}] {key} = {text.strip()[:60]}: not a plain literal; not imported")
+                warnings.append(f"[{section}] {key} = {_short(text.strip())}: not a plain literal (or too long); not imported")
 
     for section, keys in values.items():
         for key, value in keys.items():
@@ -185,9 +204,9 @@ def import_seed_config(path: Path, output: Path) -> Imported:
             elif spot == ("infer", "output_dir"):
                 _set(tree, "infer.output", _path(value, "[infer] output_dir", config_dir, output_dir))
             elif spot in BUILT_IN:
-                warnings.append(f"[{section}] {key} = {value!r}: not imported; {BUILT_IN[spot]}")
+                warnings.append(f"[{section}] {key} = {_short(value)}: not imported; {BUILT_IN[spot]}")
             else:
-                warnings.append(f"[{section}] {key} = {value!r}: flexseg has no such setting; not imported")
+                warnings.append(f"[{section}] {key} = {_short(value)}: flexseg has no such setting; not imported")
 
     for section in ("train", "valid", "test"):
         folder = _split_folder(section, values.get(section, {}), config_dir, output_dir, warnings)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flexseg.data.classes import ClassMap
-from flexseg.data.io import read_mask
+from flexseg.data.io import read_image, read_mask
+from flexseg.errors import DataError
 
 
 @dataclass
@@ -47,4 +48,35 @@ def audit_masks(mask_files: list[Path], class_map: ClassMap, workers: int = 2) -
     with ThreadPoolExecutor(workers) as pool:
         for name, far, pixels in pool.map(one, mask_files):
             audit.add(name, pixels, far)
+    return audit
+
+
+def check_pairs(pairs: list[tuple[Path, Path]], class_map: ClassMap, workers: int = 2) -> MaskAudit:
+    """Read every image and mask once before training starts: each must decode, and a mask must
+    have its image's size. A bad file stops the command here, named, before anything is written,
+    instead of inside TensorFlow's input threads in the middle of an epoch. Returns the mask audit."""
+
+    def one(pair: tuple[Path, Path]) -> tuple[str, int, int] | str:
+        image_path, mask_path = pair
+        try:
+            image = read_image(image_path, channels=None)
+            rgb = read_mask(mask_path)
+        except DataError as e:
+            return str(e)
+        if image.shape[:2] != rgb.shape[:2]:
+            return (f"{image_path} is {image.shape[1]}×{image.shape[0]} but its mask {mask_path.name} is "
+                    f"{rgb.shape[1]}×{rgb.shape[0]}: not a pair; fix or remove them")
+        return str(mask_path), rgb.shape[0] * rgb.shape[1], class_map.to_indices(rgb).far_pixels
+
+    audit, problems = MaskAudit(), []
+    with ThreadPoolExecutor(workers) as pool:
+        for result in pool.map(one, pairs):
+            if isinstance(result, str):
+                problems.append(result)
+            else:
+                audit.add(*result)
+    if problems:
+        more = f" ({len(problems) - 1} more file(s) like it; all are checked before anything is written)" \
+            if len(problems) > 1 else ""
+        raise DataError(problems[0] + more)
     return audit

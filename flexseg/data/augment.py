@@ -25,6 +25,7 @@ import numpy as np
 from flexseg import console as out
 from flexseg.errors import ConfigError, DataError
 
+AUGMENT_RECORD = "augment.json"
 AUGMENTED = re.compile(r"^(?P<source>.+)__aug(?P<copy>\d+)$")  # stem of an augmented copy
 CONTAINERS = ("OneOf", "SomeOf", "Sequential")
 # transforms that need inputs flexseg does not give (boxes, reference images, 3D, callables)
@@ -84,7 +85,7 @@ def _build(item, where: str, A):
         (name, args), = item.items()
         args = {} if args is None else args
         if not isinstance(args, dict):
-            raise ValueError(f"{where}: the arguments of {name} must be a mapping such as {{p: 0.5}} (got {args!r})")
+            raise ValueError(f"{where}: the arguments of {name} must be a mapping such as {{p: 0.5}} (got {_excerpt(args)})")
     else:
         raise ValueError(f"{where}: write a transform as a name or as {{Name: {{argument: value}}}}, e.g. {{HorizontalFlip: {{p: 0.5}}}}")
     valid = available_transforms()
@@ -103,6 +104,11 @@ def _build(item, where: str, A):
     return _construct(getattr(A, name), name, where, args)
 
 
+def _excerpt(value, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 def _construct(cls, name: str, where: str, args: dict):
     import difflib
 
@@ -116,7 +122,9 @@ def _construct(cls, name: str, where: str, args: dict):
         return cls(**args)
     except (ValueError, TypeError) as e:
         text = " ".join(str(e).split())
-        raise ValueError(f"{where}: {name}({', '.join(f'{k}={v!r}' for k, v in args.items())}) is not valid: {text[:400]}") from None
+        shown = ", ".join(f"{k}={v!r}" for k, v in args.items())
+        shown = shown if len(shown) <= 120 else f"{shown[:120]}… ({len(shown):,} characters)"
+        raise ValueError(f"{where}: {name}({shown}) is not valid: {text[:400]}") from None
 
 
 # ---------------------------------------------------------------- running it
@@ -209,6 +217,7 @@ def existing_copies(split_dir: Path) -> list[Path]:
 
 def augment(exp, split: str = "train", force: bool = False, workers: int = 2) -> AugmentResult:
     """Write ``augment.copies`` augmented copies of every original pair of ``split``."""
+    from flexseg import runs
     from flexseg.data.classes import ClassMap
     from flexseg.data.pairing import split_pairs
     from flexseg.fsutil import atomic_write_text
@@ -227,23 +236,33 @@ def augment(exp, split: str = "train", force: bool = False, workers: int = 2) ->
                           "augment: {copies: 2, transforms: [{HorizontalFlip: {p: 0.5}}, {RandomRotate90: {p: 1.0}}]}")
     if not (split_dir / "images").is_dir():
         raise DataError(f"{split_dir}: no images/ folder; run flexseg split EXPERIMENT first, or set data.root")
-    old = existing_copies(split_dir)
-    if old and not force:
-        raise DataError(f"{split_dir} already holds {len(old)} augmented files (e.g. {old[0].name}); "
-                        "pass --force to replace them")
-    for path in old:
-        path.unlink()
-    pairs = [(i, m) for i, m in split_pairs(exp, split) if source_stem(i.stem) is None]
-    augment_pair = _PairAugmenter(spec.transforms, ClassMap.from_experiment(exp), spec.copies, spec.seed)
-    t0 = time.perf_counter()
-    written = 0
-    with out.progress_bar(f"augment {split}", len(pairs) * spec.copies) as bar, ThreadPoolExecutor(max(1, workers)) as pool:
-        for n in pool.map(lambda pair: augment_pair(pair, split_dir), pairs):
-            written += n
-            bar.advance(n)
-    seconds = time.perf_counter() - t0
-    atomic_write_text(split_dir / "augment.json", json.dumps({
-        "split": split, "sources": len(pairs), "copies": spec.copies, "written": written, "seed": spec.seed,
-        "transforms": spec.transforms, "seconds": round(seconds, 2),
-    }, indent=1))
+    with runs.open_output(split_dir, "augment") as folder:
+        if folder.finished_interrupted and not force:
+            done = json.loads((split_dir / AUGMENT_RECORD).read_text(encoding="utf-8"))
+            out.warn(f"{split_dir}: the interrupted augmentation had written all its copies; they are in place now")
+            return AugmentResult(split_dir, done["sources"], done["written"], 0.0)
+        old = existing_copies(split_dir)
+        if old and not force:
+            raise DataError(f"{split_dir} already holds {len(old)} augmented files (e.g. {old[0].name}); "
+                            "pass --force to replace them (they stay until the new copies are complete)")
+        if old and not folder.record.path.exists():  # copies of a flexseg from before the record: its names
+            for path in old + [split_dir / AUGMENT_RECORD]:
+                if path.exists():
+                    folder.record.add(path.relative_to(split_dir).as_posix())
+        pairs = [(i, m) for i, m in split_pairs(exp, split) if source_stem(i.stem) is None]
+        augment_pair = _PairAugmenter(spec.transforms, ClassMap.from_experiment(exp), spec.copies, spec.seed)
+        t0 = time.perf_counter()
+        written = 0
+        # the copies are written into the staging folder and put in place together, when all exist
+        with runs.staged(folder) as staging, out.progress_bar(f"augment {split}", len(pairs) * spec.copies) as bar, \
+                ThreadPoolExecutor(max(1, workers)) as pool:
+            for n in pool.map(lambda pair: augment_pair(pair, staging), pairs):
+                written += n
+                bar.advance(n)
+            seconds = time.perf_counter() - t0
+            atomic_write_text(staging / AUGMENT_RECORD, json.dumps({
+                "split": split, "sources": len(pairs), "copies": spec.copies, "written": written, "seed": spec.seed,
+                "transforms": spec.transforms, "seconds": round(seconds, 2),
+            }, indent=1))
+            runs.promote(folder)
     return AugmentResult(split_dir, len(pairs), written, seconds)

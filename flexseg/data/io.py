@@ -18,14 +18,51 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # no "[ WARN:0
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 RAW_IMAGE_SUFFIXES = IMAGE_SUFFIXES + (".dcm",)  # what `flexseg split` reads
 DICOM_PERCENTILES = (0.5, 99.5)  # the 8-bit range of a DICOM slice without a window in its header
+MAX_PIXELS_ENV = "FLEXSEG_MAX_PIXELS"
+DEFAULT_MAX_PIXELS = 64_000_000  # 8000×8000: about 1.5 GB at the peak of infer --tiles with 2 classes
+
+
+def max_pixels() -> int:
+    """The largest image (width × height) flexseg decodes; $FLEXSEG_MAX_PIXELS changes it. A PNG of a few
+    hundred KB can hold 400 M pixels (7 GB decoded): the size is checked from the header first."""
+    import os
+
+    text = os.environ.get(MAX_PIXELS_ENV, "")
+    try:
+        value = int(text) if text.strip() else DEFAULT_MAX_PIXELS
+    except ValueError:
+        value = 0
+    if value <= 0:
+        from flexseg.errors import ConfigError
+
+        raise ConfigError(f"${MAX_PIXELS_ENV}={text[:40]!r}: a positive whole number of pixels, e.g. 100000000")
+    return value
+
+
+Image.MAX_IMAGE_PIXELS = None  # flexseg checks the size itself (check_pixels), with its own message
+
+
+def check_pixels(path: Path, width: int, height: int) -> None:
+    limit = max_pixels()
+    if width * height > limit:
+        raise DataError(f"{path}: {width}×{height} pixels ({width * height / 1e6:.0f} M) is over the limit of "
+                        f"{limit / 1e6:.0f} M pixels; not decoded. Crop or downsample it, or raise "
+                        f"${MAX_PIXELS_ENV} if the machine has the memory")
 
 
 def list_images(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
     """Image files directly in ``folder``, sorted by name (hidden files left out)."""
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found")
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
+    found = []
+    for p in folder.iterdir():
+        if p.suffix.lower() not in suffixes or p.name.startswith("."):
+            continue
+        if p.is_symlink() and not p.exists():
+            raise DataError(f"{p}: a link to a missing file ({p.readlink()}); fix or remove the link")
+        if p.is_file():
+            found.append(p)
+    return sorted(found)
 
 
 def is_dicom(path: Path) -> bool:
@@ -72,6 +109,8 @@ def read_dicom(path: Path) -> tuple[np.ndarray, str]:
     MONOCHROME1 inverted so bright is dense.
     """
     ds = _dicom(path)
+    if ds.get("Rows") and ds.get("Columns"):
+        check_pixels(path, int(ds.Columns), int(ds.Rows))
     try:
         values = ds.pixel_array.astype(np.float32)
     except Exception as e:  # pydicom raises many types for missing handlers and bad data
@@ -97,15 +136,24 @@ def image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the file header, without decoding the pixels."""
     if is_dicom(path):
         ds = _dicom(path, pixels=False)
-        return int(ds.Columns), int(ds.Rows)
+        try:
+            return int(ds.Columns), int(ds.Rows)
+        except (AttributeError, TypeError, ValueError):
+            raise DataError(f"{path}: the DICOM header has no image size (Rows, Columns); not an image slice") from None
     try:
         with Image.open(path) as im:
+            check_pixels(path, *im.size)
             return im.size
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: not a readable image ({e}); fix or remove it") from None
 
 
 def _decode(path: Path, flags: int) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            check_pixels(path, *im.size)
+    except (OSError, SyntaxError, ValueError):
+        pass  # not an image PIL knows: OpenCV decides below
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as e:
@@ -154,13 +202,30 @@ def read_mask(path: Path) -> np.ndarray:
         # PIL honours the palette of 'P' PNGs and gives 1-bit PNGs as 0/255
         try:
             with Image.open(path) as im:
+                check_pixels(path, *im.size)
+                if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+                    rgba = np.asarray(im.convert("RGBA"))
+                    _refuse_transparency(path, rgba[..., 3])
+                    return np.ascontiguousarray(rgba[..., :3])
                 return np.asarray(im.convert("RGB"))
         except (OSError, SyntaxError, ValueError) as e:
             raise DataError(f"{path}: not a readable PNG mask ({e}); fix or remove it") from None
     mask = to_uint8(_decode(path, cv2.IMREAD_UNCHANGED))
     if mask.ndim == 2:
         return np.repeat(mask[..., None], 3, axis=-1)
+    if mask.shape[-1] == 4:
+        _refuse_transparency(path, mask[..., 3])
     return cv2.cvtColor(mask[..., :3], cv2.COLOR_BGR2RGB)
+
+
+def _refuse_transparency(path: Path, alpha: np.ndarray) -> None:
+    """A mask's colours are its classes; under a transparent pixel the colour is whatever the painting
+    program left there (often white: a transparent background read as 100% foreground)."""
+    see_through = int((alpha < 255).sum())
+    if see_through:
+        raise DataError(f"{path}: {see_through} mask pixels are (partly) transparent; flexseg reads a mask by "
+                        "its colours, and a transparent pixel has no class. Flatten the mask onto the background "
+                        "colour (e.g. ImageMagick: convert IN -background black -flatten OUT) or save it without alpha")
 
 
 def resize(img: np.ndarray, width: int, height: int, nearest: bool = False) -> np.ndarray:

@@ -106,6 +106,11 @@ def pair_by_stem(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
 def split_pairs(exp, split: str) -> list[tuple[Path, Path]]:
     """The (image, mask) pairs of one split (train, valid or test) of an experiment."""
     folder = exp.data.split_dir(split)
+    from flexseg.runs import COMPLETE_MARK, STAGING_DIR
+
+    if (folder / STAGING_DIR / COMPLETE_MARK).exists():
+        raise DataError(f"{folder}: an interrupted flexseg augment was putting its copies in place; run "
+                        "`flexseg augment EXPERIMENT` to finish it before using the split")
     return pair_by_stem(folder / "images", folder / "masks")
 
 

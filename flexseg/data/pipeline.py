@@ -23,6 +23,9 @@ def load_pair(image_path: Path, mask_path: Path, width: int, height: int, channe
     """
     image = read_image(image_path, channels)
     indices = class_map.to_indices(read_mask(mask_path)).indices
+    if image.shape[:2] != indices.shape:
+        raise DataError(f"{image_path} is {image.shape[1]}×{image.shape[0]} but its mask {mask_path.name} is "
+                        f"{indices.shape[1]}×{indices.shape[0]}: not a pair")
     if augment is not None:
         image, indices = augment(image, indices, seed)
     return resize(image, width, height), resize(indices, width, height, nearest=True)
@@ -87,21 +90,24 @@ def segmentation_dataset(
     return ds.map(_map, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=drop_single).prefetch(AUTOTUNE)
 
 
-def image_dataset(paths: list[Path], *, width: int, height: int, channels: int, batch_size: int) -> tf.data.Dataset:
+def image_dataset(paths: list[Path], *, width: int, height: int, channels: int, batch_size: int,
+                  errors: dict[int, str] | None = None) -> tf.data.Dataset:
     """Batches of (image float32 at model size, original (height, width), index into ``paths``).
     An unreadable file comes through as a blank image of original size (0, 0): the caller decides
     whether to skip it (infer) or stop (evaluate); an error raised here would reach it wrapped in
-    a TensorFlow error and end the whole stream."""
+    a TensorFlow error and end the whole stream. ``errors`` receives the reason, by index."""
 
-    def _load(path):
+    def _load(index, path):
         try:
             img = read_image(Path(path.decode()), channels)
-        except DataError:
+        except DataError as e:
+            if errors is not None:
+                errors[int(index)] = str(e)
             return np.zeros((height, width, channels), np.uint8), np.zeros(2, np.int32)
         return resize(img, width, height), np.array(img.shape[:2], np.int32)
 
     def _map(index, path):
-        image, size = tf.numpy_function(_load, [path], [tf.uint8, tf.int32])
+        image, size = tf.numpy_function(_load, [index, path], [tf.uint8, tf.int32])
         image = tf.ensure_shape(tf.cast(image, tf.float32), (height, width, channels))
         return image, tf.ensure_shape(size, (2,)), index
 

@@ -40,6 +40,7 @@ from flexseg.data.io import (
 from flexseg.data.pairing import Pairing, natural_key, pair_folders
 from flexseg.errors import ConfigError, DataError
 from flexseg.fsutil import atomic_write_text, public_mode
+from flexseg.runs import clean_leftovers, folder_lock
 
 MANIFEST = "split.json"
 # what a folder written by `flexseg split` may hold; --force replaces only such a folder
@@ -59,6 +60,7 @@ class SplitPlan:
     places: list[str]  # one per pair: train | valid | test, or "test" / "fold_K" with folds
     folds: int | None = None
     grouping: str = "each file is its own group"
+    force: bool = False  # the output may be replaced (when it holds only a flexseg split)
 
     def counts(self) -> dict[str, int]:
         return dict(sorted(Counter(self.places).items(), key=lambda kv: _place_order(kv[0])))
@@ -131,7 +133,8 @@ def plan_split(exp: Experiment, images: Path | None = None, masks: Path | None =
         place_of = {g: "test" if held_out[g] == "test" else f"fold_{fold_of[g]}" for g in sizes}
     else:
         place_of = assign_groups(sizes, spec.ratios, spec.seed)
-    plan = SplitPlan(images_dir, masks_dir, output, pairing, groups, [place_of[g] for g in groups], folds, grouping)
+    plan = SplitPlan(images_dir, masks_dir, output, pairing, groups, [place_of[g] for g in groups], folds, grouping,
+                     force)
     wanted = ["test"] if folds else [s for s in SPLITS if spec.ratios[s] > 0]
     empty = [s for s in wanted if not plan.counts().get(s)]
     if empty:
@@ -219,15 +222,41 @@ def _check_output(output: Path, sources: list[Path], force: bool) -> None:
         if output == src or output.is_relative_to(src) or src.is_relative_to(output):
             raise ConfigError(f"the output {output} overlaps the source folder {src}; the sources are never written to, "
                               "choose another --output (data.root)")
-    if not output.exists() or not any(output.iterdir()):
+    if not output.exists() or not any(p for p in output.iterdir() if not p.name.startswith(".flexseg")):
         return
     if not force:
         raise DataError(f"{output} already exists; pass --force to replace it, or choose another --output (data.root)")
-    foreign = [p.name for p in output.iterdir() if p.name not in SPLIT_OUTPUTS and not _FOLD_DIR.match(p.name)]
+    foreign = foreign_files(output)
     if not (output / MANIFEST).exists() or foreign:
-        what = f"it also holds {foreign[:3]}" if foreign else f"it has no {MANIFEST}"
-        raise DataError(f"{output} was not written by flexseg split ({what}); --force only replaces a split folder. "
-                        "Move it away or choose another --output")
+        what = f"it also holds {foreign[0]}" + (f" and {len(foreign) - 1} more" if len(foreign) > 1 else "") \
+            if foreign else f"it has no {MANIFEST}"
+        raise DataError(f"{output} was not written by flexseg split ({what}); --force replaces only a folder that holds "
+                        "nothing but flexseg's split. Move those files away or choose another --output")
+
+
+def foreign_files(output: Path) -> list[str]:
+    """Files in a split folder that neither flexseg split nor flexseg augment wrote."""
+    from flexseg.data.augment import AUGMENT_RECORD, source_stem
+    from flexseg.runs import STAGING_DIR
+
+    try:
+        listed = json.loads((output / MANIFEST).read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError):
+        listed = []
+    ours = {Path(f[key]).name for f in listed for key in ("output_image", "output_mask") if f.get(key)}
+    foreign = []
+    for path in sorted(output.rglob("*")):
+        if path.is_dir():
+            continue
+        rel = path.relative_to(output)
+        name, parts = path.name, rel.parts
+        if rel.as_posix() == MANIFEST or name.startswith(".flexseg") or STAGING_DIR in parts or name == AUGMENT_RECORD:
+            continue
+        in_split = len(parts) >= 3 and parts[-2] in ("images", "masks") and (parts[-3] in SPLITS)
+        if in_split and (name in ours or source_stem(path.stem) is not None):
+            continue
+        foreign.append(rel.as_posix())
+    return foreign
 
 
 def _check_pairs(pairs: list[tuple[Path, Path]]) -> None:
@@ -268,10 +297,22 @@ def mask_converter(exp: Experiment):
 
 
 def write_split(exp: Experiment, plan: SplitPlan, workers: int = 2) -> SplitResult:
-    """Write the plan into a temporary folder beside the output, then rename it into place."""
-    t0 = time.perf_counter()
+    """Write the plan into a temporary folder beside the output, then rename it into place. The
+    output is locked (beside it: the folder is replaced whole) while it is written."""
     output = plan.output
     output.parent.mkdir(parents=True, exist_ok=True)
+    with folder_lock(output, command="split"):  # inside the output: the swap moves it away with the old folder
+        cleaned = clean_leftovers(output.parent, prefix=f".{output.name}.", recursive=False)
+        if cleaned:
+            out.warn(f"removed {len(cleaned)} temporary folder(s) an interrupted flexseg split left beside {output} "
+                     f"(e.g. {cleaned[0]})")
+        _check_output(output, [plan.images_dir, plan.masks_dir], plan.force)  # again: another split may have run
+        return _write_locked(exp, plan, workers)
+
+
+def _write_locked(exp: Experiment, plan: SplitPlan, workers: int) -> SplitResult:
+    t0 = time.perf_counter()
+    output = plan.output
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     result = SplitResult(output, plan.counts(), 0.0)
     try:

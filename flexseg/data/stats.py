@@ -259,9 +259,13 @@ def report_dataset(exp: Experiment, output: Path | None = None) -> tuple[StatsRe
     import json
 
     from flexseg.fsutil import atomic_write_text
+    from flexseg.runs import open_output, refuse_inputs
 
     report = collect_stats(exp)
     folder = (output or exp.resolved_run_dir / "stats").resolve()
-    write_stats_figures(exp, report, folder, seed=exp.split.seed)
-    atomic_write_text(folder / "stats.json", json.dumps(report.to_json(), indent=1))
+    inputs = [(f"the {split} split", exp.data.split_dir(split)) for split in ("train", "valid", "test")]
+    refuse_inputs(folder, inputs, "--output")
+    with open_output(folder, "stats"):
+        write_stats_figures(exp, report, folder, seed=exp.split.seed)
+        atomic_write_text(folder / "stats.json", json.dumps(report.to_json(), indent=1))
     return report, folder

@@ -45,6 +45,44 @@ class ModelCard:
             mask_tolerance=exp.data.mask_tolerance,
         )
 
+    def check(self, path: Path) -> None:
+        """Refuse a description that cannot be right (hand-edited, or from another tool): a wrong
+        card gives wrong masks with exit 0."""
+        from flexseg.config import MAX_CLASSES
+
+        def bad(what: str) -> RunError:
+            return RunError(f"{path}: {what}; this model description is damaged. Train again, or restore "
+                            f"{CARD_FILE} from the run")
+
+        names, colors = self.class_names, self.class_colors
+        if not isinstance(names, list) or not 2 <= len(names) <= MAX_CLASSES or not all(isinstance(n, str) for n in names):
+            raise bad(f"class_names must list 2 to {MAX_CLASSES} names")
+        if not isinstance(colors, list) or len(colors) != len(names):
+            raise bad(f"class_colors must give one colour per class ({len(names)})")
+        for c in colors:
+            if not (isinstance(c, list) and len(c) == 3 and all(type(v) is int and 0 <= v <= 255 for v in c)):
+                raise bad(f"class colour {str(c)[:40]} is not three whole numbers 0..255")
+        if len({tuple(c) for c in colors}) != len(colors):
+            raise bad("two classes share a colour")
+        for key in ("width", "height"):
+            value = getattr(self, key)
+            if type(value) is not int or not 1 <= value <= 16384:
+                raise bad(f"{key} {str(value)[:20]} is not a size in pixels")
+        if self.channels not in (1, 3):
+            raise bad(f"channels {str(self.channels)[:20]} must be 1 or 3")
+        if not isinstance(self.mask_tolerance, (int, float)) or not 0 <= self.mask_tolerance <= 255:
+            raise bad("mask_tolerance must be 0..255")
+
+    def check_model(self, model, path: Path) -> None:
+        """The model's input and output agree with the description."""
+        expected_in = (self.height, self.width, self.channels)
+        got_in = tuple(model.input_shape[1:])
+        got_out = model.output_shape[-1]
+        if got_in != expected_in or got_out != len(self.class_names):
+            raise RunError(f"{path}: the model takes {got_in} and gives {got_out} classes, but {CARD_FILE} says "
+                           f"{expected_in} and {len(self.class_names)} classes; the run folder is inconsistent. "
+                           "Train again, or restore the files of one run")
+
     def class_map(self) -> ClassMap:
         return ClassMap(self.class_names, [tuple(c) for c in self.class_colors], self.mask_tolerance)
 
@@ -67,11 +105,13 @@ def read_card(run_dir: Path) -> ModelCard:
     path = run_dir / CARD_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return ModelCard(**data)
+        card = ModelCard(**data)
     except FileNotFoundError:
         raise RunError(f"{run_dir}: no trained model here ({CARD_FILE} missing); train one first with `flexseg train EXPERIMENT`") from None
     except (ValueError, TypeError) as e:
-        raise RunError(f"{path}: not a flexseg model description ({e})") from None
+        raise RunError(f"{path}: not a flexseg model description ({str(e)[:200]})") from None
+    card.check(path)
+    return card
 
 
 def save_model(model, run_dir: Path) -> None:
@@ -88,21 +128,25 @@ def inference_view(model):
     return keras.Model(model.inputs, model.outputs, name=model.name)
 
 
-def load_model(run_dir: Path):
-    """Load with Keras safe mode on: a model that needs arbitrary code to deserialise is refused."""
+def load_model(run_dir: Path, card: "ModelCard | None" = None):
+    """Load with Keras safe mode on: a model that needs arbitrary code to deserialise is refused.
+    With ``card``, a model whose input or classes disagree with it is refused too."""
     import keras
 
     path = run_dir / MODEL_FILE
     if not path.is_file():
         raise RunError(f"{run_dir}: no {MODEL_FILE}; train first with `flexseg train EXPERIMENT`")
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # Keras raises many types for a bad archive
         if "safe_mode" in str(e):
             raise RunError(f"{path}: refused: loading it would run Python code stored in the file (unsafe "
                            "deserialisation, e.g. a Lambda layer). flexseg loads models in Keras safe mode only; "
                            "use a model trained by flexseg") from None
-        raise RunError(f"{path}: cannot load this model ({type(e).__name__}: {e})") from None
+        raise RunError(f"{path}: cannot load this model ({type(e).__name__}: {str(e)[:300]})") from None
+    if card is not None:
+        card.check_model(model, run_dir / CARD_FILE)
+    return model
 
 
 def trained_runs(runs_root: Path) -> list[Path]:

@@ -12,11 +12,25 @@ import keras
 import numpy as np
 
 from flexseg import console as out
+from flexseg import interrupts
 from flexseg.fsutil import atomic_write_text
 from flexseg.model.store import inference_view, save_model
 from flexseg.plots import plot_history
 
 LOSS_KEYS = ["loss", "val_loss"]
+
+
+class StopAtStepBoundary(keras.callbacks.Callback):
+    """Raise a Ctrl-C or SIGTERM that arrived during a step once the step is over (flexseg.interrupts)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        interrupts.raise_if_pending()
+
+    def on_test_batch_end(self, batch, logs=None):
+        interrupts.raise_if_pending()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        interrupts.raise_if_pending()
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 
 from flexseg.errors import RunError
-from flexseg.fsutil import atomic_write_text
+from flexseg.fsutil import atomic_write_text, note_write
 
 RESUME_DIR = "resume"
 STATE_FILE = "state.json"
@@ -71,6 +71,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"epoch_{epoch + 1:03d}.weights.h5"
         tmp = self.folder / f".partial-{name}"  # Keras wants the .weights.h5 ending
+        note_write(self.folder / name)
         self.model.save_weights(tmp)
         os.replace(tmp, self.folder / name)
         atomic_write_text(self.folder / STATE_FILE, json.dumps({

@@ -14,8 +14,9 @@ import numpy as np
 import tensorflow as tf
 
 from flexseg import console as out
+from flexseg import interrupts, runs
 from flexseg.config import Experiment, dump_experiment
-from flexseg.data.audit import audit_masks
+from flexseg.data.audit import check_pairs
 from flexseg.data.classes import ClassMap
 from flexseg.data.io import list_images, read_image, read_mask, resize
 from flexseg.data.pairing import split_pairs
@@ -30,13 +31,14 @@ from flexseg.model.batches import (
 from flexseg.model.flexunet import build_from_experiment
 from flexseg.model.losses import get_loss
 from flexseg.model.metrics import ForegroundDice, dice_coef_multiclass
-from flexseg.model.store import CARD_FILE, MODEL_FILE, ModelCard, write_card
+from flexseg.model.store import ModelCard, write_card
 from flexseg.tfenv import onednn_enabled
 from flexseg.training.callbacks import (
     BestModel,
     EpochChangeInference,
     HistoryFiles,
     RichProgress,
+    StopAtStepBoundary,
 )
 from flexseg.training.distribute import (
     Distribution,
@@ -52,26 +54,10 @@ from flexseg.training.resume import (
     restore_model,
 )
 
-# What a training run writes; --force removes exactly these, nothing else in the folder.
-RUN_OUTPUTS = (
-    MODEL_FILE,
-    CARD_FILE,
-    "experiment.yaml",
-    "train_metrics.csv",
-    "train_losses.csv",
-    "train_metrics.png",
-    "train_losses.png",
-    "evaluation.csv",
-    "evaluation.json",
-    "per_image.csv",
-    "evaluate",
-    "export",
-    "epoch_change_infer",
-    "environment.json",
-    "tensorboard",
-    RESUME_DIR,
-)
 ENVIRONMENT_FILE = "environment.json"
+# keys a resumed run must share with the run it continues (epochs, patience, learning rate may change)
+RESUME_FIXED = ("classes", "image", "model", "data", "augment", "train.loss", "train.batch_size",
+                "train.mixed_precision", "train.distribute")
 
 
 @dataclass
@@ -84,23 +70,6 @@ class TrainResult:
     train_images: int
     images_per_second: float  # steady state: the first epoch (graph tracing) left out when possible
     model: keras.Model | None = None  # as after the last epoch (the best epoch's weights are in run_dir)
-
-
-def prepare_run_dir(run_dir: Path, force: bool) -> None:
-    existing = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
-    if existing and not force:
-        state = read_state(run_dir)
-        if state is not None and not state.get("finished"):
-            raise RunError(f"{run_dir} holds an unfinished run (stopped after epoch {state['epoch']}); "
-                           "pass --resume to continue it, or --force to start again")
-        raise RunError(
-            f"{run_dir} already holds a run ({', '.join(existing[:3])}); "
-            "pass --force to replace it, or choose another run_dir (--set run_dir=DIR)"
-        )
-    for name in existing:
-        path = run_dir / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _epoch_change_images(exp: Experiment, valid_pairs, class_map: ClassMap):
@@ -125,17 +94,44 @@ def _epoch_change_images(exp: Experiment, valid_pairs, class_map: ClassMap):
     return stack, truths, [p.stem for p, _ in pairs]
 
 
-def _resume_state(run_dir: Path, exp: Experiment) -> dict:
-    state = read_state(run_dir)
+def _resume_state(folder: Path, exp: Experiment) -> dict:
+    state = read_state(folder)
     if state is None:
-        raise RunError(f"{run_dir}: nothing to resume (no {RESUME_DIR}/state.json); start the run without --resume")
+        raise RunError(f"{folder}: nothing to resume (no {RESUME_DIR}/state.json); start the run without --resume")
     if state.get("finished"):
-        raise RunError(f"{run_dir}: the run finished after epoch {state['epoch']}; nothing to resume "
+        raise RunError(f"{folder}: the run finished after epoch {state['epoch']}; nothing to resume "
                        "(--force starts it again)")
     if state["epoch"] >= exp.train.epochs:
-        raise RunError(f"{run_dir}: already at epoch {state['epoch']} of train.epochs={exp.train.epochs}; "
+        raise RunError(f"{folder}: already at epoch {state['epoch']} of train.epochs={exp.train.epochs}; "
                        "raise train.epochs to train longer")
+    _check_same_experiment(folder, exp)
     return state
+
+
+def _check_same_experiment(folder: Path, exp: Experiment) -> None:
+    """A resumed run continues the same model on the same data: refuse changed keys, naming them."""
+    from flexseg.config import load_experiment
+    from flexseg.errors import FlexsegError
+
+    try:
+        before = load_experiment(folder / "experiment.yaml").model_dump(mode="json")
+    except FlexsegError as e:
+        raise RunError(f"{folder}: cannot read the experiment the run started with ({e}); start again with --force") from None
+    now = exp.model_dump(mode="json")
+
+    def flat(tree, prefix=""):
+        if isinstance(tree, dict):
+            return {k: v for key, value in tree.items() for k, v in flat(value, f"{prefix}{key}.").items()}
+        return {prefix.rstrip("."): tree}
+
+    a, b = flat(before), flat(now)
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)
+                     and any(k == f or k.startswith(f + ".") for f in RESUME_FIXED))
+    if changed:
+        shown = "; ".join(f"{k}: {str(a.get(k))[:40]} → {str(b.get(k))[:40]}" for k in changed[:4])
+        raise RunError(f"--resume continues the run in {folder} with another experiment ({shown}"
+                       f"{' …' if len(changed) > 4 else ''}); resume with the experiment it started with, or "
+                       "start again with --force")
 
 
 PRECISION_POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -238,6 +234,9 @@ def input_datasets(exp: Experiment, dist: Distribution, train_pairs, valid_pairs
 
 
 def train(exp: Experiment, *, force: bool = False, resume: bool = False) -> TrainResult:
+    """Train into the run folder. A run that replaces an earlier one (``force``) is written into
+    the folder's staging area and put in place only when it has finished: until then, and if it
+    fails, the earlier run stays as it was; an interrupted one can be continued with ``resume``."""
     _check_tensorboard(exp)
     if force and resume:
         raise RunError("--force starts the run again and --resume continues it; choose one")
@@ -246,20 +245,53 @@ def train(exp: Experiment, *, force: bool = False, resume: bool = False) -> Trai
     class_map = ClassMap.from_experiment(exp)
     train_pairs = split_pairs(exp, "train")
     valid_pairs = split_pairs(exp, "valid")
-    state = _resume_state(run_dir, exp) if resume else None
-    if dist.is_chief:
-        if state is None:
-            prepare_run_dir(run_dir, force)
-        audit = audit_masks([m for _, m in train_pairs + valid_pairs], class_map)
+    if not dist.is_chief:  # only the chief writes the run folder; other workers write to a scratch folder
+        scratch = Path(tempfile.mkdtemp(prefix="flexseg-worker-"))
+        try:
+            state = _resume_state(run_dir, exp) if resume else None
+            return _fit(exp, dist, run_dir, scratch, state, class_map, train_pairs, valid_pairs)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    with runs.open_output(run_dir, "train", legacy_names=runs.RUN_LEGACY_NAMES) as folder:
+        staging = folder.staging()
+        staged_state = read_state(staging) if staging.is_dir() else None
+        if resume:
+            write_dir = staging if staged_state is not None else run_dir
+            state = _resume_state(write_dir, exp)
+        else:
+            state = None
+            _check_run_dir_free(folder, staged_state, force)
+            write_dir = staging if _holds_run(folder) else run_dir
+        audit = check_pairs(train_pairs + valid_pairs, class_map)
         if (message := audit.summary(class_map.tolerance)) is not None:
             out.warn(message)
-    # Only the chief writes the run folder; other workers write to a scratch folder, deleted at the end.
-    write_dir = run_dir if dist.is_chief else Path(tempfile.mkdtemp(prefix="flexseg-worker-"))
-    try:
-        return _fit(exp, dist, run_dir, write_dir, state, class_map, train_pairs, valid_pairs)
-    finally:
-        if not dist.is_chief:
-            shutil.rmtree(write_dir, ignore_errors=True)
+        if write_dir == run_dir:
+            runs.discard_staging(folder)
+            return _fit(exp, dist, run_dir, run_dir, state, class_map, train_pairs, valid_pairs)
+        out.info(f"the new run is written beside the earlier one and replaces it when it has finished "
+                 f"({staging})")
+        with runs.staged(folder, fresh=state is None, keep_on_failure=lambda: read_state(staging) is not None):
+            result = _fit(exp, dist, run_dir, staging, state, class_map, train_pairs, valid_pairs)
+            runs.promote(folder)
+        return result
+
+
+def _holds_run(folder: runs.OutputFolder) -> bool:
+    return bool(folder.record.existing()) or any(folder.legacy(n) and (folder.folder / n).exists()
+                                                 for n in runs.RUN_LEGACY_NAMES)
+
+
+def _check_run_dir_free(folder: runs.OutputFolder, staged_state: dict | None, force: bool) -> None:
+    if force:
+        return
+    for where, state in ((folder.staging(), staged_state), (folder.folder, read_state(folder.folder))):
+        if state is not None and not state.get("finished"):
+            raise RunError(f"{where} holds an unfinished run (stopped after epoch {state['epoch']}); pass --resume to "
+                           "continue it, or --force to start again")
+    if _holds_run(folder):
+        shown = ", ".join(folder.record.existing()[:3]) or "model.json"
+        raise RunError(f"{folder.folder} already holds a run ({shown}); pass --force to replace it (the earlier run "
+                       "stays until the new one has finished), or choose another run_dir (--set run_dir=DIR)")
 
 
 def _fit(exp: Experiment, dist: Distribution, run_dir: Path, write_dir: Path, state: dict | None,
@@ -269,7 +301,7 @@ def _fit(exp: Experiment, dist: Distribution, run_dir: Path, write_dir: Path, st
     with dist.strategy.scope():
         model = compiled_model(exp)
         if state is not None:
-            restore_model(model, run_dir, state)
+            restore_model(model, write_dir, state)
     if dist.kind != "none":
         work_around_keras_symbolic_build(model, dist.strategy)
     if dist.kind == "multi_worker":
@@ -295,6 +327,7 @@ def _fit(exp: Experiment, dist: Distribution, run_dir: Path, write_dir: Path, st
     nan_guard = StopOnNaN()
     checkpoint = ResumeCheckpoint(write_dir, best, reducer, stopper, history_files, state)
     callbacks = [
+        StopAtStepBoundary(),
         nan_guard,
         best,
         reducer,
@@ -309,7 +342,7 @@ def _fit(exp: Experiment, dist: Distribution, run_dir: Path, write_dir: Path, st
     initial_epoch = state["epoch"] if state else 0
     online = f", online augmentation ({len(exp.augment.transforms)} transforms)" if exp.augment.online else ""
     out.info(
-        f"training [bold]{exp.name}[/]: {len(train_pairs)} train / {len(valid_pairs)} valid images, "
+        f"training {exp.name}: {len(train_pairs)} train / {len(valid_pairs)} valid images, "
         f"{exp.image.width}×{exp.image.height}×{exp.image.channels}, {exp.num_classes} classes, "
         f"{model.count_params():,} parameters, {dist.describe()}{online} → "
         + (str(run_dir) if dist.is_chief else "the chief's run folder (this worker writes nothing)")
@@ -320,12 +353,15 @@ def _fit(exp: Experiment, dist: Distribution, run_dir: Path, write_dir: Path, st
         # Keras warns that fit's default shuffle=True is ignored for a tf.data input; ours shuffles itself
         warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
         try:
-            history = model.fit(ds_train, validation_data=ds_valid, epochs=exp.train.epochs, initial_epoch=initial_epoch,
-                                callbacks=callbacks, verbose=0)
-        except KeyboardInterrupt:
+            with interrupts.deferred():  # a signal stops training after the step in progress
+                history = model.fit(ds_train, validation_data=ds_valid, epochs=exp.train.epochs,
+                                    initial_epoch=initial_epoch, callbacks=callbacks, verbose=0)
+        except KeyboardInterrupt as e:
             saved = read_state(write_dir)
-            out.warn(f"interrupted; {'epoch ' + str(saved['epoch']) + ' is' if saved else 'nothing is'} saved. "
-                     "Continue with: flexseg train EXPERIMENT --resume")
+            what = f"epoch {saved['epoch']} is saved. Continue with: flexseg train EXPERIMENT --resume" if saved else \
+                "no epoch had finished, nothing to resume"
+            kept = "; the earlier run is untouched" if write_dir != run_dir else ""
+            out.warn(f"{getattr(e, 'signal_name', 'SIGINT')}: training stopped; {what}{kept}")
             raise
     seconds = time.perf_counter() - t0
     if nan_guard.nan_epoch is not None:
@@ -336,6 +372,8 @@ def _fit(exp: Experiment, dist: Distribution, run_dir: Path, write_dir: Path, st
             "Lower train.learning_rate or set train.clipvalue, then --resume or --force"
         )
     checkpoint.mark_finished()
+    if exp.train.tensorboard and (write_dir / "tensorboard").is_dir():
+        runs.adopt(write_dir, write_dir / "tensorboard")  # written by TensorFlow's own writers
     epochs_run = initial_epoch + len(history.history.get("loss", []))
     if best.best_epoch == 0:
         raise RunError("training produced no finite val_loss, so no model was saved; check the data and learning_rate")
