@@ -135,7 +135,7 @@ def _split_folder(section: str, keys: dict, config_dir: Path, output_dir: Path, 
 
 
 MAX_CONFIG_BYTES = 256 * 1024
-MAX_VALUE_CHARS = 4096  # longer values are not parsed: no seed setting is anywhere near that long
+MAX_VALUE_CHARS = 65536  # longer values are not parsed (a 256-class rgb_map is about 5 KB)
 
 
 def import_seed_config(path: Path, output: Path) -> Imported:

@@ -101,10 +101,10 @@ def _resume_state(folder: Path, exp: Experiment) -> dict:
     if state.get("finished"):
         raise RunError(f"{folder}: the run finished after epoch {state['epoch']}; nothing to resume "
                        "(--force starts it again)")
+    _check_same_experiment(folder, exp)
     if state["epoch"] >= exp.train.epochs:
         raise RunError(f"{folder}: already at epoch {state['epoch']} of train.epochs={exp.train.epochs}; "
                        "raise train.epochs to train longer")
-    _check_same_experiment(folder, exp)
     return state
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import signal
 import struct
@@ -290,7 +289,7 @@ def test_resume_refuses_another_experiment(project):
     code, text, _ = _interrupt_after_first_epoch(project, signal.SIGINT)
     assert code == 130, text
     before = digest(project / "runs")
-    code, text = flexseg("train", "t.yaml", "--set", "image.width=64", "--set", "image.height=128",
+    code, text = flexseg("train", "t.yaml", *LONG[:2], "--set", "image.width=64", "--set", "image.height=128",
                          "--set", "train.loss=dice", "--resume", cwd=project)
     assert code == 4, text
     assert "image.width: 128 → 64" in text and "train.loss" in text
@@ -569,3 +568,22 @@ def test_brackets_in_paths_print_as_they_are(project):
     assert code == 0, text
     assert "[bold]" in text and "[/]x" in text
     assert (odd / "split.json").exists()
+
+
+def test_temporary_files_of_a_killed_train_are_cleaned_and_mentioned(project):
+    """What SIGKILL leaves in the middle of writing: a model under its temporary name, a half-saved
+    resume checkpoint. The next command that opens the run folder removes them and says so; a
+    user's file that only looks similar stays."""
+    run = project / "runs" / "t"
+    leftovers = [run / ".model.k2j3h4g5.tmp.keras", run / "resume" / ".partial-epoch_004.weights.h5",
+                 run / ".train_losses.q1w2e3r4.tmp.csv"]
+    for path in leftovers:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"half")
+    lookalike = run / ".model.tmp.keras.bak"
+    lookalike.write_bytes(b"mine")
+    code, text = flexseg("evaluate", "t.yaml", cwd=project)
+    assert code == 0, text
+    assert "removed 3 temporary file(s)" in text
+    assert not any(p.exists() for p in leftovers)
+    assert lookalike.read_bytes() == b"mine"
