@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from flexseg.errors import ConfigError
+from flexseg.errors import ConfigError, excerpt
 
 SPLITS = ("train", "valid", "test")
 MAX_CLASSES = 256  # masks are palette PNGs of 8-bit class indices
@@ -499,12 +499,6 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
-def _excerpt(value: Any, limit: int = 60) -> str:
-    """A value as it is quoted in an error message: at most ``limit`` characters of it."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
-
-
 def _describe(err: dict) -> str:
     loc = tuple(err["loc"])
     where = _loc_text(loc) or "experiment"
@@ -527,5 +521,5 @@ def _describe(err: dict) -> str:
     if err["type"] in ("value_error", "assertion_error") and (not loc or msg.startswith(where)):
         return msg
     got = err.get("input")
-    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {_excerpt(got)})"
+    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {excerpt(got)})"
     return f"{where}: {msg}{shown}"

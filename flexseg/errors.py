@@ -7,6 +7,13 @@ Exit codes (documented in the README for CI users):
 import re
 
 
+def excerpt(value, limit: int = 60) -> str:
+    """A value as an error message quotes it: its repr, cut to ``limit`` characters (a value can be
+    megabytes long, and an error is one line)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 class FlexsegError(Exception):
     """A mistake the user can fix; the message names the file or key and the fix."""
 

@@ -221,13 +221,25 @@ def pixel_spacings(split_dir: Path) -> dict[str, tuple[float, float]]:
 def evaluate(exp: Experiment, batch_size: int | None = None) -> EvaluationReport:
     """Predict the test split with the run's best model and score it at each image's own size;
     writes evaluation.csv, evaluation.json and per_image.csv into the run folder."""
+    from flexseg.model.store import read_card
+
+    run_dir = exp.resolved_run_dir
+    read_card(run_dir)  # no trained model: say so before anything is created
+    # the run folder is locked from the start: a train --force finishing meanwhile would otherwise
+    # put a new model beside the old model's scores
+    with open_output(run_dir, "evaluate", legacy_names=RUN_LEGACY_NAMES):
+        report = _evaluate_run(exp, run_dir, batch_size)
+        write_report(report, run_dir)
+    return report
+
+
+def _evaluate_run(exp: Experiment, run_dir: Path, batch_size: int | None) -> EvaluationReport:
     from flexseg.data.audit import check_pairs
     from flexseg.data.io import read_mask, resize
     from flexseg.data.pipeline import image_dataset
     from flexseg.model.batches import evaluation_batch_size, predict
     from flexseg.model.store import check_model_fits, load_model, read_card
 
-    run_dir = exp.resolved_run_dir
     card = read_card(run_dir)
     check_model_fits(card, exp, run_dir)
     pairs = split_pairs(exp, "test")
@@ -252,10 +264,7 @@ def evaluate(exp: Experiment, batch_size: int | None = None) -> EvaluationReport
                                 f"{truth.shape[1]}×{truth.shape[0]}: not a pair. Fix the test split")
             full = resize(probs, truth.shape[1], truth.shape[0])  # probabilities, so edges follow the soft boundary
             acc.add(image_path.name, truth, full.argmax(-1), full, spacings.get(image_path.stem))
-    report = acc.report({"model": str(run_dir), "truth": str(exp.data.split_dir("test"))})
-    with open_output(run_dir, "evaluate", legacy_names=RUN_LEGACY_NAMES):
-        write_report(report, run_dir)
-    return report
+    return acc.report({"model": str(run_dir), "truth": str(exp.data.split_dir("test"))})
 
 
 def evaluate_folders(exp: Experiment, pred_dir: Path, truth_dir: Path, output: Path | None = None) -> tuple[EvaluationReport, Path]:

@@ -28,7 +28,7 @@ import shutil
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -95,22 +95,6 @@ class WrittenRecord:
     def rewrite(self, names: set[str]) -> None:
         self.names = set(names)
         fsutil.atomic_write_text(self.path, "".join(f"{n}\n" for n in sorted(self.names)), record=False)
-
-
-def remove_recorded(folder: Path, names: set[str] | None = None) -> int:
-    """Delete the recorded files of ``folder`` (or only ``names`` of them), then the folders
-    that this leaves empty; anything not recorded stays. Returns how many files went."""
-    record = WrittenRecord(folder)
-    doomed = record.names if names is None else record.names & names
-    removed = 0
-    for rel in sorted(doomed):
-        path = folder / rel
-        if path.is_file() or path.is_symlink():
-            path.unlink()
-            removed += 1
-        _prune_empty_parents(path.parent, folder)
-    record.rewrite(record.names - doomed)
-    return removed
 
 
 def _prune_empty_parents(folder: Path, stop: Path) -> None:
@@ -186,7 +170,6 @@ class OutputFolder:
     folder: Path
     record: WrittenRecord
     legacy_names: tuple[str, ...] = ()  # treated as flexseg's in folders written before the record existed
-    cleaned: list[str] = field(default_factory=list)
     finished_interrupted: bool = False  # an earlier run's complete result was put in place on opening
 
     def legacy(self, rel: str) -> bool:
@@ -226,7 +209,6 @@ def _finish_interrupted(handle: OutputFolder) -> None:
     if cleaned:
         out.warn(f"{handle.folder}: removed {len(cleaned)} temporary file(s) an interrupted flexseg run left "
                  f"(e.g. {cleaned[0]})")
-    handle.cleaned = cleaned
 
 
 def clean_leftovers(folder: Path, prefix: str = "", recursive: bool = True) -> list[str]:

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flexseg.errors import ConfigError
+from flexseg.errors import ConfigError, excerpt
 
 # (section, key) -> dotted flexseg key; values copied as they are
 DIRECT = {
@@ -61,6 +61,8 @@ BUILT_IN = {
     ("image", "color_order"): "flexseg reads images as RGB",
     ("mask", "mask_file_format"): "masks are read by their file extension",
 }
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_VALUE_CHARS = 65536  # longer values are not parsed (a 256-class rgb_map is about 5 KB)
 LOSSES = {"categorical_crossentropy": "categorical_crossentropy"}
 
 
@@ -68,11 +70,6 @@ LOSSES = {"categorical_crossentropy": "categorical_crossentropy"}
 class Imported:
     experiment: dict
     warnings: list[str] = field(default_factory=list)
-
-
-def _short(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text):,} characters)"
 
 
 def _literal(text: str, where: str):
@@ -134,10 +131,6 @@ def _split_folder(section: str, keys: dict, config_dir: Path, output_dir: Path, 
     return None
 
 
-MAX_CONFIG_BYTES = 256 * 1024
-MAX_VALUE_CHARS = 65536  # longer values are not parsed (a 256-class rgb_map is about 5 KB)
-
-
 def import_seed_config(path: Path, output: Path) -> Imported:
     """Convert the seed config at ``path`` into an experiment dict for the file ``output``."""
     from flexseg.config import validate_experiment
@@ -174,7 +167,7 @@ def import_seed_config(path: Path, output: Path) -> Imported:
             except ConfigError:
                 if known:  # flexseg needs it: refuse
                     raise
-                warnings.append(f"[{section}] {key} = {_short(text.strip())}: not a plain literal (or too long); not imported")
+                warnings.append(f"[{section}] {key} = {excerpt(text.strip())}: not a plain literal (or too long); not imported")
 
     for section, keys in values.items():
         for key, value in keys.items():
@@ -204,9 +197,9 @@ def import_seed_config(path: Path, output: Path) -> Imported:
             elif spot == ("infer", "output_dir"):
                 _set(tree, "infer.output", _path(value, "[infer] output_dir", config_dir, output_dir))
             elif spot in BUILT_IN:
-                warnings.append(f"[{section}] {key} = {_short(value)}: not imported; {BUILT_IN[spot]}")
+                warnings.append(f"[{section}] {key} = {excerpt(value)}: not imported; {BUILT_IN[spot]}")
             else:
-                warnings.append(f"[{section}] {key} = {_short(value)}: flexseg has no such setting; not imported")
+                warnings.append(f"[{section}] {key} = {excerpt(value)}: flexseg has no such setting; not imported")
 
     for section in ("train", "valid", "test"):
         folder = _split_folder(section, values.get(section, {}), config_dir, output_dir, warnings)

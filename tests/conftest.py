@@ -28,6 +28,21 @@ def write_yaml(path: Path, data: dict) -> Path:
     return path
 
 
+def write_raw_pairs(home: Path, count: int, size: int = 64) -> None:
+    """``home/raw/{images,masks}``: ``count`` synthetic CT slices s00.png… with 0/255 grey masks."""
+    import cv2
+
+    from flexseg.demo import synthetic_slice
+
+    rng = np.random.default_rng(0)
+    for kind in ("images", "masks"):
+        (home / "raw" / kind).mkdir(parents=True)
+    for i in range(count):
+        image, labels = synthetic_slice(rng, size, size)
+        cv2.imwrite(str(home / "raw" / "images" / f"s{i:02d}.png"), image)
+        cv2.imwrite(str(home / "raw" / "masks" / f"s{i:02d}.png"), ((labels > 0) * 255).astype(np.uint8))
+
+
 def tiny_experiment(**sections) -> dict:
     """A small, valid experiment; sections given replace or extend the defaults."""
     exp = {

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from flexseg import console as out
-from flexseg.errors import ConfigError, DataError
+from flexseg.errors import ConfigError, DataError, excerpt
 
 AUGMENT_RECORD = "augment.json"
 AUGMENTED = re.compile(r"^(?P<source>.+)__aug(?P<copy>\d+)$")  # stem of an augmented copy
@@ -85,7 +85,7 @@ def _build(item, where: str, A):
         (name, args), = item.items()
         args = {} if args is None else args
         if not isinstance(args, dict):
-            raise ValueError(f"{where}: the arguments of {name} must be a mapping such as {{p: 0.5}} (got {_excerpt(args)})")
+            raise ValueError(f"{where}: the arguments of {name} must be a mapping such as {{p: 0.5}} (got {excerpt(args, 120)})")
     else:
         raise ValueError(f"{where}: write a transform as a name or as {{Name: {{argument: value}}}}, e.g. {{HorizontalFlip: {{p: 0.5}}}}")
     valid = available_transforms()
@@ -104,11 +104,6 @@ def _build(item, where: str, A):
     return _construct(getattr(A, name), name, where, args)
 
 
-def _excerpt(value, limit: int = 120) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
-
-
 def _construct(cls, name: str, where: str, args: dict):
     import difflib
 
@@ -122,8 +117,7 @@ def _construct(cls, name: str, where: str, args: dict):
         return cls(**args)
     except (ValueError, TypeError) as e:
         text = " ".join(str(e).split())
-        shown = ", ".join(f"{k}={v!r}" for k, v in args.items())
-        shown = shown if len(shown) <= 120 else f"{shown[:120]}… ({len(shown):,} characters)"
+        shown = ", ".join(f"{k}={excerpt(v, 120)}" for k, v in args.items())
         raise ValueError(f"{where}: {name}({shown}) is not valid: {text[:400]}") from None
 
 

@@ -53,10 +53,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self.state is None:
-            return
-        # files a hard kill left half-written: our own temporary names only
-        for stale in [*self.folder.glob(".partial-*"), *self.folder.parent.glob(".*.tmp*")]:
-            stale.unlink(missing_ok=True)
+            return  # (files a hard kill left half-written are removed when the run folder is opened: flexseg.runs)
         s = self.state
         self.best.best, self.best.best_epoch = s["best"]["best"], s["best"]["best_epoch"]
         self.reducer.wait, self.reducer.best, self.reducer.cooldown_counter = (

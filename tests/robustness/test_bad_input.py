@@ -14,6 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from flexseg.cli import app
+from tests.conftest import write_raw_pairs
 
 runner = CliRunner()
 GOOD = {
@@ -44,16 +45,8 @@ def flexseg(*args):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """12 raw 64×64 pairs, split, and a model trained one epoch on them."""
-    from flexseg.demo import synthetic_slice
-
     home = tmp_path_factory.mktemp("bad-input")
-    rng = np.random.default_rng(0)
-    for kind in ("images", "masks"):
-        (home / "raw" / kind).mkdir(parents=True)
-    for i in range(12):
-        image, labels = synthetic_slice(rng, 64, 64)
-        cv2.imwrite(str(home / "raw" / "images" / f"s{i:02d}.png"), image)
-        cv2.imwrite(str(home / "raw" / "masks" / f"s{i:02d}.png"), ((labels > 0) * 255).astype(np.uint8))
+    write_raw_pairs(home, 12)
     (home / "good.yaml").write_text(yaml.safe_dump(GOOD))
     assert flexseg("split", home / "good.yaml")[0] == 0
     code, text = flexseg("train", home / "good.yaml")

@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.conftest import write_raw_pairs
+
 FLEXSEG = Path(sys.executable).with_name("flexseg")
 COMMAND = [str(FLEXSEG)] if FLEXSEG.exists() else [sys.executable, "-m", "flexseg.cli"]
 EXPERIMENT = {
@@ -91,16 +93,8 @@ def unchanged(before: dict[str, str], *folders: Path) -> None:
 @pytest.fixture(scope="module")
 def project_once(tmp_path_factory) -> Path:
     """24 raw 64×64 pairs, split, and a model trained one epoch, all by the real command."""
-    from flexseg.demo import synthetic_slice
-
     home = tmp_path_factory.mktemp("processes")
-    rng = np.random.default_rng(0)
-    for kind in ("images", "masks"):
-        (home / "raw" / kind).mkdir(parents=True)
-    for i in range(24):
-        image, labels = synthetic_slice(rng, 64, 64)
-        cv2.imwrite(str(home / "raw" / "images" / f"s{i:02d}.png"), image)
-        cv2.imwrite(str(home / "raw" / "masks" / f"s{i:02d}.png"), ((labels > 0) * 255).astype(np.uint8))
+    write_raw_pairs(home, 24)
     (home / "t.yaml").write_text(yaml.safe_dump(EXPERIMENT))
     assert flexseg("split", "t.yaml", cwd=home)[0] == 0
     code, text = flexseg("train", "t.yaml", cwd=home)
