@@ -39,7 +39,7 @@ from flexseg.data.io import (
 )
 from flexseg.data.pairing import Pairing, natural_key, pair_folders
 from flexseg.errors import ConfigError, DataError
-from flexseg.fsutil import atomic_write_text, public_mode
+from flexseg.fsutil import atomic_write_text, exchange, public_mode
 from flexseg.runs import clean_leftovers, folder_lock
 
 MANIFEST = "split.json"
@@ -422,8 +422,13 @@ def _manifest(exp, plan: SplitPlan, written: list[dict]) -> dict:
 
 
 def _swap_into_place(tmp: Path, output: Path) -> None:
+    """The new split takes the old one's place in one step; ``tmp`` then holds the old one (deleted
+    by the caller). Where the file system cannot exchange, two renames: a kill between them leaves
+    the old split in ``.<name>.old-*``."""
     if not output.exists():
         os.replace(tmp, output)
+        return
+    if exchange(tmp, output):
         return
     old = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
     os.replace(output, old / output.name)

@@ -319,16 +319,17 @@ def test_two_trains_into_one_run_folder(project):
 def test_two_infers_into_one_output_folder(project):
     many = project / "many"
     many.mkdir()
-    source = sorted((project / "raw" / "images").iterdir())[0]
-    for i in range(400):
-        shutil.copyfile(source, many / f"m{i:03d}.png")
-    first = start("infer", "--model", "runs/t", "--images", many, "--output", "out", "--tta", "--batch-size", "2",
-                  cwd=project)
-    wait_for(lambda: (project / "out" / ".flexseg-written").exists(), proc=first)
+    big = cv2.resize(cv2.imread(str(sorted((project / "raw" / "images").iterdir())[0])), (1024, 1024))
+    for i in range(20):  # tiled with TTA: minutes of work, so the first is surely still running
+        cv2.imwrite(str(many / f"m{i:03d}.png"), big)
+    first = start("infer", "--model", "runs/t", "--images", many, "--output", "out", "--tiles", "--tta", cwd=project)
+    wait_for(lambda: (project / "out" / ".flexseg.lock").exists(), proc=first)
     code, text = flexseg("infer", "--model", "runs/t", "--images", many, "--output", "out", "--force", cwd=project)
     assert code == 4, text
     assert "in use by flexseg infer" in text and f"pid {first.pid}" in text
-    assert finish(first)[0] == 0
+    assert first.poll() is None  # the refusal was not a finished run's "already holds"
+    first.send_signal(signal.SIGINT)
+    assert finish(first)[0] == 130
 
 
 def test_a_lock_left_by_a_killed_process_is_taken_over(project):
@@ -380,19 +381,28 @@ def test_killed_export_force_leaves_the_old_export(project):
 
 
 def test_leftovers_of_a_killed_split_are_cleaned_and_mentioned(project):
+    """SIGKILL at several moments of a split --force, the last near the swap: every time a whole
+    split stands at data/ (old or new, never neither), and the next split cleans what was left."""
     raw = project / "raw"
     for i in range(24, 400):
         shutil.copyfile(raw / "images" / f"s{i % 24:02d}.png", raw / "images" / f"s{i:03d}.png")
         shutil.copyfile(raw / "masks" / f"s{i % 24:02d}.png", raw / "masks" / f"s{i:03d}.png")
-    proc = start("split", "t.yaml", "--force", cwd=project)
-    wait_for(lambda: any(p.name.startswith(".data.partial-") for p in project.iterdir()), proc=proc)
-    proc.kill()
-    proc.communicate()
-    assert (project / "data" / "split.json").exists()  # the old split is still whole
-    code, text = flexseg("split", "t.yaml", "--force", cwd=project)
-    assert code == 0, text
-    assert "interrupted flexseg split" in text
-    assert not [p for p in project.iterdir() if p.name.startswith(".data.")]
+    assert flexseg("split", "t.yaml", "--force", cwd=project)[0] == 0
+    t0 = time.monotonic()
+    assert flexseg("split", "t.yaml", "--force", cwd=project)[0] == 0
+    whole = time.monotonic() - t0
+    for fraction in (0.5, 0.8, 0.9, 0.95, 1.0):
+        proc = start("split", "t.yaml", "--force", cwd=project)
+        time.sleep(whole * fraction)
+        proc.kill()
+        proc.communicate()
+        manifest = json.loads((project / "data" / "split.json").read_text())
+        assert sum(manifest["counts"].values()) == 400
+        left = [p.name for p in project.iterdir() if p.name.startswith(".data.")]
+        code, text = flexseg("split", "t.yaml", "--force", cwd=project)
+        assert code == 0, text
+        assert ("interrupted flexseg split" in text) == bool(left)
+        assert not [p for p in project.iterdir() if p.name.startswith(".data.")]
 
 
 # ---------------------------------------------------------------- silent wrong answers
