@@ -28,7 +28,7 @@ def synthetic_pairs(folder: Path, count: int, distinct: int = 24, size: int = 51
 
     from flexseg.data.classes import ClassMap
     from flexseg.data.io import write_image, write_palette_mask
-    from flexseg.demo import synthetic_slice
+    from flexseg.data.synthetic import synthetic_slice
 
     palette = ClassMap(["background", "bone", "lesion"], [(0, 0, 0), (255, 255, 255), (255, 0, 0)]).palette()
     rng = np.random.default_rng(0)

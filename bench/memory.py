@@ -63,13 +63,13 @@ def _run(task: str, count: int) -> None:
         exp = load_experiment(REPO / "experiments" / "demo.yaml", SMALL_MODEL + [
             f"data.root={data}", f"run_dir={root / 'run'}", f"infer.images={data / 'valid' / 'images'}"])
         if task == "train":
-            from flexseg.training.trainer import train
+            from flexseg.commands.train import train
 
             train(exp)
         else:
             from speed import save_untrained_run
 
-            from flexseg.inference import infer
+            from flexseg.commands.infer import infer
 
             infer(save_untrained_run(exp, root / "run"), [p for p, _ in pairs[:count]], root / "masks", batch_size=4)
 

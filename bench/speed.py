@@ -15,9 +15,9 @@ def training_images_per_second(exp, pairs, *, warmup: int, steps: int) -> dict:
     left out: they run once an epoch, not once a step."""
     import keras
 
+    from flexseg.commands.train import compiled_model, input_datasets
     from flexseg.data.classes import ClassMap
     from flexseg.training.distribute import make_distribution
-    from flexseg.training.trainer import compiled_model, input_datasets
 
     class StepTimes(keras.callbacks.Callback):
         def __init__(self):
@@ -46,8 +46,8 @@ def training_images_per_second(exp, pairs, *, warmup: int, steps: int) -> dict:
 
 def save_untrained_run(exp, run_dir: Path) -> Path:
     """A run folder with the experiment's untrained model (speed does not depend on the weights)."""
+    from flexseg.commands.train import build_in_precision
     from flexseg.model.store import ModelCard, save_model, write_card
-    from flexseg.training.trainer import build_in_precision
 
     run_dir.mkdir(parents=True, exist_ok=True)
     save_model(build_in_precision(exp), run_dir)
@@ -59,7 +59,7 @@ def inference_images_per_second(run_dir: Path, images: list[Path], *, warm: int,
     """Images/s of `flexseg infer` (decode, resize, predict, resize back, write palette masks):
     the extra images of a run over all ``images`` against a run over the first ``warm``, divided by
     the extra time, so model loading and graph tracing, paid once a run, cancel out."""
-    from flexseg.inference import infer
+    from flexseg.commands.infer import infer
 
     with tempfile.TemporaryDirectory(prefix="flexseg-bench-infer-") as tmp:
         first = infer(run_dir, images[:warm], Path(tmp) / "warm", batch_size=batch_size)
@@ -72,9 +72,9 @@ def inference_images_per_second(run_dir: Path, images: list[Path], *, warm: int,
 def augmentation_pairs_per_second(experiment: Path, pairs, *, copies: int, workers: int = 2) -> dict:
     """Pairs/s of `flexseg augment` with the experiment's transforms (NBM: the seed's set),
     reading the sources and writing PNGs included, after one warm-up run."""
+    from flexseg.commands.augment import augment
+    from flexseg.commands.split import plan_split, write_split
     from flexseg.config import load_experiment
-    from flexseg.data.augment import augment
-    from flexseg.data.split import plan_split, write_split
 
     images, masks = pairs[0][0].parent, pairs[0][1].parent
     with tempfile.TemporaryDirectory(prefix="flexseg-bench-augment-") as tmp:

@@ -157,7 +157,7 @@ def split(
     DICOM as 8-bit PNG, and split.json listing every file, its pair, group and split. The
     sources are never modified; the output appears in one rename at the end.
     """
-    from flexseg.data.split import plan_split, write_split
+    from flexseg.commands.split import plan_split, write_split
 
     exp = _load(experiment, overrides)
     plan = plan_split(exp, images, masks, output, folds=folds, allow_unpaired=allow_unpaired, force=force)
@@ -203,7 +203,7 @@ def augment(
 ) -> None:
     """Write augment.copies augmented copies of every pair of the train split, with the
     experiment's albumentations transforms, as <stem>__augNN.png beside the originals."""
-    from flexseg.data.augment import augment as run_augment
+    from flexseg.commands.augment import augment as run_augment
 
     result = run_augment(_load(experiment, overrides), split_name, force=force)
     out.info(f"{result.written} augmented pairs from {result.sources} originals in {result.seconds:.1f}s "
@@ -226,7 +226,7 @@ def stats(
     split_counts.png, train_images_sample.png and train_masks_sample.png. Exits with 1 when
     it finds an error-level problem (leakage, unpaired files, size mismatch, empty train split).
     """
-    from flexseg.data.stats import report_dataset
+    from flexseg.commands.stats import report_dataset
     from flexseg.errors import QualityGateError
 
     report, folder = report_dataset(_load(experiment, overrides), output)
@@ -286,7 +286,7 @@ def train(
     train_metrics/train_losses .csv/.png and epoch_change_infer/ into runs/<name>/.
     """
     _needs_tensorflow()
-    from flexseg.training.trainer import train as run_training
+    from flexseg.commands.train import train as run_training
 
     result = run_training(_load(experiment, overrides), force=force, resume=resume)
     out.info(
@@ -314,7 +314,7 @@ def evaluate(
     """Score the trained model on the test split (or --pred masks against --truth): Dice, IoU,
     precision, recall and HD95 per image and foreground class, at each image's own size, plus the
     seed's loss and dice_coef_multiclass. Writes evaluation.csv, evaluation.json and per_image.csv."""
-    from flexseg import evaluation
+    from flexseg.commands import evaluate as evaluation
     from flexseg.errors import QualityGateError
 
     exp = _load(experiment, overrides)
@@ -401,8 +401,8 @@ def infer(
     <run>/mini_test_output for the experiment's own images and <run>/infer/<folder name> for others.
     """
     _needs_tensorflow()
-    from flexseg.inference import InferOptions, resolve_images, resolve_output
-    from flexseg.inference import infer as run_inference
+    from flexseg.commands.infer import InferOptions, resolve_images, resolve_output
+    from flexseg.commands.infer import infer as run_inference
     from flexseg.model.store import check_model_fits, find_model_dir, read_card
 
     exp = _load(experiment, overrides) if experiment is not None else None
@@ -435,7 +435,7 @@ def export(
     `image`), TFLite or ONNX. The export is run on a few images and compared with the Keras model;
     it fails when the probabilities differ by more than --tolerance. model.json goes beside it."""
     _needs_tensorflow()
-    from flexseg.export import export as run_export
+    from flexseg.commands.export import export as run_export
 
     result = run_export(run_dir, fmt, output, tolerance=tolerance, force=force)
     out.info(f"{result.format}: {result.path} (max |probability difference| vs Keras {result.max_abs_diff:.2g} "
@@ -453,10 +453,10 @@ def import_config(
     """Convert a TensorFlowFlexUNet train_eval_infer.config into a flexseg experiment YAML.
     Values are read as Python literals (never evaluated as code); every key flexseg does not
     take is listed as a warning; relative paths stay relative, to the new file."""
+    from flexseg.commands.import_config import import_seed_config
     from flexseg.config import experiment_yaml
     from flexseg.errors import RunError
     from flexseg.fsutil import atomic_write_text
-    from flexseg.seed_import import import_seed_config
 
     target = output or config.parent / "experiment.yaml"
     if target.exists() and not force:
@@ -481,7 +481,7 @@ def demo(
     make raw data → split (by patient) → augment → stats → train → evaluate → infer, then print
     the foreground Dice and where outputs are. The demo rewrites its own data and run folders."""
     _needs_tensorflow()
-    from flexseg.demo import run_demo
+    from flexseg.commands.demo import run_demo
 
     result = run_demo(_load(experiment, overrides), experiment)
     report, trained = result.report, result.trained

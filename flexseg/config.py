@@ -297,7 +297,7 @@ class AugmentSpec(_Section):
     @classmethod
     def _known_transforms(cls, v: list) -> list:
         if v:
-            from flexseg.data.augment import (
+            from flexseg.transforms import (
                 build_pipeline,  # imports albumentations: only when used
             )
 

@@ -32,7 +32,7 @@ def write_raw_pairs(home: Path, count: int, size: int = 64) -> None:
     """``home/raw/{images,masks}``: ``count`` synthetic CT slices s00.png… with 0/255 grey masks."""
     import cv2
 
-    from flexseg.demo import synthetic_slice
+    from flexseg.data.synthetic import synthetic_slice
 
     rng = np.random.default_rng(0)
     for kind in ("images", "masks"):
@@ -64,7 +64,7 @@ def tiny_data(tmp_path_factory) -> Path:
     (mini_test at 80×100, as JPEG images, to check sizes and suffixes on the way back)."""
     from flexseg.data.classes import ClassMap
     from flexseg.data.io import write_image, write_palette_mask
-    from flexseg.demo import synthetic_slice
+    from flexseg.data.synthetic import synthetic_slice
 
     root = tmp_path_factory.mktemp("tiny") / "data"
     rng = np.random.default_rng(7)
@@ -81,8 +81,8 @@ def tiny_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def knee_split_once(tmp_path_factory) -> Path:
     """The real KneeBones3Dify slices split once by the experiment's own split section."""
+    from flexseg.commands.split import plan_split, write_split
     from flexseg.config import load_experiment
-    from flexseg.data.split import plan_split, write_split
 
     root = tmp_path_factory.mktemp("knee") / "data"
     exp = load_experiment(REPO / "experiments" / "kneebones3dify.yaml", [f"data.root={root}"])

@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 
+from flexseg.commands.train import train
 from flexseg.config import load_experiment
-from flexseg.training.trainer import train
 
 if __name__ == "__main__":
     result = train(load_experiment(sys.argv[1]))

@@ -3,8 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flexseg.commands.augment import augment
 from flexseg.config import load_experiment
-from flexseg.data.augment import augment, source_stem
+from flexseg.data.augmented import source_stem
 from flexseg.data.io import read_image, read_mask
 from flexseg.errors import ConfigError, DataError
 from tests.conftest import colours_of, knee_experiment, tiny_experiment, write_yaml
@@ -84,7 +85,8 @@ def test_augment_refuses_the_test_split(knee_split, tmp_path):
 def test_each_transform_draws_its_own_random_numbers():
     """albumentations' own set_random_seed gives all children one seed, so two p=0.5 flips
     would always fire together; flexseg seeds each from its own stream."""
-    from flexseg.data.augment import build_pipeline, copy_seed, seed_pipeline
+    from flexseg.commands.augment import copy_seed
+    from flexseg.transforms import build_pipeline, seed_pipeline
 
     pipeline = build_pipeline([{"HorizontalFlip": {"p": 0.5}}, {"VerticalFlip": {"p": 0.5}}])
     pipeline.save_applied_params = True

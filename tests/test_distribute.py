@@ -90,8 +90,8 @@ def test_chief_is_the_chief_task_or_worker_zero():
 
 
 def test_mirrored_strategy_trains_and_records_itself(tiny_data, tmp_path):
+    from flexseg.commands.train import train
     from flexseg.config import load_experiment
-    from flexseg.training.trainer import train
 
     run = tmp_path / "run"
     exp = load_experiment(write_yaml(tmp_path / "exp.yaml", tiny_experiment(

@@ -8,7 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flexseg.cli import app
-from flexseg.inference import (
+from flexseg.commands.infer import (
     InferOptions,
     gaussian_window,
     postprocess,
@@ -68,7 +68,7 @@ def test_tta_overlay_and_probabilities(model_run, tiny_data, tmp_path):
 def test_tiles_match_the_whole_image_inside_and_show_no_seam(model_run):
     """A 192×192 image (3× the model's 64×64): windows blended with Gaussian weights against the
     same fully convolutional network run on the whole image at once."""
-    from flexseg.demo import synthetic_slice
+    from flexseg.data.synthetic import synthetic_slice
     from flexseg.model.flexunet import build_flexunet
     from flexseg.model.store import load_model, read_card
 

@@ -48,7 +48,7 @@ def test_online_without_transforms_is_refused(tmp_path):
 
 
 def test_offline_augment_refuses_an_online_experiment(tmp_path):
-    from flexseg.data.augment import augment
+    from flexseg.commands.augment import augment
 
     exp = load_experiment(write_yaml(tmp_path / "e.yaml", tiny_experiment(
         augment={"online": True, "transforms": TRANSFORMS})))

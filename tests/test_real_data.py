@@ -45,9 +45,9 @@ def test_nbm_experiment_trains_one_epoch_on_real_ct_and_writes_class_colour_mask
 def test_evaluate_folders_on_nbm_mini(tmp_path):
     """--pred/--truth without a model: the masks against themselves score 1.0; against an
     all-background folder every lesion is missed (Dice 0) and lesion-free slices are both empty."""
+    from flexseg.commands.evaluate import evaluate_folders
     from flexseg.config import load_experiment
     from flexseg.data.io import read_mask
-    from flexseg.evaluation import evaluate_folders
 
     masks = NBM_MINI / "masks"
     exp = load_experiment(REPO / "experiments" / "nbm.yaml", [f"run_dir={tmp_path / 'run'}"])

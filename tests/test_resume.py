@@ -74,9 +74,9 @@ def test_nan_loss_stops_training():
 
 
 def test_bfloat16_tensorboard_and_environment_record(tiny_data, tmp_path):
+    from flexseg.commands.train import train
     from flexseg.config import load_experiment
     from flexseg.model.store import load_model
-    from flexseg.training.trainer import train
 
     exp = load_experiment(write_yaml(tmp_path / "exp.yaml", tiny_experiment(
         data={"root": str(tiny_data)}, run_dir=str(tmp_path / "run"),

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flexseg.commands.split import assign_folds, assign_groups, plan_split, write_split
 from flexseg.config import load_experiment
 from flexseg.data.classes import ClassMap
 from flexseg.data.io import read_image, read_mask, write_image, write_palette_mask
-from flexseg.data.split import assign_folds, assign_groups, plan_split, write_split
 from flexseg.errors import ConfigError, DataError
 from tests.conftest import (
     CLASSES,
@@ -22,7 +22,7 @@ from tests.conftest import (
 
 
 def make_raw(root: Path, patients: int = 10, slices: int = 4, size: int = 32) -> Path:
-    from flexseg.demo import synthetic_slice
+    from flexseg.data.synthetic import synthetic_slice
 
     rng = np.random.default_rng(3)
     palette = ClassMap([c["name"] for c in CLASSES], [tuple(c["color"]) for c in CLASSES]).palette()

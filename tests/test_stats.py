@@ -5,7 +5,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from flexseg.cli import app
-from flexseg.data.stats import collect_stats, write_stats_figures
+from flexseg.commands.stats import collect_stats, write_stats_figures
 from tests.conftest import REPO, knee_experiment
 
 

@@ -37,7 +37,7 @@ class OnlineAugmenter:
     stream does not depend on which thread runs which element."""
 
     def __init__(self, transforms: list):
-        from flexseg.data.augment import SeededPipeline
+        from flexseg.transforms import SeededPipeline
 
         self.pipeline = SeededPipeline(transforms)
 

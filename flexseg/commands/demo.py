@@ -7,56 +7,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from flexseg import console as out
 from flexseg.data.classes import ClassMap
 from flexseg.data.io import write_image, write_palette_mask
+from flexseg.data.synthetic import synthetic_slice
 from flexseg.errors import ConfigError, RunError
 from flexseg.fsutil import atomic_write_text
 
 MARKER = ".flexseg-demo"  # a folder holding this file was written by the demo and may be rewritten
 PATIENTS, SLICES_PER_PATIENT = 20, 10  # split keeps each patient's slices together
 MINI_TEST = 8
-
-
-def synthetic_slice(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """One CT-like slice: a body ellipse, bright bones, darker lytic lesions inside bones, noise.
-
-    Returns an RGB uint8 image and class indices (0 background, 1 bone, 2 lesion).
-    """
-    s = min(height, width)
-    image = np.full((height, width), 12.0, np.float32)
-    labels = np.zeros((height, width), np.uint8)
-    cy, cx = height / 2 + rng.uniform(-0.05, 0.05) * s, width / 2 + rng.uniform(-0.05, 0.05) * s
-    body = (int(cx), int(cy)), (int(rng.uniform(0.36, 0.46) * width), int(rng.uniform(0.30, 0.40) * height))
-    cv2.ellipse(image, body[0], body[1], rng.uniform(-10, 10), 0, 360, float(rng.uniform(80, 105)), -1)
-
-    bones = np.zeros((height, width), np.uint8)
-    # a vertebra below the centre and one or two bones at the sides, as in an abdominal slice
-    centres = [(cx + rng.uniform(-0.03, 0.03) * s, cy + rng.uniform(0.12, 0.2) * s)]
-    for side in rng.choice([-1, 1], size=rng.integers(1, 3), replace=False):
-        centres.append((cx + side * rng.uniform(0.22, 0.3) * s, cy + rng.uniform(-0.05, 0.1) * s))
-    for bx, by in centres:
-        axes = (int(rng.uniform(0.06, 0.1) * s), int(rng.uniform(0.05, 0.09) * s))
-        cv2.ellipse(bones, (int(bx), int(by)), axes, rng.uniform(0, 180), 0, 360, 1, -1)
-    image[bones == 1] = rng.uniform(200, 235)
-    labels[bones == 1] = 1
-
-    ys, xs = np.nonzero(bones)
-    for _ in range(rng.integers(0, 3)):
-        k = rng.integers(len(ys))
-        radius = int(rng.uniform(0.04, 0.06) * s)
-        lesion = np.zeros_like(bones)
-        cv2.circle(lesion, (int(xs[k]), int(ys[k])), radius, 1, -1)
-        lesion &= bones
-        image[lesion == 1] = rng.uniform(125, 150)
-        labels[lesion == 1] = 2
-
-    image = cv2.GaussianBlur(image, (3, 3), 0) + rng.normal(0, 10, image.shape).astype(np.float32)
-    grey = np.clip(image, 0, 255).astype(np.uint8)
-    return np.repeat(grey[..., None], 3, axis=-1), labels
 
 
 def write_demo_dataset(root: Path, class_map: ClassMap, size: int = 128, seed: int = 0) -> dict[str, int]:
@@ -88,7 +50,7 @@ def _check_demo_owns(exp, raw: Path) -> None:
     split or run is refused before anything is written."""
     import json
 
-    from flexseg.data.split import MANIFEST
+    from flexseg.commands.split import MANIFEST
     from flexseg.model.store import CARD_FILE
 
     root = exp.data.root
@@ -125,12 +87,12 @@ def run_demo(exp, source: Path) -> DemoResult:
     """The whole pipeline as a user runs it: write a raw dataset into split.images' parent,
     split it by patient, augment the train split, check it (stats), train (replacing the demo's
     own earlier run), evaluate, infer on its mini_test folder."""
-    from flexseg.data.augment import augment
-    from flexseg.data.split import MANIFEST, plan_split, write_split
-    from flexseg.data.stats import report_dataset
-    from flexseg.evaluation import evaluate
-    from flexseg.inference import infer, resolve_images, resolve_output
-    from flexseg.training.trainer import train
+    from flexseg.commands.augment import augment
+    from flexseg.commands.evaluate import evaluate
+    from flexseg.commands.infer import infer, resolve_images, resolve_output
+    from flexseg.commands.split import MANIFEST, plan_split, write_split
+    from flexseg.commands.stats import report_dataset
+    from flexseg.commands.train import train
 
     t0 = time.perf_counter()
     if exp.split.images is None or exp.data.root is None:

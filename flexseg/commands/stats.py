@@ -19,7 +19,7 @@ import numpy as np
 
 from flexseg import console as out
 from flexseg.config import SPLITS, Experiment
-from flexseg.data.augment import source_stem
+from flexseg.data.augmented import source_stem
 from flexseg.data.classes import ClassMap
 from flexseg.data.io import IMAGE_SUFFIXES, read_image, read_mask, resize
 from flexseg.data.pairing import pair_folders

@@ -236,7 +236,7 @@ def _check_output(output: Path, sources: list[Path], force: bool) -> None:
 
 def foreign_files(output: Path) -> list[str]:
     """Files in a split folder that neither flexseg split nor flexseg augment wrote."""
-    from flexseg.data.augment import AUGMENT_RECORD, source_stem
+    from flexseg.data.augmented import AUGMENT_RECORD, source_stem
     from flexseg.runs import STAGING_DIR
 
     try:
