@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.markup import escape
 
-from flexseg import __version__
+from flexseg import __version__, views
 from flexseg import console as out
-from flexseg.errors import ConfigError, FlexsegError, embedded_error
+from flexseg.errors import FlexsegError, embedded_error
 
 EXAMPLE = """\
 Example experiment (experiments/nbm.yaml, shortened):
@@ -91,13 +90,13 @@ def handles_errors(fn):
         except (typer.Exit, typer.Abort):
             raise
         except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (flexseg.interrupts)
-            out.console().print(f"[red]interrupted[/] ({getattr(e, 'signal_name', 'SIGINT')})", highlight=False)
+            views.interrupted(getattr(e, "signal_name", "SIGINT"))
             raise typer.Exit(getattr(e, "exit_code", 130)) from None
         except Exception as e:
             if _state["debug"]:
                 raise
             message, code = _describe_failure(e)
-            out.console().print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+            views.error(message)
             raise typer.Exit(code) from None
 
     return wrapper
@@ -161,36 +160,11 @@ def split(
 
     exp = _load(experiment, overrides)
     plan = plan_split(exp, images, masks, output, folds=folds, allow_unpaired=allow_unpaired, force=force)
-    out.info(f"paired {len(plan.pairing.pairs)} images from {plan.images_dir} with masks from {plan.masks_dir} "
-             f"(split.pairing: {exp.split.pairing}); groups: {plan.grouping}")
-    _print_split_plan(plan)
+    views.split_plan(exp, plan)
     if dry_run:
-        for (image, mask), group, place in list(zip(plan.pairing.pairs, plan.groups, plan.places))[:8]:
-            out.info(f"  {place:>6}  {image.name}  ↔  {mask.name}  (group {group})")
-        out.info(f"dry run: would write {len(plan.pairing.pairs)} pairs into {plan.output}; nothing written")
+        views.split_dry_run(plan)
         return
-    result = write_split(exp, plan)
-    for how, n in result.dicom_notes.items():
-        example = next(i for i, m in plan.pairing.pairs if i.suffix.lower() == ".dcm")
-        out.info(f"{n} DICOM image(s) → 8-bit PNG using the {how} (e.g. {example.name})")
-    warning = result.audit.summary(exp.data.mask_tolerance)
-    if warning:
-        out.warn(warning.replace("data.mask_tolerance", "split.mask_values / data.mask_tolerance"))
-    out.info(f"wrote {sum(result.counts.values())} pairs in {result.seconds:.1f}s → {result.output} (manifest split.json)")
-
-
-def _print_split_plan(plan) -> None:
-    if out.is_quiet():
-        return
-    from rich.table import Table
-
-    table = Table(title=f"split of {len(plan.pairing.pairs)} pairs" + (f", {plan.folds} folds" if plan.folds else ""))
-    for col in ("split", "pairs", "groups"):
-        table.add_column(col, justify="left" if col == "split" else "right")
-    groups = plan.group_counts()
-    for place, n in plan.counts().items():
-        table.add_row(place, str(n), str(groups[place]))
-    out.console().print(table)
+    views.split_done(exp, plan, write_split(exp, plan))
 
 
 @app.command()
@@ -205,9 +179,7 @@ def augment(
     experiment's albumentations transforms, as <stem>__augNN.png beside the originals."""
     from flexseg.commands.augment import augment as run_augment
 
-    result = run_augment(_load(experiment, overrides), split_name, force=force)
-    out.info(f"{result.written} augmented pairs from {result.sources} originals in {result.seconds:.1f}s "
-             f"({result.pairs_per_second:.1f} pairs/s) → {result.split_dir}")
+    views.augment_done(run_augment(_load(experiment, overrides), split_name, force=force))
 
 
 @app.command()
@@ -232,44 +204,11 @@ def stats(
     report, folder = report_dataset(_load(experiment, overrides), output)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=1))
-    _print_stats(report)
-    out.info(f"written: {folder / 'stats.json'}, " + ", ".join(Path(f).name for f in report.figures))
+    views.stats_report(report)
+    views.stats_written(report, folder)
     if report.errors:
         raise QualityGateError(f"{len(report.errors)} problem(s) to fix before training: "
                                + "; ".join(p.message for p in report.errors[:3]) + (" …" if len(report.errors) > 3 else ""))
-
-
-def _print_stats(report) -> None:
-    for p in report.problems:
-        if p.severity == "warning":
-            out.warn(p.message)
-        elif out.is_quiet():
-            continue
-        else:
-            out.console().print(f"[red]problem:[/] {escape(p.message)}", highlight=False, soft_wrap=True)
-    if out.is_quiet():
-        return
-    from rich import box
-    from rich.table import Table
-
-    table = Table(title=escape(f"{report.experiment}: dataset"), box=box.SIMPLE_HEAD, pad_edge=False,
-                  caption="per class: % of pixels / % of images holding it")
-    columns = ["split", "pairs", "aug", "size", "mean±sd", "p1–p99", "empty", *report.classes[1:]]
-    for col in columns:
-        table.add_column(escape(col), justify="left" if col in ("split", "size") else "right")
-    for name, s in report.splits.items():
-        if not s.pairs:
-            table.add_row(name, "0", *[""] * (len(columns) - 2))
-            continue
-        sizes = list(s.sizes)
-        size = sizes[0] + "×" + "/".join(s.channels) + (f" +{len(sizes) - 1}" if len(sizes) > 1 else "")
-        row = [name, str(s.pairs), str(s.augmented), size, f"{s.intensity['mean']:.0f}±{s.intensity['std']:.0f}",
-               f"{s.intensity['p1']}–{s.intensity['p99']}", str(len(s.empty_masks))]
-        row += [f"{100 * s.class_pixel_fraction[c]:.2f}/{100 * s.class_presence[c]:.0f}" for c in report.classes[1:]]
-        table.add_row(*row)
-    out.console().print(table)
-    verdict = "[red]leakage found[/]" if report.leakage else "[green]no leakage[/] (no image in two splits, no augmented copy away from its source)"
-    out.console().print(verdict, highlight=False)
 
 
 @app.command(epilog=EXAMPLE)
@@ -288,11 +227,7 @@ def train(
     _needs_tensorflow()
     from flexseg.commands.train import train as run_training
 
-    result = run_training(_load(experiment, overrides), force=force, resume=resume)
-    out.info(
-        f"done: {result.epochs_run} epochs in {result.seconds:.0f}s ({result.images_per_second:.2f} img/s), "
-        f"best val_loss {result.best_val_loss:.4f} at epoch {result.best_epoch} → {result.run_dir}"
-    )
+    views.train_done(run_training(_load(experiment, overrides), force=force, resume=resume))
 
 
 @app.command(epilog=EXAMPLE)
@@ -313,58 +248,22 @@ def evaluate(
 ) -> None:
     """Score the trained model on the test split (or --pred masks against --truth): Dice, IoU,
     precision, recall and HD95 per image and foreground class, at each image's own size, plus the
-    seed's loss and dice_coef_multiclass. Writes evaluation.csv, evaluation.json and per_image.csv."""
-    from flexseg.commands import evaluate as evaluation
+    legacy loss and dice_coef_multiclass. Writes evaluation.csv, evaluation.json and per_image.csv."""
+    from flexseg.commands.evaluate import failed_gates, score
     from flexseg.errors import QualityGateError
 
     exp = _load(experiment, overrides)
-    if (pred is None) != (truth is None):
-        raise ConfigError("--pred and --truth go together: the predicted masks and the truth masks to score them against")
-    if output is not None and pred is None:
-        raise ConfigError("--output is for --pred/--truth; a model's evaluation goes into its run folder")
-    if pred is not None:
-        report, folder = evaluation.evaluate_folders(exp, pred.resolve(), truth.resolve(), output)
-    else:
+    if pred is None:
         _needs_tensorflow()
-        report, folder = evaluation.evaluate(exp), exp.resolved_run_dir
-    failures = evaluation.failed_gates(report, fail_under)
+    report, folder = score(exp, pred, truth, output)
+    failures = failed_gates(report, fail_under)
     if as_json:
         typer.echo(json.dumps({**report.to_json(), "failed_gates": failures}, indent=2))
-    _print_report(report, folder)
+    views.evaluation_report(report, folder)
     if failures:
         raise QualityGateError("quality gate failed: " + "; ".join(failures))
-    if fail_under and not out.is_quiet():
-        out.info(f"quality gates met: {', '.join(fail_under)}")
-
-
-def _print_report(report, folder: Path) -> None:
-    if out.is_quiet():
-        return
-    from rich import box
-    from rich.table import Table
-
-    unit = {"mm": "mm", "pixels": "px"}.get(report.distance_unit, "px/mm")
-    table = Table(title=f"{len(report.images)} images scored", box=box.SIMPLE_HEAD)
-    table.add_column("class")
-    for col in ("Dice", "IoU", "prec.", "recall", f"HD95 {unit}", "pooled Dice", "both empty*"):
-        table.add_column(col, justify="right")
-    for name, m in report.per_class.items():
-        table.add_row(escape(name), _f(m["dice"]), _f(m["iou"]), _f(m["precision"]), _f(m["recall"]), _f(m["hd95"], 2),
-                      _f(m["dice_pooled"]), str(report.both_empty[name]))
-    fg = report.foreground
-    table.add_row("[bold]mean", _f(fg["dice"]), _f(fg["iou"]), _f(fg["precision"]), _f(fg["recall"]),
-                  _f(fg["hd95"], 2), "", "")
-    out.console().print(table)
-    if report.loss is not None:
-        out.info(f"seed metrics: loss {report.loss:.4f}, dice_coef_multiclass {report.dice_coef_multiclass:.4f} "
-                 "(counts background)")
-    rule = "left out of the means" if report.both_empty_rule == "nan" else "scored 1.0"
-    out.info(f"*images where the class is in neither truth nor prediction: {rule} (evaluate.both_empty)")
-    out.info(f"written: {folder / 'evaluation.csv'}, evaluation.json, per_image.csv")
-
-
-def _f(v, digits: int = 4) -> str:
-    return "–" if v is None else f"{v:.{digits}f}"
+    if fail_under:
+        views.gates_met(fail_under)
 
 
 @app.command()
@@ -401,23 +300,13 @@ def infer(
     <run>/mini_test_output for the experiment's own images and <run>/infer/<folder name> for others.
     """
     _needs_tensorflow()
-    from flexseg.commands.infer import InferOptions, resolve_images, resolve_output
-    from flexseg.commands.infer import infer as run_inference
-    from flexseg.model.store import check_model_fits, find_model_dir, read_card
+    from flexseg.commands.infer import InferOptions, infer_for
 
     exp = _load(experiment, overrides) if experiment is not None else None
-    model_dir = find_model_dir(model, exp.resolved_run_dir if exp else None)
-    files = resolve_images(images, exp.infer.images if exp else None)
-    if exp is not None:
-        check_model_fits(read_card(model_dir), exp, model_dir)
-    output = resolve_output(output, model_dir, images, exp)
     options = InferOptions(tta=tta, tiles=tiles, overlap=overlap, largest_component=largest_component,
                            min_size=min_size, overlay=overlay, probabilities=probabilities)
-    result = run_inference(model_dir, files, output, batch_size=batch_size, force=force, options=options)
-    out.info(
-        f"{result.images} masks in {result.seconds:.1f}s ({result.images_per_second:.2f} img/s) "
-        f"with {model_dir} → {result.output_dir}"
-    )
+    views.infer_done(infer_for(exp, model=model, images=images, output=output, batch_size=batch_size, force=force,
+                               options=options))
 
 
 @app.command()
@@ -437,15 +326,13 @@ def export(
     _needs_tensorflow()
     from flexseg.commands.export import export as run_export
 
-    result = run_export(run_dir, fmt, output, tolerance=tolerance, force=force)
-    out.info(f"{result.format}: {result.path} (max |probability difference| vs Keras {result.max_abs_diff:.2g} "
-             f"on {result.images_checked} images, tolerance {result.tolerance:g}); model.json beside it")
+    views.export_done(run_export(run_dir, fmt, output, tolerance=tolerance, force=force))
 
 
 @app.command("import-config")
 @handles_errors
 def import_config(
-    config: Path = typer.Argument(..., help="The seed's train_eval_infer.config.", show_default=False),
+    config: Path = typer.Argument(..., help="A legacy TensorFlowFlexUNet train_eval_infer.config.", show_default=False),
     output: Optional[Path] = typer.Option(None, "-o", "--output",
                                           help="Experiment file to write [default: experiment.yaml beside the config]."),
     force: bool = typer.Option(False, "--force", help="Replace an existing experiment file."),
@@ -453,22 +340,9 @@ def import_config(
     """Convert a TensorFlowFlexUNet train_eval_infer.config into a flexseg experiment YAML.
     Values are read as Python literals (never evaluated as code); every key flexseg does not
     take is listed as a warning; relative paths stay relative, to the new file."""
-    from flexseg.commands.import_config import import_seed_config
-    from flexseg.config import experiment_yaml
-    from flexseg.errors import RunError
-    from flexseg.fsutil import atomic_write_text
+    from flexseg.commands.import_config import import_config as run_import
 
-    target = output or config.parent / "experiment.yaml"
-    if target.exists() and not force:
-        raise RunError(f"{target} already exists; pass --force to replace it, or choose -o FILE")
-    imported = import_seed_config(config, target)
-    for message in imported.warnings:
-        out.warn(message)
-    header = (f"Imported by `flexseg import-config` from {config.name}.\nClass names are placeholders "
-              "(background, class1, ...): rename them.")
-    atomic_write_text(target, experiment_yaml(imported.experiment, header))
-    out.info(f"wrote {target} ({len(imported.experiment['classes'])} classes, {len(imported.warnings)} warnings); "
-             f"check it with: flexseg check {target}")
+    views.import_done(run_import(config, output, force=force))
 
 
 @app.command()
@@ -483,20 +357,7 @@ def demo(
     _needs_tensorflow()
     from flexseg.commands.demo import run_demo
 
-    result = run_demo(_load(experiment, overrides), experiment)
-    report, trained = result.report, result.trained
-    _print_stats(result.stats)
-    _print_report(report, trained.run_dir)
-    per_class = escape(", ".join(f"{k} {_f(v['dice'])}" for k, v in report.per_class.items()))
-    out.console().print(
-        f"\n[bold]demo finished in {result.seconds / 60:.1f} min[/]\n"
-        f"  foreground Dice on the test split: [bold]{_f(report.foreground_dice)}[/] ({per_class})\n"
-        f"  seed dice_coef_multiclass (counts background): {report.dice_coef_multiclass:.4f}\n"
-        f"  training: {trained.epochs_run} epochs, {trained.images_per_second:.1f} img/s\n"
-        f"  run folder: {escape(str(trained.run_dir))}\n"
-        f"  predicted masks: {escape(str(result.inferred.output_dir))}",
-        highlight=False,
-    )
+    views.demo_summary(run_demo(_load(experiment, overrides), experiment))
 
 
 def main() -> None:
@@ -509,7 +370,7 @@ def main() -> None:
     except SystemExit as e:
         code = e.code
     except KeyboardInterrupt as e:  # before or after a command ran
-        out.console().print(f"[red]interrupted[/] ({getattr(e, 'signal_name', 'SIGINT')})", highlight=False)
+        views.interrupted(getattr(e, "signal_name", "SIGINT"))
         code = getattr(e, "exit_code", 130)
     _exit(code)
 

@@ -133,7 +133,7 @@ class ImageSpec(_Section):
 
 
 class ModelSpec(_Section):
-    """FlexUNet knobs, named as in the seed's train_eval_infer.config."""
+    """FlexUNet knobs, named as in the legacy scripts' train_eval_infer.config."""
 
     base_filters: int = Field(16, ge=1, le=1024)
     base_kernels: tuple[int, int] = (3, 3)

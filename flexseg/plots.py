@@ -13,7 +13,7 @@ from flexseg.fsutil import atomic_path  # noqa: E402
 
 
 def plot_history(rows: list[dict], keys: list[str], title: str, path: Path) -> None:
-    """Line plot of per-epoch values, as the seed's train_metrics.png / train_losses.png."""
+    """Line plot of per-epoch values, as the legacy scripts' train_metrics.png / train_losses.png."""
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     epochs = [r["epoch"] for r in rows]
     for key in keys:

@@ -3,7 +3,7 @@ the truth, per image and per foreground class, at each image's own size.
 
 Scores (see ``flexseg.scoring``): Dice, IoU, precision, recall and HD95 per image and class;
 their mean over images, and pooled Dice/IoU/precision/recall (TP/FP/FN summed over the set).
-With a model, also the seed's loss and ``dice_coef_multiclass`` (background counted). The
+With a model, also the legacy scripts' loss and ``dice_coef_multiclass`` (background counted). The
 ``evaluate.both_empty`` rule says what a class absent from both truth and prediction scores.
 """
 
@@ -36,8 +36,8 @@ def true_class_probability(indices: np.ndarray, probs: np.ndarray) -> np.ndarray
     return np.take_along_axis(probs, indices[..., None].astype(np.intp), axis=-1)[..., 0]
 
 
-def seed_dice_coef_multiclass(indices: np.ndarray, probs: np.ndarray, smooth: float = 1.0, p_true=None) -> float:
-    """The seed's metric for one image (all classes, background included): with a one-hot truth,
+def legacy_dice_coef_multiclass(indices: np.ndarray, probs: np.ndarray, smooth: float = 1.0, p_true=None) -> float:
+    """The legacy scripts' metric for one image (all classes, background included): with a one-hot truth,
     Σ onehot·probs is the summed true-class probability and Σ onehot is the pixel count."""
     p_true = true_class_probability(indices, probs) if p_true is None else p_true
     return (2 * float(p_true.sum()) + smooth) / (indices.size + float(probs.sum()) + smooth)
@@ -91,7 +91,7 @@ class EvaluationReport:
         }
 
     def csv_rows(self) -> list[tuple[str, float | None]]:
-        """The seed's rows first (loss, dice_coef_multiclass), then flexseg's."""
+        """The legacy scripts' rows first (loss, dice_coef_multiclass), then flexseg's."""
         rows = [("loss", self.loss), ("dice_coef_multiclass", self.dice_coef_multiclass)]
         for name, m in self.per_class.items():
             rows += [(f"dice_{name}", m["dice"]), (f"iou_{name}", m["iou"])]
@@ -135,7 +135,7 @@ class EvaluationAccumulator:
     def add(self, name: str, truth: np.ndarray, pred: np.ndarray, probs: np.ndarray | None = None,
             spacing: tuple[float, float] | None = None) -> None:
         """``truth`` and ``pred`` are class-index masks of one shape; ``probs`` (H, W, classes)
-        when a model made ``pred`` (for the seed's loss and metric); ``spacing`` in mm."""
+        when a model made ``pred`` (for the legacy scripts' loss and metric); ``spacing`` in mm."""
         if truth.shape != pred.shape:
             raise DataError(f"{name}: prediction {pred.shape[1]}×{pred.shape[0]} and truth "
                             f"{truth.shape[1]}×{truth.shape[0]} differ in size")
@@ -145,7 +145,7 @@ class EvaluationAccumulator:
         if probs is not None:
             p_true = true_class_probability(truth, probs)
             row["loss"] = cross_entropy(truth, probs, p_true)
-            row["dice_coef_multiclass"] = seed_dice_coef_multiclass(truth, probs, p_true=p_true)
+            row["dice_coef_multiclass"] = legacy_dice_coef_multiclass(truth, probs, p_true=p_true)
         distances = []
         for c in self.class_map.foreground:
             cname = self.class_map.names[c]
@@ -265,6 +265,19 @@ def _evaluate_run(exp: Experiment, run_dir: Path, batch_size: int | None) -> Eva
             full = resize(probs, truth.shape[1], truth.shape[0])  # probabilities, so edges follow the soft boundary
             acc.add(image_path.name, truth, full.argmax(-1), full, spacings.get(image_path.stem))
     return acc.report({"model": str(run_dir), "truth": str(exp.data.split_dir("test"))})
+
+
+def score(exp: Experiment, pred: Path | None = None, truth: Path | None = None,
+          output: Path | None = None) -> tuple[EvaluationReport, Path]:
+    """``flexseg evaluate``: the run's model on the test split, or ``pred`` masks against ``truth``.
+    Returns the report and the folder it was written into."""
+    if (pred is None) != (truth is None):
+        raise ConfigError("--pred and --truth go together: the predicted masks and the truth masks to score them against")
+    if output is not None and pred is None:
+        raise ConfigError("--output is for --pred/--truth; a model's evaluation goes into its run folder")
+    if pred is not None:
+        return evaluate_folders(exp, pred.resolve(), truth.resolve(), output)
+    return evaluate(exp), exp.resolved_run_dir
 
 
 def evaluate_folders(exp: Experiment, pred_dir: Path, truth_dir: Path, output: Path | None = None) -> tuple[EvaluationReport, Path]:

@@ -3,7 +3,7 @@
 Values are parsed with ``ast.literal_eval``, never ``eval``: a value that is not a plain literal
 (``__import__('os').system(...)``, ``cv2.INTER_CUBIC``) is refused where flexseg needs it and
 reported where it does not. Every key is either mapped onto the schema or listed as a warning.
-Relative paths, which the seed resolved from the config's own folder, are rewritten relative to
+Relative paths, which the legacy scripts resolved from the config's own folder, are rewritten relative to
 the new experiment file. The result is validated by the experiment schema before it is written.
 """
 
@@ -131,16 +131,16 @@ def _split_folder(section: str, keys: dict, config_dir: Path, output_dir: Path, 
     return None
 
 
-def import_seed_config(path: Path, output: Path) -> Imported:
-    """Convert the seed config at ``path`` into an experiment dict for the file ``output``."""
+def convert_legacy_config(path: Path, output: Path) -> Imported:
+    """Convert the legacy config at ``path`` into an experiment dict for the file ``output``."""
     from flexseg.config import validate_experiment
 
     if not path.is_file():
-        raise ConfigError(f"{path}: no such config file; pass the seed's train_eval_infer.config")
+        raise ConfigError(f"{path}: no such config file; pass the legacy scripts' train_eval_infer.config")
     if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a seed config is a few KB (the limit is "
+        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a legacy config is a few KB (the limit is "
                           f"{MAX_CONFIG_BYTES:,}): is this the right file?")
-    # strict: a key or section given twice is refused (the seed's configparser let the last one win silently)
+    # strict: a key or section given twice is refused (the legacy scripts' configparser let the last one win silently)
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"), strict=True)
     try:
         parser.read_string(path.read_text(encoding="utf-8"), source=str(path))
@@ -148,7 +148,7 @@ def import_seed_config(path: Path, output: Path) -> Imported:
         raise ConfigError(f"{path}: {e.message if hasattr(e, 'message') else str(e).splitlines()[0]}; "
                           "keep one and delete the other") from None
     except (configparser.Error, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not an INI config the seed could read ({str(e).splitlines()[0][:200]})") from None
+        raise ConfigError(f"{path}: not an INI config the legacy scripts could read ({str(e).splitlines()[0][:200]})") from None
 
     config_dir, output_dir = path.resolve().parent, output.resolve().parent
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", config_dir.name).strip("-.") or "imported"
@@ -174,8 +174,8 @@ def import_seed_config(path: Path, output: Path) -> Imported:
             spot = (section, key)
             if spot in TYPOS:
                 fixed = TYPOS[spot]
-                warnings.append(f"[{section}] {key} is the seed's typo for {fixed[1]}; imported as "
-                                f"{DIRECT[fixed]} = {value!r} (the seed never applied it)")
+                warnings.append(f"[{section}] {key} is the legacy scripts' typo for {fixed[1]}; imported as "
+                                f"{DIRECT[fixed]} = {value!r} (the legacy scripts never applied it)")
                 _set(tree, DIRECT[fixed], value)
             elif spot in DIRECT:
                 _set(tree, DIRECT[spot], list(value) if isinstance(value, tuple) else value)
@@ -215,3 +215,27 @@ def import_seed_config(path: Path, output: Path) -> Imported:
                           f"{len(tree['classes'])} colours; make them agree")
     validate_experiment(tree, base_dir=output_dir, source=f"{path} (imported)")
     return Imported(tree, warnings)
+
+
+@dataclass
+class ImportResult:
+    target: Path
+    classes: int
+    warnings: list[str]
+
+
+def import_config(config: Path, output: Path | None = None, force: bool = False) -> ImportResult:
+    """``flexseg import-config``: convert ``config`` and write the experiment (default
+    ``experiment.yaml`` beside it); an existing file is replaced only with ``force``."""
+    from flexseg.config import experiment_yaml
+    from flexseg.errors import RunError
+    from flexseg.fsutil import atomic_write_text
+
+    target = output or config.parent / "experiment.yaml"
+    if target.exists() and not force:
+        raise RunError(f"{target} already exists; pass --force to replace it, or choose -o FILE")
+    imported = convert_legacy_config(config, target)
+    header = (f"Imported by `flexseg import-config` from {config.name}.\nClass names are placeholders "
+              "(background, class1, ...): rename them.")
+    atomic_write_text(target, experiment_yaml(imported.experiment, header))
+    return ImportResult(target, len(imported.experiment["classes"]), imported.warnings)

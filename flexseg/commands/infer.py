@@ -28,7 +28,7 @@ from flexseg.model.batches import predict
 from flexseg.model.store import ModelCard, load_model, read_card
 from flexseg.runs import open_output, refuse_inputs
 
-DEFAULT_OUTPUT = "mini_test_output"  # the seed's name, inside the run folder
+DEFAULT_OUTPUT = "mini_test_output"  # the legacy scripts' name, inside the run folder
 OVERLAY_DIR = "overlay"
 PROBABILITIES_DIR = "probabilities"
 OVERLAY_ALPHA = 0.45
@@ -332,3 +332,18 @@ def _infer(model, card: ModelCard, model_dir: Path, images: list[Path], output_d
         raise DataError(f"{len(unreadable)} of {len(images)} images could not be read and have no mask ({names}); "
                         f"the other masks are in {output_dir}. Fix or remove those files and run again with --force")
     return InferResult(model_dir=model_dir, output_dir=output_dir, images=len(images), seconds=seconds)
+
+
+def infer_for(exp, *, model: Path | None, images: list[Path], output: Path | None, batch_size: int = 4,
+              force: bool = False, options: InferOptions | None = None) -> InferResult:
+    """``flexseg infer``: choose the model (``--model``, the experiment's run, $FLEXSEG_MODEL, the
+    only run under ./runs/), the images (``--images`` or the experiment's ``infer.images``) and the
+    output (see ``resolve_output``), check the model fits the experiment, then infer."""
+    from flexseg.model.store import check_model_fits, find_model_dir
+
+    model_dir = find_model_dir(model, exp.resolved_run_dir if exp else None)
+    files = resolve_images(images, exp.infer.images if exp else None)
+    if exp is not None:
+        check_model_fits(read_card(model_dir), exp, model_dir)
+    target = resolve_output(output, model_dir, images, exp)
+    return infer(model_dir, files, target, batch_size=batch_size, force=force, options=options)

@@ -226,7 +226,7 @@ def _thumbnail(rgb: np.ndarray, side: int = 224, nearest: bool = False) -> np.nd
 
 
 def write_stats_figures(exp: Experiment, report: StatsReport, output: Path, seed: int = 0) -> list[Path]:
-    """split_counts.png (like the seed's NBM_Statistics.png) and montages of train images and masks."""
+    """split_counts.png (like the legacy scripts' NBM_Statistics.png) and montages of train images and masks."""
     from flexseg.data.pairing import split_pairs
     from flexseg.plots import plot_montage, plot_split_counts
 

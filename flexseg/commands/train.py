@@ -73,7 +73,7 @@ class TrainResult:
 
 
 def _epoch_change_images(exp: Experiment, valid_pairs, class_map: ClassMap):
-    """The images predicted after each epoch: ``infer.images`` (the seed's mini_test) when that
+    """The images predicted after each epoch: ``infer.images`` (the legacy scripts' mini_test) when that
     folder exists, else the first validation images; with their truth masks where there are
     any (``masks/`` beside ``images/``, by file stem)."""
     n = exp.train.num_infer_images

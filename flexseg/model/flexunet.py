@@ -1,4 +1,4 @@
-"""FlexUNet: the seed's U-Net, rebuilt in Keras 3 with no Lambda layers (safe to load)."""
+"""FlexUNet: the legacy scripts' U-Net, rebuilt in Keras 3 with no Lambda layers (safe to load)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Training metrics: the seed's score, kept for comparison, and an honest foreground Dice."""
+"""Training metrics: the legacy scripts' score, kept for comparison, and an honest foreground Dice."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from keras import ops
 
 
 def dice_coef_multiclass(y_true, y_pred, smooth: float = 1.0):
-    """The seed's metric: soft Dice over all classes *including background*, mean over images.
+    """The legacy scripts' metric: soft Dice over all classes *including background*, mean over images.
 
     Background dominates medical masks, so an empty prediction scores ≈0.986 on NBM;
     read ``foreground_dice`` beside it.

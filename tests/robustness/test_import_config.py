@@ -101,7 +101,7 @@ def test_nbm_config_becomes_the_shipped_nbm_experiment(tmp_path):
     assert exp.infer.images == config.parent / "mini_test" / "images"
     assert "../" in output.read_text()  # kept relative, to the new file
     # the seed's typo is called out and its value used; keys flexseg does not take are listed
-    assert "reduer_patience is the seed's typo" in result.output
+    assert "reduer_patience is the legacy scripts' typo" in result.output
     for key in ("learning_rate_reducer", "model_dir", "show_summary", "class_name"):
         assert key in result.output
 

@@ -1,0 +1,179 @@
+"""Everything flexseg draws on the screen: tables, summaries, one-line results. Human output goes
+to stderr through ``flexseg.console`` (silent with --quiet); the commands return data, and the
+CLI hands it here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.markup import escape
+
+from flexseg import console as out
+
+
+def number(v, digits: int = 4) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def error(message: str) -> None:
+    out.console().print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def interrupted(signal_name: str) -> None:
+    out.console().print(f"[red]interrupted[/] ({signal_name})", highlight=False)
+
+
+# ---------------------------------------------------------------- split
+
+
+def split_plan(exp, plan) -> None:
+    out.info(f"paired {len(plan.pairing.pairs)} images from {plan.images_dir} with masks from {plan.masks_dir} "
+             f"(split.pairing: {exp.split.pairing}); groups: {plan.grouping}")
+    if out.is_quiet():
+        return
+    from rich.table import Table
+
+    table = Table(title=f"split of {len(plan.pairing.pairs)} pairs" + (f", {plan.folds} folds" if plan.folds else ""))
+    for col in ("split", "pairs", "groups"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    groups = plan.group_counts()
+    for place, n in plan.counts().items():
+        table.add_row(place, str(n), str(groups[place]))
+    out.console().print(table)
+
+
+def split_dry_run(plan) -> None:
+    for (image, mask), group, place in list(zip(plan.pairing.pairs, plan.groups, plan.places))[:8]:
+        out.info(f"  {place:>6}  {image.name}  ↔  {mask.name}  (group {group})")
+    out.info(f"dry run: would write {len(plan.pairing.pairs)} pairs into {plan.output}; nothing written")
+
+
+def split_done(exp, plan, result) -> None:
+    for how, n in result.dicom_notes.items():
+        example = next(i for i, m in plan.pairing.pairs if i.suffix.lower() == ".dcm")
+        out.info(f"{n} DICOM image(s) → 8-bit PNG using the {how} (e.g. {example.name})")
+    warning = result.audit.summary(exp.data.mask_tolerance)
+    if warning:
+        out.warn(warning.replace("data.mask_tolerance", "split.mask_values / data.mask_tolerance"))
+    out.info(f"wrote {sum(result.counts.values())} pairs in {result.seconds:.1f}s → {result.output} (manifest split.json)")
+
+
+# ---------------------------------------------------------------- augment, stats, train
+
+
+def augment_done(result) -> None:
+    out.info(f"{result.written} augmented pairs from {result.sources} originals in {result.seconds:.1f}s "
+             f"({result.pairs_per_second:.1f} pairs/s) → {result.split_dir}")
+
+
+def stats_report(report) -> None:
+    for p in report.problems:
+        if p.severity == "warning":
+            out.warn(p.message)
+        elif out.is_quiet():
+            continue
+        else:
+            out.console().print(f"[red]problem:[/] {escape(p.message)}", highlight=False, soft_wrap=True)
+    if out.is_quiet():
+        return
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=escape(f"{report.experiment}: dataset"), box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption="per class: % of pixels / % of images holding it")
+    columns = ["split", "pairs", "aug", "size", "mean±sd", "p1–p99", "empty", *report.classes[1:]]
+    for col in columns:
+        table.add_column(escape(col), justify="left" if col in ("split", "size") else "right")
+    for name, s in report.splits.items():
+        if not s.pairs:
+            table.add_row(name, "0", *[""] * (len(columns) - 2))
+            continue
+        sizes = list(s.sizes)
+        size = sizes[0] + "×" + "/".join(s.channels) + (f" +{len(sizes) - 1}" if len(sizes) > 1 else "")
+        row = [name, str(s.pairs), str(s.augmented), size, f"{s.intensity['mean']:.0f}±{s.intensity['std']:.0f}",
+               f"{s.intensity['p1']}–{s.intensity['p99']}", str(len(s.empty_masks))]
+        row += [f"{100 * s.class_pixel_fraction[c]:.2f}/{100 * s.class_presence[c]:.0f}" for c in report.classes[1:]]
+        table.add_row(*row)
+    out.console().print(table)
+    verdict = "[red]leakage found[/]" if report.leakage else "[green]no leakage[/] (no image in two splits, no augmented copy away from its source)"
+    out.console().print(verdict, highlight=False)
+
+
+def stats_written(report, folder: Path) -> None:
+    out.info(f"written: {folder / 'stats.json'}, " + ", ".join(Path(f).name for f in report.figures))
+
+
+def train_done(result) -> None:
+    out.info(
+        f"done: {result.epochs_run} epochs in {result.seconds:.0f}s ({result.images_per_second:.2f} img/s), "
+        f"best val_loss {result.best_val_loss:.4f} at epoch {result.best_epoch} → {result.run_dir}"
+    )
+
+
+# ---------------------------------------------------------------- evaluate, infer, export, import-config
+
+
+def evaluation_report(report, folder: Path) -> None:
+    if out.is_quiet():
+        return
+    from rich import box
+    from rich.table import Table
+
+    unit = {"mm": "mm", "pixels": "px"}.get(report.distance_unit, "px/mm")
+    table = Table(title=f"{len(report.images)} images scored", box=box.SIMPLE_HEAD)
+    table.add_column("class")
+    for col in ("Dice", "IoU", "prec.", "recall", f"HD95 {unit}", "pooled Dice", "both empty*"):
+        table.add_column(col, justify="right")
+    for name, m in report.per_class.items():
+        table.add_row(escape(name), number(m["dice"]), number(m["iou"]), number(m["precision"]), number(m["recall"]),
+                      number(m["hd95"], 2), number(m["dice_pooled"]), str(report.both_empty[name]))
+    fg = report.foreground
+    table.add_row("[bold]mean", number(fg["dice"]), number(fg["iou"]), number(fg["precision"]), number(fg["recall"]),
+                  number(fg["hd95"], 2), "", "")
+    out.console().print(table)
+    if report.loss is not None:
+        out.info(f"legacy metrics: loss {report.loss:.4f}, dice_coef_multiclass {report.dice_coef_multiclass:.4f} "
+                 "(counts background)")
+    rule = "left out of the means" if report.both_empty_rule == "nan" else "scored 1.0"
+    out.info(f"*images where the class is in neither truth nor prediction: {rule} (evaluate.both_empty)")
+    out.info(f"written: {folder / 'evaluation.csv'}, evaluation.json, per_image.csv")
+
+
+def gates_met(gates: list[str]) -> None:
+    out.info(f"quality gates met: {', '.join(gates)}")
+
+
+def infer_done(result) -> None:
+    out.info(f"{result.images} masks in {result.seconds:.1f}s ({result.images_per_second:.2f} img/s) "
+             f"with {result.model_dir} → {result.output_dir}")
+
+
+def export_done(result) -> None:
+    out.info(f"{result.format}: {result.path} (max |probability difference| vs Keras {result.max_abs_diff:.2g} "
+             f"on {result.images_checked} images, tolerance {result.tolerance:g}); model.json beside it")
+
+
+def import_done(result) -> None:
+    for message in result.warnings:
+        out.warn(message)
+    out.info(f"wrote {result.target} ({result.classes} classes, {len(result.warnings)} warnings); "
+             f"check it with: flexseg check {result.target}")
+
+
+# ---------------------------------------------------------------- demo
+
+
+def demo_summary(result) -> None:
+    report, trained = result.report, result.trained
+    stats_report(result.stats)
+    evaluation_report(report, trained.run_dir)
+    per_class = escape(", ".join(f"{k} {number(v['dice'])}" for k, v in report.per_class.items()))
+    out.console().print(
+        f"\n[bold]demo finished in {result.seconds / 60:.1f} min[/]\n"
+        f"  foreground Dice on the test split: [bold]{number(report.foreground_dice)}[/] ({per_class})\n"
+        f"  legacy dice_coef_multiclass (counts background): {report.dice_coef_multiclass:.4f}\n"
+        f"  training: {trained.epochs_run} epochs, {trained.images_per_second:.1f} img/s\n"
+        f"  run folder: {escape(str(trained.run_dir))}\n"
+        f"  predicted masks: {escape(str(result.inferred.output_dir))}",
+        highlight=False,
+    )
