@@ -361,8 +361,10 @@ def demo(
 
 
 def main() -> None:
-    from flexseg import interrupts
+    from flexseg import interrupts, tfenv
 
+    tfenv.quiet_tensorflow_logging()
+    tfenv.prepare()
     interrupts.install()
     try:
         app(prog_name="flexseg")

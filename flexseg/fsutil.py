@@ -12,14 +12,24 @@ from typing import Callable, Iterator
 # file flexseg did not write there). Called before the file is created.
 before_write: Callable[[Path], None] | None = None
 
-# mkstemp creates files readable by the owner only; outputs get the usual umask-based mode
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux reports it in /proc); elsewhere the
+    classic set-and-restore, done once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def public_mode(directory: bool = False) -> int:
-    """The mode a new file (or folder) gets under the current umask."""
-    return (0o777 if directory else 0o666) & ~_UMASK
+    """The mode a new file (or folder) gets under the current umask (mkstemp creates files readable
+    by the owner only; outputs get the usual mode)."""
+    return (0o777 if directory else 0o666) & ~_umask()
 
 
 def note_write(path: str | Path) -> None:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import (
+    Figure,  # no pyplot: nothing global (backend, open figures) is touched
+)
 
 from flexseg.fsutil import atomic_path  # noqa: E402
 
 
 def plot_history(rows: list[dict], keys: list[str], title: str, path: Path) -> None:
     """Line plot of per-epoch values, as the legacy scripts' train_metrics.png / train_losses.png."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    fig = Figure(figsize=(7, 4.5), dpi=100)
+    ax = fig.subplots()
     epochs = [r["epoch"] for r in rows]
     for key in keys:
         values = [r.get(key) for r in rows]
@@ -27,12 +27,12 @@ def plot_history(rows: list[dict], keys: list[str], title: str, path: Path) -> N
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp)
-    plt.close(fig)
 
 
 def plot_split_counts(counts: dict[str, tuple[int, int]], title: str, path: Path) -> None:
     """Bar chart of pairs per split (originals, with augmented copies stacked on top)."""
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.subplots()
     names = list(counts)
     originals = [counts[n][0] for n in names]
     augmented = [counts[n][1] for n in names]
@@ -48,13 +48,13 @@ def plot_split_counts(counts: dict[str, tuple[int, int]], title: str, path: Path
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp)
-    plt.close(fig)
 
 
 def plot_montage(images: list, titles: list[str], title: str, path: Path, columns: int = 4) -> None:
     """A grid of RGB uint8 images with their file names."""
     rows = max(1, -(-len(images) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), dpi=80, squeeze=False)
+    fig = Figure(figsize=(3 * columns, 3.2 * rows), dpi=80)
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, name in zip(axes.ravel(), images, titles):
@@ -64,7 +64,6 @@ def plot_montage(images: list, titles: list[str], title: str, path: Path, column
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp)
-    plt.close(fig)
 
 
 def epoch_montage(images: list, truths: list, predictions: list, names: list[str], colors, title: str):

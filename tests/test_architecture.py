@@ -1,0 +1,68 @@
+"""The layers stay as ARCHITECTURE.md draws them: imports run one way (cli → commands → library),
+nothing below cli.py draws tables or knows typer, and only config.py parses YAML."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "flexseg"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module a file imports, anywhere in it (also inside functions), as dotted names;
+    ``from flexseg import x`` counts as ``flexseg.x``."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+GRAPH = {module_name(p): imports_of(p) for p in PACKAGE.rglob("*.py")}
+
+
+def importers_of(prefix: str) -> set[str]:
+    return {m for m, deps in GRAPH.items() if any(d == prefix or d.startswith(prefix + ".") for d in deps)}
+
+
+def test_the_graph_sees_real_imports():
+    # a check that cannot fail is no check: the parser must find edges we know exist
+    assert "flexseg.commands.train" in GRAPH["flexseg.cli"]
+    assert "flexseg.commands" in {d.rsplit(".", 1)[0] for d in GRAPH["flexseg.commands.demo"]}
+    assert "yaml" in GRAPH["flexseg.config"]
+    assert len(GRAPH) > 30
+
+
+def test_no_library_module_imports_a_command():
+    library = {m for m in GRAPH if not m.startswith("flexseg.commands") and m not in ("flexseg.cli",)}
+    offenders = sorted(m for m in importers_of("flexseg.commands") if m in library)
+    assert not offenders, f"library modules importing a command: {offenders}"
+
+
+def test_config_imports_no_command_and_nothing_from_data():
+    bad = sorted(d for d in GRAPH["flexseg.config"] if d.startswith(("flexseg.commands", "flexseg.data")))
+    assert not bad, bad
+
+
+def test_commands_never_reach_back_into_the_cli_layer():
+    offenders = sorted(m for m in importers_of("flexseg.cli") | importers_of("flexseg.views") if m != "flexseg.cli")
+    assert not offenders, offenders
+
+
+def test_only_the_cli_knows_typer_and_only_views_draw_tables():
+    assert importers_of("typer") == {"flexseg.cli"}
+    assert importers_of("rich.table") <= {"flexseg.views"}
+    assert importers_of("rich.table")  # the tables exist, in views
+
+
+def test_only_config_parses_yaml():
+    assert importers_of("yaml") == {"flexseg.config"}
