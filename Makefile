@@ -20,9 +20,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/flexseg demo experiments/demo.yaml
 
-# ruff first: pyflakes, import order and the bandit security rules (nothing user-given is executed)
+# ruff first: pyflakes, import order, line length, complexity, the bandit security rules (nothing
+# user-given is executed) and the formatter's layout; the same checks as .pre-commit-config.yaml
 test: $(STAMP)
 	$(BIN)/ruff check flexseg bench tests
+	$(BIN)/ruff format --check flexseg bench tests
 	$(BIN)/python -m pytest -q
 
 # Speed and memory figures of this machine (bench/run.py, about 25 min); bench-quick is a 4-min smoke run.

@@ -53,8 +53,9 @@ def main() -> None:
 
             forward = tf.function(lambda x, w: total(tf.nn.conv2d(x, w, 1, "SAME")))
             d_input = tf.function(lambda dy, w: total(tf.nn.conv2d_transpose(dy, w, (BATCH, s, s, ci), 1, "SAME")))
-            d_weight = tf.function(lambda x, dy: total(
-                tf.compat.v1.nn.conv2d_backprop_filter(x, (k, k, ci, co), dy, [1, 1, 1, 1], "SAME")))
+            d_weight = tf.function(
+                lambda x, dy: total(tf.compat.v1.nn.conv2d_backprop_filter(x, (k, k, ci, co), dy, [1, 1, 1, 1], "SAME"))
+            )
             rates = [gflops(forward, (x, w), flop), gflops(d_input, (dy, w), flop), gflops(d_weight, (x, dy), flop)]
             print(f"{label:<20} {dtype.name:<9} " + " ".join(f"{r:9.1f}" for r in rates), flush=True)
 

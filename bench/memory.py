@@ -21,8 +21,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from inputs import REPO, synthetic_pairs  # noqa: E402
 
-SMALL_MODEL = ["image.width=512", "image.height=512", "model.base_filters=4", "model.num_layers=4",
-               "model.base_kernels=[3, 3]", "train.batch_size=2", "train.epochs=1", "train.num_infer_images=2"]
+SMALL_MODEL = [
+    "image.width=512",
+    "image.height=512",
+    "model.base_filters=4",
+    "model.num_layers=4",
+    "model.base_kernels=[3, 3]",
+    "train.batch_size=2",
+    "train.epochs=1",
+    "train.num_infer_images=2",
+]
 
 
 def peak_rss_mb(task: str, count: int) -> float:
@@ -32,7 +40,9 @@ def peak_rss_mb(task: str, count: int) -> float:
     of the forking parent as well (Linux carries the pre-exec high-water mark over)."""
     done = subprocess.run([sys.executable, __file__, task, str(count)], capture_output=True, text=True)  # noqa: S603 (our own script)
     if done.returncode:
-        raise RuntimeError(f"bench/memory.py {task} {count} failed with exit code {done.returncode}:\n{done.stderr[-2000:]}")
+        raise RuntimeError(
+            f"bench/memory.py {task} {count} failed with exit code {done.returncode}:\n{done.stderr[-2000:]}"
+        )
     return float(done.stdout.strip().splitlines()[-1]) / 1024
 
 
@@ -60,8 +70,10 @@ def _run(task: str, count: int) -> None:
                 (data / split / kind).mkdir(parents=True)
                 for pair in chunk:
                     os.link(pair[index], data / split / kind / pair[index].name)
-        exp = load_experiment(REPO / "experiments" / "demo.yaml", SMALL_MODEL + [
-            f"data.root={data}", f"run_dir={root / 'run'}", f"infer.images={data / 'valid' / 'images'}"])
+        exp = load_experiment(
+            REPO / "experiments" / "demo.yaml",
+            SMALL_MODEL + [f"data.root={data}", f"run_dir={root / 'run'}", f"infer.images={data / 'valid' / 'images'}"],
+        )
         if task == "train":
             from flexseg.commands.train import train
 

@@ -5,8 +5,8 @@
 Runs flexseg's training step (its input pipeline and compiled model, batch 2) for a warm-up
 step, then traces ``--steps`` steps with tf.profiler and prints the ops' self time grouped by op
 type, largest first, with each type's share. TensorFlow runs independent ops side by side (the
-input and weight gradients of a layer), so op time adds up to more than the wall time of a step. The trace stays in the printed folder for
-TensorBoard's profile plugin.
+input and weight gradients of a layer), so op time adds up to more than the wall time of a step.
+The trace stays in the printed folder for TensorBoard's profile plugin.
 """
 
 from __future__ import annotations
@@ -64,8 +64,9 @@ def main() -> None:
     from flexseg.data.classes import ClassMap
     from flexseg.training.distribute import make_distribution
 
-    exp = load_experiment(NBM, [f"image.width={args.size}", f"image.height={args.size}",
-                                f"train.mixed_precision={args.mixed_precision}"])
+    exp = load_experiment(
+        NBM, [f"image.width={args.size}", f"image.height={args.size}", f"train.mixed_precision={args.mixed_precision}"]
+    )
     logdir = Path(tempfile.mkdtemp(prefix="flexseg-profile-"))
     pairs = nbm_pairs(logdir)
     train, _, _ = input_datasets(exp, make_distribution("none"), pairs, pairs[:2], ClassMap.from_experiment(exp))
@@ -79,12 +80,23 @@ def main() -> None:
 
     times = op_self_times(logdir)
     total = sum(times.values())
-    print(f"{args.steps} training steps of NBM at {args.size}×{args.size}, batch {exp.train.batch_size}, "
-          f"{args.mixed_precision}: {total / 1000:.1f} s of op self time, {args.steps} steps (trace in {logdir})")
+    print(
+        f"{args.steps} training steps of NBM at {args.size}×{args.size}, batch {exp.train.batch_size}, "
+        f"{args.mixed_precision}: {total / 1000:.1f} s of op self time, {args.steps} steps (trace in {logdir})"
+    )
     for name, ms in sorted(times.items(), key=lambda kv: -kv[1])[:15]:
         print(f"  {name:<36} {ms / 1000 / args.steps:7.3f} s/step  {100 * ms / total:5.1f}%")
-    print(json.dumps({"steps": args.steps, "size": args.size, "policy": args.mixed_precision,
-                      "self_ms_per_step_by_op": {k: round(v / args.steps, 1) for k, v in times.items()}}, indent=1))
+    print(
+        json.dumps(
+            {
+                "steps": args.steps,
+                "size": args.size,
+                "policy": args.mixed_precision,
+                "self_ms_per_step_by_op": {k: round(v / args.steps, 1) for k, v in times.items()},
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -86,10 +86,19 @@ def main() -> None:
     size = 128 if quick else 512
     exp_overrides = [f"image.width={size}", f"image.height={size}"]
     data: dict = {}
-    data.update(machine=platform.processor() or platform.machine(), cpu_count=os.cpu_count(), quick=quick,
-                onednn=onednn_enabled(), image_size=size, experiment=str(NBM.relative_to(NBM.parents[1])))
-    print(f"flexseg bench{' --quick' if quick else ''}: {data['cpu_count']} cores, oneDNN "
-          f"{'on' if data['onednn'] else 'off'}, NBM FlexUNet at {size}×{size}", file=sys.stderr)
+    data.update(
+        machine=platform.processor() or platform.machine(),
+        cpu_count=os.cpu_count(),
+        quick=quick,
+        onednn=onednn_enabled(),
+        image_size=size,
+        experiment=str(NBM.relative_to(NBM.parents[1])),
+    )
+    print(
+        f"flexseg bench{' --quick' if quick else ''}: {data['cpu_count']} cores, oneDNN "
+        f"{'on' if data['onednn'] else 'off'}, NBM FlexUNet at {size}×{size}",
+        file=sys.stderr,
+    )
 
     matmul = {}
     if "matmul" in args.only or "train" in args.only:
@@ -97,8 +106,10 @@ def main() -> None:
         matmul = {dtype: tf_matmul_gflops(dtype, n, repeats) for dtype in POLICIES}
         matmul["numpy_float32"] = numpy_matmul_gflops(n, repeats)
         for name, value in matmul.items():
-            show(f"matmul {n}² {name.replace('_', ' ')}" + ("" if "numpy" in name else " (TensorFlow)"),
-                       f"{value:7.1f} GFLOP/s")
+            show(
+                f"matmul {n}² {name.replace('_', ' ')}" + ("" if "numpy" in name else " (TensorFlow)"),
+                f"{value:7.1f} GFLOP/s",
+            )
         data["matmul_gflops"] = {k: round(v, 1) for k, v in matmul.items()}
 
     exp = load_experiment(NBM, exp_overrides)
@@ -107,7 +118,9 @@ def main() -> None:
     if "flops" in args.only:
         show("NBM forward, counted from the layers", f"{flops / 1e9:7.1f} GFLOP/image")
         if matmul:
-            show("training ceiling at the TF float32 matmul rate", f"{matmul['float32'] * 1e9 / (3 * flops):7.3f} img/s")
+            show(
+                "training ceiling at the TF float32 matmul rate", f"{matmul['float32'] * 1e9 / (3 * flops):7.3f} img/s"
+            )
             show("inference ceiling at the TF float32 matmul rate", f"{matmul['float32'] * 1e9 / flops:7.3f} img/s")
 
     with tempfile.TemporaryDirectory(prefix="flexseg-bench-") as tmp:
@@ -116,30 +129,40 @@ def main() -> None:
             data["training"] = {}
             for name, policy in POLICIES.items():
                 steps = 2 if quick else (4 if name == "float32" else 2)
-                r = speed.training_images_per_second(load_experiment(NBM, exp_overrides + [f"train.mixed_precision={policy}"]),
-                                                     pairs, warmup=2, steps=steps)
+                r = speed.training_images_per_second(
+                    load_experiment(NBM, exp_overrides + [f"train.mixed_precision={policy}"]),
+                    pairs,
+                    warmup=2,
+                    steps=steps,
+                )
                 r["achieved_gflops"] = r["images_per_second"] * 3 * flops / 1e9
                 r["fraction_of_tf_matmul"] = r["achieved_gflops"] / matmul[name]
                 data["training"][name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
-                show(f"training {name}, batch {r['batch']}",
-                           f"{r['images_per_second']:7.3f} img/s = {r['achieved_gflops']:.1f} GFLOP/s, "
-                           f"{100 * r['fraction_of_tf_matmul']:.0f}% of the {name} matmul rate")
+                show(
+                    f"training {name}, batch {r['batch']}",
+                    f"{r['images_per_second']:7.3f} img/s = {r['achieved_gflops']:.1f} GFLOP/s, "
+                    f"{100 * r['fraction_of_tf_matmul']:.0f}% of the {name} matmul rate",
+                )
         if "infer" in args.only:
             data["inference"] = {}
             images = [p for p, _ in pairs]
             for name, policy in POLICIES.items():
                 count = len(images) if name == "float32" else 8
-                run = speed.save_untrained_run(load_experiment(NBM, exp_overrides + [f"train.mixed_precision={policy}"]),
-                                               Path(tmp) / f"run-{name}")
+                run = speed.save_untrained_run(
+                    load_experiment(NBM, exp_overrides + [f"train.mixed_precision={policy}"]), Path(tmp) / f"run-{name}"
+                )
                 r = speed.inference_images_per_second(run, images[:count], warm=4)
                 data["inference"][name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
-                show(f"flexseg infer {name}, {count} PNGs, batch {r['batch']}",
-                           f"{r['images_per_second']:7.3f} img/s (whole run {r['whole_run_images_per_second']:.3f})")
+                show(
+                    f"flexseg infer {name}, {count} PNGs, batch {r['batch']}",
+                    f"{r['images_per_second']:7.3f} img/s (whole run {r['whole_run_images_per_second']:.3f})",
+                )
         if "augment" in args.only:
             r = speed.augmentation_pairs_per_second(NBM, pairs, copies=2 if quick else 8)
             data["augmentation"] = {k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()}
-            show(f"flexseg augment, {r['pairs']} pairs, {r['threads']} threads",
-                       f"{r['pairs_per_second']:7.1f} pairs/s")
+            show(
+                f"flexseg augment, {r['pairs']} pairs, {r['threads']} threads", f"{r['pairs_per_second']:7.1f} pairs/s"
+            )
     if "memory" in args.only:
         small, large = (20, 100) if quick else (100, 2000)
         data["peak_rss_mb"] = {}
@@ -147,8 +170,10 @@ def main() -> None:
             rss = {count: peak_rss_mb(task, count) for count in (small, large)}
             data["peak_rss_mb"][task] = {str(k): round(v) for k, v in rss.items()}
             data["peak_rss_mb"][task]["ratio"] = round(rss[large] / rss[small], 3)
-            show(f"peak RSS flexseg {task}, {small} vs {large:,} images",
-                       f"{rss[small]:7.0f} MB vs {rss[large]:.0f} MB (×{rss[large] / rss[small]:.2f})")
+            show(
+                f"peak RSS flexseg {task}, {small} vs {large:,} images",
+                f"{rss[small]:7.0f} MB vs {rss[large]:.0f} MB (×{rss[large] / rss[small]:.2f})",
+            )
     print(json.dumps(data, indent=1))
 
 

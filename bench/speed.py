@@ -39,9 +39,14 @@ def training_images_per_second(exp, pairs, *, warmup: int, steps: int) -> dict:
         model.fit(train.repeat(), epochs=1, steps_per_epoch=warmup + steps, callbacks=[times], verbose=0)
     seconds = times.ends[-1] - times.ends[warmup - 1]
     batch = exp.train.batch_size
-    return {"images_per_second": batch * steps / seconds, "seconds_per_step": seconds / steps,
-            "warmup_seconds": times.ends[warmup - 1] - t0, "batch": batch, "timed_steps": steps,
-            "parameters": int(model.count_params())}
+    return {
+        "images_per_second": batch * steps / seconds,
+        "seconds_per_step": seconds / steps,
+        "warmup_seconds": times.ends[warmup - 1] - t0,
+        "batch": batch,
+        "timed_steps": steps,
+        "parameters": int(model.count_params()),
+    }
 
 
 def save_untrained_run(exp, run_dir: Path) -> Path:
@@ -65,8 +70,12 @@ def inference_images_per_second(run_dir: Path, images: list[Path], *, warm: int,
         first = infer(run_dir, images[:warm], Path(tmp) / "warm", batch_size=batch_size)
         full = infer(run_dir, images, Path(tmp) / "full", batch_size=batch_size)
     extra = len(images) - warm
-    return {"images_per_second": extra / (full.seconds - first.seconds), "images": len(images),
-            "whole_run_images_per_second": full.images_per_second, "batch": batch_size}
+    return {
+        "images_per_second": extra / (full.seconds - first.seconds),
+        "images": len(images),
+        "whole_run_images_per_second": full.images_per_second,
+        "batch": batch_size,
+    }
 
 
 def augmentation_pairs_per_second(experiment: Path, pairs, *, copies: int, workers: int = 2) -> dict:
@@ -78,11 +87,20 @@ def augmentation_pairs_per_second(experiment: Path, pairs, *, copies: int, worke
 
     images, masks = pairs[0][0].parent, pairs[0][1].parent
     with tempfile.TemporaryDirectory(prefix="flexseg-bench-augment-") as tmp:
-        exp = load_experiment(experiment, [
-            f"split.images={images}", f"split.masks={masks}", "split.pairing=stem", "split.mask_values=null",
-            "split.group_pattern=null", "split.groups_csv=null", "split.ratios={train: 1.0}",
-            f"data.root={tmp}/data", f"augment.copies={copies}",
-        ])
+        exp = load_experiment(
+            experiment,
+            [
+                f"split.images={images}",
+                f"split.masks={masks}",
+                "split.pairing=stem",
+                "split.mask_values=null",
+                "split.group_pattern=null",
+                "split.groups_csv=null",
+                "split.ratios={train: 1.0}",
+                f"data.root={tmp}/data",
+                f"augment.copies={copies}",
+            ],
+        )
         write_split(exp, plan_split(exp))
         augment(exp, force=True, workers=workers)  # warm-up: imports, first-call set-up
         result = augment(exp, force=True, workers=workers)

@@ -52,7 +52,10 @@ _state = {"debug": False}
 
 ExperimentArg = typer.Argument(..., help="Experiment YAML file, e.g. experiments/nbm.yaml.", show_default=False)
 SetOption = typer.Option(
-    [], "--set", metavar="KEY=VALUE", help="Override one experiment key for this run (repeatable), e.g. --set train.epochs=1."
+    [],
+    "--set",
+    metavar="KEY=VALUE",
+    help="Override one experiment key for this run (repeatable), e.g. --set train.epochs=1.",
 )
 
 
@@ -140,13 +143,26 @@ def check(experiment: Path = ExperimentArg, overrides: List[str] = SetOption) ->
 @handles_errors
 def split(
     experiment: Path = ExperimentArg,
-    images: Optional[Path] = typer.Option(None, "--images", help="Raw images folder (png, jpg, tif, bmp, dcm); default split.images."),
+    images: Optional[Path] = typer.Option(
+        None, "--images", help="Raw images folder (png, jpg, tif, bmp, dcm); default split.images."
+    ),
     masks: Optional[Path] = typer.Option(None, "--masks", help="Raw masks folder; default split.masks."),
-    output: Optional[Path] = typer.Option(None, "--output", help="Folder to write train/valid/test into; default data.root."),
-    folds: Optional[int] = typer.Option(None, "--folds", min=2, help="K-fold: hold out the test split once, then write fold_0..fold_K-1, each with one fold as valid."),
-    allow_unpaired: bool = typer.Option(False, "--allow-unpaired", help="Leave files without a partner out instead of failing."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", help="Folder to write train/valid/test into; default data.root."
+    ),
+    folds: Optional[int] = typer.Option(
+        None,
+        "--folds",
+        min=2,
+        help="K-fold: hold out the test split once, then write fold_0..fold_K-1, each with one fold as valid.",
+    ),
+    allow_unpaired: bool = typer.Option(
+        False, "--allow-unpaired", help="Leave files without a partner out instead of failing."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an output folder written by an earlier flexseg split."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Pair, group and assign, print what would be written; write nothing."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Pair, group and assign, print what would be written; write nothing."
+    ),
     overrides: List[str] = SetOption,
 ) -> None:
     """Split a master folder of raw images and masks into train/valid/test/{images,masks}.
@@ -171,7 +187,9 @@ def split(
 @handles_errors
 def augment(
     experiment: Path = ExperimentArg,
-    split_name: str = typer.Option("train", "--split", help="The split to augment: train (default) or valid; never test."),
+    split_name: str = typer.Option(
+        "train", "--split", help="The split to augment: train (default) or valid; never test."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace augmented copies written earlier (<stem>__augNN.png)."),
     overrides: List[str] = SetOption,
 ) -> None:
@@ -186,7 +204,9 @@ def augment(
 @handles_errors
 def stats(
     experiment: Path = ExperimentArg,
-    output: Optional[Path] = typer.Option(None, "--output", help="Folder for stats.json and the figures; default <run_dir>/stats."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", help="Folder for stats.json and the figures; default <run_dir>/stats."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print everything as JSON on stdout."),
     overrides: List[str] = SetOption,
 ) -> None:
@@ -207,8 +227,11 @@ def stats(
     views.stats_report(report)
     views.stats_written(report, folder)
     if report.errors:
-        raise QualityGateError(f"{len(report.errors)} problem(s) to fix before training: "
-                               + "; ".join(p.message for p in report.errors[:3]) + (" …" if len(report.errors) > 3 else ""))
+        raise QualityGateError(
+            f"{len(report.errors)} problem(s) to fix before training: "
+            + "; ".join(p.message for p in report.errors[:3])
+            + (" …" if len(report.errors) > 3 else "")
+        )
 
 
 @app.command(epilog=EXAMPLE)
@@ -235,15 +258,27 @@ def train(
 def evaluate(
     experiment: Path = ExperimentArg,
     overrides: List[str] = SetOption,
-    pred: Optional[Path] = typer.Option(None, "--pred", help="Score this folder of predicted masks instead of "
-                                        "running the model (needs --truth).", show_default=False),
-    truth: Optional[Path] = typer.Option(None, "--truth", help="The truth masks for --pred (paired by file stem).",
-                                         show_default=False),
-    output: Optional[Path] = typer.Option(None, "--output", help="With --pred: where the reports go "
-                                          "[default: <run_dir>/evaluate/<pred folder>].", show_default=False),
-    fail_under: List[str] = typer.Option([], "--fail-under", metavar="METRIC=VALUE",
-                                         help="Exit 1 when a score is lower, e.g. dice=0.8, dice_lesion=0.7, "
-                                              "recall_pooled=0.9. Repeatable."),
+    pred: Optional[Path] = typer.Option(
+        None,
+        "--pred",
+        help="Score this folder of predicted masks instead of running the model (needs --truth).",
+        show_default=False,
+    ),
+    truth: Optional[Path] = typer.Option(
+        None, "--truth", help="The truth masks for --pred (paired by file stem).", show_default=False
+    ),
+    output: Optional[Path] = typer.Option(
+        None,
+        "--output",
+        help="With --pred: where the reports go [default: <run_dir>/evaluate/<pred folder>].",
+        show_default=False,
+    ),
+    fail_under: List[str] = typer.Option(
+        [],
+        "--fail-under",
+        metavar="METRIC=VALUE",
+        help="Exit 1 when a score is lower, e.g. dice=0.8, dice_lesion=0.7, recall_pooled=0.9. Repeatable.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
 ) -> None:
     """Score the trained model on the test split (or --pred masks against --truth): Dice, IoU,
@@ -272,21 +307,40 @@ def infer(
     experiment: Optional[Path] = typer.Argument(
         None, help="Experiment YAML; its run folder and infer.images are used. Optional.", show_default=False
     ),
-    model: Optional[Path] = typer.Option(None, "--model", help="Run folder of a trained model (holds model.keras, model.json)."),
-    images: List[Path] = typer.Option([], "--images", help="A folder of images (png, jpg, tif, bmp, dcm) or one "
-                                      "image file. Repeatable.", show_default=False),
+    model: Optional[Path] = typer.Option(
+        None, "--model", help="Run folder of a trained model (holds model.keras, model.json)."
+    ),
+    images: List[Path] = typer.Option(
+        [],
+        "--images",
+        help="A folder of images (png, jpg, tif, bmp, dcm) or one image file. Repeatable.",
+        show_default=False,
+    ),
     output: Optional[Path] = typer.Option(None, "--output", help="Folder for the masks."),
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average the predictions of the four flips."),
-    tiles: bool = typer.Option(False, "--tiles", help="Predict images larger than the model input by overlapping "
-                               "windows at full resolution, blended with Gaussian weights (no resize)."),
-    overlap: float = typer.Option(0.5, "--overlap", min=0.0, max=0.9, help="With --tiles: overlap of neighbouring windows."),
-    largest_component: bool = typer.Option(False, "--largest-component",
-                                           help="Per class, keep only the largest connected component."),
-    min_size: int = typer.Option(0, "--min-size", min=0, help="Drop connected components smaller than this many pixels."),
-    overlay: bool = typer.Option(False, "--overlay", help="Also write overlay/<name>.png: the image with the classes "
-                                 "blended in their colours."),
-    probabilities: bool = typer.Option(False, "--probabilities", help="Also write probabilities/<name>.npz: the "
-                                       "per-class probabilities (float16, H×W×classes)."),
+    tiles: bool = typer.Option(
+        False,
+        "--tiles",
+        help="Predict images larger than the model input by overlapping "
+        "windows at full resolution, blended with Gaussian weights (no resize).",
+    ),
+    overlap: float = typer.Option(
+        0.5, "--overlap", min=0.0, max=0.9, help="With --tiles: overlap of neighbouring windows."
+    ),
+    largest_component: bool = typer.Option(
+        False, "--largest-component", help="Per class, keep only the largest connected component."
+    ),
+    min_size: int = typer.Option(
+        0, "--min-size", min=0, help="Drop connected components smaller than this many pixels."
+    ),
+    overlay: bool = typer.Option(
+        False, "--overlay", help="Also write overlay/<name>.png: the image with the classes blended in their colours."
+    ),
+    probabilities: bool = typer.Option(
+        False,
+        "--probabilities",
+        help="Also write probabilities/<name>.npz: the per-class probabilities (float16, H×W×classes).",
+    ),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images (or windows) per prediction call."),
     force: bool = typer.Option(False, "--force", help="Overwrite masks that already exist in the output folder."),
     overrides: List[str] = SetOption,
@@ -303,21 +357,33 @@ def infer(
     from flexseg.commands.infer import InferOptions, infer_for
 
     exp = _load(experiment, overrides) if experiment is not None else None
-    options = InferOptions(tta=tta, tiles=tiles, overlap=overlap, largest_component=largest_component,
-                           min_size=min_size, overlay=overlay, probabilities=probabilities)
-    views.infer_done(infer_for(exp, model=model, images=images, output=output, batch_size=batch_size, force=force,
-                               options=options))
+    options = InferOptions(
+        tta=tta,
+        tiles=tiles,
+        overlap=overlap,
+        largest_component=largest_component,
+        min_size=min_size,
+        overlay=overlay,
+        probabilities=probabilities,
+    )
+    views.infer_done(
+        infer_for(exp, model=model, images=images, output=output, batch_size=batch_size, force=force, options=options)
+    )
 
 
 @app.command()
 @handles_errors
 def export(
-    run_dir: Path = typer.Argument(..., help="Run folder of a trained model (holds model.keras, model.json).",
-                                   show_default=False),
+    run_dir: Path = typer.Argument(
+        ..., help="Run folder of a trained model (holds model.keras, model.json).", show_default=False
+    ),
     fmt: str = typer.Option(..., "--format", help="savedmodel, tflite or onnx (onnx: pip install -e '.[onnx]')."),
-    output: Optional[Path] = typer.Option(None, "--output", help="Folder for the export [default: <run>/export/<format>]."),
-    tolerance: float = typer.Option(1e-4, "--tolerance", min=0.0,
-                                    help="Largest allowed probability difference from the Keras model."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", help="Folder for the export [default: <run>/export/<format>]."
+    ),
+    tolerance: float = typer.Option(
+        1e-4, "--tolerance", min=0.0, help="Largest allowed probability difference from the Keras model."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an earlier export."),
 ) -> None:
     """Export the trained model for another runtime: a SavedModel (serving signature `serve`, input
@@ -333,8 +399,9 @@ def export(
 @handles_errors
 def import_config(
     config: Path = typer.Argument(..., help="A legacy TensorFlowFlexUNet train_eval_infer.config.", show_default=False),
-    output: Optional[Path] = typer.Option(None, "-o", "--output",
-                                          help="Experiment file to write [default: experiment.yaml beside the config]."),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="Experiment file to write [default: experiment.yaml beside the config]."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing experiment file."),
 ) -> None:
     """Convert a TensorFlowFlexUNet train_eval_infer.config into a flexseg experiment YAML.

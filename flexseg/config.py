@@ -43,8 +43,10 @@ class _ExperimentLoader(yaml.SafeLoader):
         try:
             if self._depth > MAX_YAML_DEPTH:
                 mark = self.peek_event().start_mark
-                raise ConfigError(f"nested more than {MAX_YAML_DEPTH} levels deep at line {mark.line + 1}; "
-                                  "an experiment is a few levels of sections")
+                raise ConfigError(
+                    f"nested more than {MAX_YAML_DEPTH} levels deep at line {mark.line + 1}; "
+                    "an experiment is a few levels of sections"
+                )
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -58,8 +60,10 @@ class _ExperimentLoader(yaml.SafeLoader):
             except TypeError:
                 continue  # the base class reports unhashable keys
             if key in seen:
-                raise ConfigError(f"line {key_node.start_mark.line + 1}: the key {str(key)[:60]!r} is given twice "
-                                  f"in one section (first at line {seen[key]}); keep one")
+                raise ConfigError(
+                    f"line {key_node.start_mark.line + 1}: the key {str(key)[:60]!r} is given twice "
+                    f"in one section (first at line {seen[key]}); keep one"
+                )
             seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 
@@ -72,7 +76,7 @@ def _expanded_size(node, memo: dict) -> int:
         children = node.value if isinstance(node.value, list) else []
         total = 1
         for child in children:
-            for part in (child if isinstance(child, tuple) else (child,)):
+            for part in child if isinstance(child, tuple) else (child,):
                 total += _expanded_size(part, memo)
                 if total > MAX_YAML_NODES:
                     break
@@ -90,8 +94,10 @@ def parse_yaml(text: str, source: str):
         if node is None:
             return None
         if _expanded_size(node, {}) > MAX_YAML_NODES:
-            raise ConfigError(f"its aliases expand to more than {MAX_YAML_NODES:,} values; "
-                              "write the values out instead of nesting aliases")
+            raise ConfigError(
+                f"its aliases expand to more than {MAX_YAML_NODES:,} values; "
+                "write the values out instead of nesting aliases"
+            )
         return loader.construct_document(node)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
@@ -178,7 +184,9 @@ class TrainSpec(_Section):
     reducer_factor: float = Field(0.5, gt=0.0, lt=1.0)
     reducer_patience: int = Field(4, ge=1)
     num_infer_images: int = Field(6, ge=0)  # epoch-change inference images per epoch
-    seed: int = Field(137, **SEED_RANGE)  # the experiment's seed: Python, NumPy, TensorFlow, albumentations; split/augment default to it
+    seed: int = Field(
+        137, **SEED_RANGE
+    )  # the experiment's seed: Python, NumPy, TensorFlow, albumentations; split/augment default to it
     distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"  # tf.distribute strategy
     mixed_precision: Literal["none", "bfloat16", "float16"] = "none"  # the softmax head stays float32
     jit_compile: bool = False  # XLA
@@ -270,13 +278,18 @@ class SplitSpec(_Section):
     def _ratios(cls, v: dict[str, float]) -> dict[str, float]:
         v = {split: float(v.get(split, 0.0)) for split in SPLITS}
         if any(r < 0 for r in v.values()) or abs(sum(v.values()) - 1.0) > 1e-6 or v["train"] <= 0:
-            raise ValueError(f"must be fractions of train, valid, test that sum to 1 with train > 0, e.g. {{train: 0.7, valid: 0.2, test: 0.1}} (got {v})")
+            raise ValueError(
+                "must be fractions of train, valid, test that sum to 1 with "
+                f"train > 0, e.g. {{train: 0.7, valid: 0.2, test: 0.1}} (got {v})"
+            )
         return v
 
     @model_validator(mode="after")
     def _regex_pairing_needs_pattern(self) -> "SplitSpec":
         if self.pairing == "regex" and not self.image_pattern:
-            raise ValueError("split.pairing: regex needs split.image_pattern (and split.mask_pattern if mask names differ)")
+            raise ValueError(
+                "split.pairing: regex needs split.image_pattern (and split.mask_pattern if mask names differ)"
+            )
         if self.group_pattern and self.groups_csv:
             raise ValueError("split: give group_pattern or groups_csv, not both")
         return self
@@ -337,7 +350,10 @@ class Experiment(_Section):
             for i, c in enumerate(v):
                 key = getattr(c, attr)
                 if key in seen:
-                    raise ValueError(f"classes[{seen[key]}] and classes[{i}] share the {attr} {list(key) if attr == 'color' else key!r}; each class needs its own")
+                    raise ValueError(
+                        f"classes[{seen[key]}] and classes[{i}] share the {attr} "
+                        f"{list(key) if attr == 'color' else key!r}; each class needs its own"
+                    )
                 seen[key] = i
         return v
 
@@ -358,7 +374,10 @@ class Experiment(_Section):
             if name not in names:
                 close = difflib.get_close_matches(name, names, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
-                raise ValueError(f"split.mask_values: {raw!r} maps to {name!r}, which is not a class; {hint}classes: {', '.join(names)}")
+                raise ValueError(
+                    f"split.mask_values: {raw!r} maps to {name!r}, which "
+                    f"is not a class; {hint}classes: {', '.join(names)}"
+                )
         return self
 
     @model_validator(mode="after")
@@ -393,9 +412,13 @@ def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (
     path = Path(path)
     if not path.is_file():
         hint = " (it is a folder)" if path.is_dir() else ""
-        raise ConfigError(f"{path}: experiment file not found{hint}; pass the path of a YAML experiment such as experiments/nbm.yaml")
+        raise ConfigError(
+            f"{path}: experiment file not found{hint}; pass the path of a YAML experiment such as experiments/nbm.yaml"
+        )
     if path.stat().st_size > MAX_YAML_BYTES:
-        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; an experiment is a few KB (limit {MAX_YAML_BYTES:,})")
+        raise ConfigError(
+            f"{path}: {path.stat().st_size:,} bytes; an experiment is a few KB (limit {MAX_YAML_BYTES:,})"
+        )
     try:
         raw = parse_yaml(path.read_text(encoding="utf-8"), str(path))
     except yaml.MarkedYAMLError as e:
@@ -439,7 +462,9 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
             last = depth == len(parts) - 1
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError(f"--set {key}: {'.'.join(parts[:depth])} has {len(node)} items; {part!r} is not an index of it")
+                    raise ConfigError(
+                        f"--set {key}: {'.'.join(parts[:depth])} has {len(node)} items; {part!r} is not an index of it"
+                    )
                 part = int(part)
             elif not isinstance(node, dict):
                 raise ConfigError(f"--set {key}: {'.'.join(parts[:depth])} is a value, not a section")
@@ -513,8 +538,10 @@ def _describe(err: dict) -> str:
     if err["type"] == "missing":
         return f"{where}: required key is missing"
     if err["type"] == "too_long" and loc == ("classes",):
-        return (f"classes: {len(err['input'])} classes; masks hold 8-bit class indices (palette PNG), "
-                f"so at most {MAX_CLASSES}")
+        return (
+            f"classes: {len(err['input'])} classes; masks hold 8-bit class indices (palette PNG), "
+            f"so at most {MAX_CLASSES}"
+        )
     msg = err["msg"].removeprefix("Value error, ")
     if len(msg) > 600:
         msg = msg[:600] + "…"

@@ -58,8 +58,14 @@ def live_progress(*fields: str):
     )
 
     label, *rest = fields
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    *(TextColumn(f) for f in rest), console=_console)
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        *(TextColumn(f) for f in rest),
+        console=_console,
+    )
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 # file flexseg did not write there). Called before the file is created.
 before_write: Callable[[Path], None] | None = None
 
+
 def _umask() -> int:
     """The process's umask, read without changing it (Linux reports it in /proc); elsewhere the
     classic set-and-restore, done once."""

@@ -89,19 +89,22 @@ def epoch_montage(images: list, truths: list, predictions: list, names: list[str
         framed = np.full((rgb.shape[0] + header, rgb.shape[1], 3), 255, np.uint8)
         framed[header:] = rgb
         room = rgb.shape[1] // 8
-        label = label if len(label) <= room else ".." + label[-(room - 2):]  # names differ at the end
-        cv2.putText(framed, label, (3, header - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (0, 0, 0), 1, cv2.LINE_AA)
+        label = label if len(label) <= room else ".." + label[-(room - 2) :]  # names differ at the end
+        cv2.putText(framed, label, (3, header - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
         return framed
 
     rows = []
     for image, truth, pred, name in zip(images, truths, predictions, names):
         blank = np.full(image.shape[:2] + (3,), 128, np.uint8)
-        rows.append(np.hstack([
-            panel(image, name, nearest=False),
-            panel(lut[truth] if truth is not None else blank, "truth" if truth is not None else "no mask"),
-            panel(lut[pred], "prediction"),
-        ]))
+        rows.append(
+            np.hstack(
+                [
+                    panel(image, name, nearest=False),
+                    panel(lut[truth] if truth is not None else blank, "truth" if truth is not None else "no mask"),
+                    panel(lut[pred], "prediction"),
+                ]
+            )
+        )
     body = np.vstack(rows)
     top = np.full((header + 4, body.shape[1], 3), 255, np.uint8)
     cv2.putText(top, title, (3, header - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)

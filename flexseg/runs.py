@@ -45,8 +45,10 @@ OWN_FILES = (LOCK_FILE, RECORD_FILE)
 # temporary names flexseg's writers use: atomic_path's ".<stem>.<random>.tmp<suffix>", resume's
 # ".partial-<name>", split's ".<name>.partial-*" / ".<name>.old-*", export's ".export-*"
 # (mkstemp's random part is 8 characters of [a-z0-9_]; the patterns are that narrow on purpose)
-_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[^.]+)?$|^\.partial-epoch_\d+\.weights\.h5$"
-                        r"|^\..+\.(partial|old)-[a-z0-9_]{8}$|^\.export-[a-z0-9_]{8}$")
+_TEMPORARY = re.compile(
+    r"^\..+\.[a-z0-9_]{8}\.tmp(\.[^.]+)?$|^\.partial-epoch_\d+\.weights\.h5$"
+    r"|^\..+\.(partial|old)-[a-z0-9_]{8}$|^\.export-[a-z0-9_]{8}$"
+)
 
 
 def is_temporary_name(name: str) -> bool:
@@ -122,8 +124,10 @@ def _record_write(path: Path) -> None:
     if rel in OWN_FILES:
         return
     if path.exists() and rel not in owner.record and not owner.legacy(rel):
-        raise RunError(f"{path} exists and was not written by flexseg; it is never overwritten. "
-                       "Move it away or write somewhere else")
+        raise RunError(
+            f"{path} exists and was not written by flexseg; it is never overwritten. "
+            "Move it away or write somewhere else"
+        )
     owner.record.add(rel)
 
 
@@ -136,8 +140,9 @@ fsutil.before_write = _record_write
 def _describe_holder(lock_path: Path) -> str:
     try:
         holder = json.loads(lock_path.read_text(encoding="utf-8"))
-        return (f"flexseg {holder.get('command', '?')} (pid {holder.get('pid', '?')}, "
-                f"since {holder.get('started', '?')})")
+        return (
+            f"flexseg {holder.get('command', '?')} (pid {holder.get('pid', '?')}, since {holder.get('started', '?')})"
+        )
     except (OSError, ValueError):
         return "another flexseg process"
 
@@ -152,11 +157,21 @@ def folder_lock(folder: Path, lock_path: Path | None = None, command: str = "") 
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunError(f"{folder} is in use by {_describe_holder(lock_path)}; wait for it to finish, "
-                           "or write somewhere else") from None
+            raise RunError(
+                f"{folder} is in use by {_describe_holder(lock_path)}; wait for it to finish, or write somewhere else"
+            ) from None
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "command": command or " ".join(sys.argv[1:2]),
-                                 "argv": sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode())
+        os.write(
+            fd,
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "command": command or " ".join(sys.argv[1:2]),
+                    "argv": sys.argv,
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                }
+            ).encode(),
+        )
         yield
     finally:
         os.close(fd)  # releases the flock; the file stays (unlinking it would race with a waiting process)
@@ -180,8 +195,9 @@ class OutputFolder:
 
 
 @contextlib.contextmanager
-def open_output(folder: Path, command: str, *, legacy_names: tuple[str, ...] = (),
-                lock_path: Path | None = None) -> Iterator[OutputFolder]:
+def open_output(
+    folder: Path, command: str, *, legacy_names: tuple[str, ...] = (), lock_path: Path | None = None
+) -> Iterator[OutputFolder]:
     """Lock ``folder`` for ``command``, finish or clean what a killed run left, and record every
     flexseg write into it until the block ends."""
     folder = Path(os.path.abspath(folder))
@@ -200,15 +216,19 @@ def open_output(folder: Path, command: str, *, legacy_names: tuple[str, ...] = (
 def _finish_interrupted(handle: OutputFolder) -> None:
     staging = handle.staging()
     if (staging / COMPLETE_MARK).exists():
-        out.warn(f"{handle.folder}: an earlier flexseg run was stopped while putting its new result in place; "
-                 "finishing that now")
+        out.warn(
+            f"{handle.folder}: an earlier flexseg run was stopped while putting its new result in place; "
+            "finishing that now"
+        )
         _roll_forward(staging, handle.folder)
         handle.record = WrittenRecord(handle.folder)
         handle.finished_interrupted = True
     cleaned = clean_leftovers(handle.folder)
     if cleaned:
-        out.warn(f"{handle.folder}: removed {len(cleaned)} temporary file(s) an interrupted flexseg run left "
-                 f"(e.g. {cleaned[0]})")
+        out.warn(
+            f"{handle.folder}: removed {len(cleaned)} temporary file(s) an interrupted flexseg run left "
+            f"(e.g. {cleaned[0]})"
+        )
 
 
 def clean_leftovers(folder: Path, prefix: str = "", recursive: bool = True) -> list[str]:
@@ -269,14 +289,20 @@ def promote(handle: OutputFolder, replace: set[str] | None = None) -> None:
     """Put the staging folder's files in place of the folder's recorded ones (all of them, or those
     under the top-level names ``replace``): mark complete, then roll forward."""
     staging = handle.staging()
-    foreign = [rel for rel in WrittenRecord(staging).names
-               if (handle.folder / rel).exists() and rel not in handle.record and not handle.legacy(rel)]
+    foreign = [
+        rel
+        for rel in WrittenRecord(staging).names
+        if (handle.folder / rel).exists() and rel not in handle.record and not handle.legacy(rel)
+    ]
     if foreign:
-        raise RunError(f"{handle.folder / foreign[0]} exists and was not written by flexseg; it is never "
-                       "overwritten. Move it away or write somewhere else (the new result stays in "
-                       f"{staging.name} until then)")
-    fsutil.atomic_write_text(staging / COMPLETE_MARK, json.dumps({"replace": sorted(replace) if replace is not None
-                                                                  else None}), record=False)
+        raise RunError(
+            f"{handle.folder / foreign[0]} exists and was not written by flexseg; it is never "
+            "overwritten. Move it away or write somewhere else (the new result stays in "
+            f"{staging.name} until then)"
+        )
+    fsutil.atomic_write_text(
+        staging / COMPLETE_MARK, json.dumps({"replace": sorted(replace) if replace is not None else None}), record=False
+    )
     _roll_forward(staging, handle.folder)
     handle.record = WrittenRecord(handle.folder)
 
@@ -307,9 +333,21 @@ def _roll_forward(staging: Path, target: Path) -> None:
 
 # what a run folder written before the record existed holds of flexseg's (the files directly in
 # it, and the folders only flexseg writes into); a user's export/, evaluate/, tensorboard/ are not here
-RUN_LEGACY_NAMES = ("model.keras", "model.json", "experiment.yaml", "environment.json", "train_metrics.csv",
-                    "train_losses.csv", "train_metrics.png", "train_losses.png", "evaluation.csv",
-                    "evaluation.json", "per_image.csv", "resume", "epoch_change_infer")
+RUN_LEGACY_NAMES = (
+    "model.keras",
+    "model.json",
+    "experiment.yaml",
+    "environment.json",
+    "train_metrics.csv",
+    "train_losses.csv",
+    "train_metrics.png",
+    "train_losses.png",
+    "evaluation.csv",
+    "evaluation.json",
+    "per_image.csv",
+    "resume",
+    "epoch_change_infer",
+)
 
 
 def refuse_inputs(output: Path, inputs: list[tuple[str, Path]], option: str) -> None:
@@ -320,5 +358,7 @@ def refuse_inputs(output: Path, inputs: list[tuple[str, Path]], option: str) -> 
         folder = Path(os.path.realpath(source))
         folder = folder if folder.is_dir() else folder.parent
         if output == folder or output.is_relative_to(folder):
-            raise RunError(f"{option} {output} is inside the input {label} {folder}; flexseg never writes into its "
-                           f"inputs. Choose another {option}")
+            raise RunError(
+                f"{option} {output} is inside the input {label} {folder}; flexseg never writes into its "
+                f"inputs. Choose another {option}"
+            )

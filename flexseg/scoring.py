@@ -52,8 +52,9 @@ def surface(mask: np.ndarray) -> np.ndarray:
     return mask & ~interior
 
 
-def hd95(truth: np.ndarray, pred: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0),
-         both_empty: str = "nan") -> float:
+def hd95(
+    truth: np.ndarray, pred: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0), both_empty: str = "nan"
+) -> float:
     """95th-percentile Hausdorff distance between the boundaries of two binary masks.
 
     The larger of the two directed 95th percentiles (each boundary pixel's distance to the

@@ -15,9 +15,21 @@ from flexseg.errors import excerpt
 CONTAINERS = ("OneOf", "SomeOf", "Sequential")
 # transforms that need inputs flexseg does not give (boxes, reference images, 3D, callables)
 UNSUPPORTED = {
-    "Lambda", "Normalize", "ToFloat", "FromFloat", "Mosaic", "OverlayElements", "TextImage", "FDA",
-    "HistogramMatching", "PixelDistributionAdaptation", "RandomCropNearBBox", "BBoxSafeRandomCrop",
-    "RandomSizedBBoxSafeCrop", "AtLeastOneBBoxRandomCrop", "MaskDropout",
+    "Lambda",
+    "Normalize",
+    "ToFloat",
+    "FromFloat",
+    "Mosaic",
+    "OverlayElements",
+    "TextImage",
+    "FDA",
+    "HistogramMatching",
+    "PixelDistributionAdaptation",
+    "RandomCropNearBBox",
+    "BBoxSafeRandomCrop",
+    "RandomSizedBBoxSafeCrop",
+    "AtLeastOneBBoxRandomCrop",
+    "MaskDropout",
 }
 
 
@@ -35,9 +47,13 @@ def _albumentations():
 def available_transforms() -> list[str]:
     A = _albumentations()
     return sorted(
-        name for name in dir(A)
-        if isinstance(getattr(A, name), type) and issubclass(getattr(A, name), (A.DualTransform, A.ImageOnlyTransform))
-        and name not in ("DualTransform", "ImageOnlyTransform") and name not in UNSUPPORTED and not name.endswith("3D")
+        name
+        for name in dir(A)
+        if isinstance(getattr(A, name), type)
+        and issubclass(getattr(A, name), (A.DualTransform, A.ImageOnlyTransform))
+        and name not in ("DualTransform", "ImageOnlyTransform")
+        and name not in UNSUPPORTED
+        and not name.endswith("3D")
     )
 
 
@@ -54,12 +70,17 @@ def _build(item, where: str, A):
     if isinstance(item, str):
         name, args = item, {}
     elif isinstance(item, dict) and len(item) == 1:
-        (name, args), = item.items()
+        ((name, args),) = item.items()
         args = {} if args is None else args
         if not isinstance(args, dict):
-            raise ValueError(f"{where}: the arguments of {name} must be a mapping such as {{p: 0.5}} (got {excerpt(args, 120)})")
+            raise ValueError(
+                f"{where}: the arguments of {name} must be a mapping such as {{p: 0.5}} (got {excerpt(args, 120)})"
+            )
     else:
-        raise ValueError(f"{where}: write a transform as a name or as {{Name: {{argument: value}}}}, e.g. {{HorizontalFlip: {{p: 0.5}}}}")
+        raise ValueError(
+            f"{where}: write a transform as a name or as "
+            f"{{Name: {{argument: value}}}}, e.g. {{HorizontalFlip: {{p: 0.5}}}}"
+        )
     valid = available_transforms()
     if name in CONTAINERS:
         inner = args.get("transforms")
@@ -70,7 +91,9 @@ def _build(item, where: str, A):
     if name not in valid:
         close = difflib.get_close_matches(name, valid + list(CONTAINERS), n=3)
         hint = f"did you mean {' or '.join(close)}? " if close else ""
-        raise ValueError(f"{where}: unknown albumentations transform {name!r}; {hint}valid: {', '.join(valid + list(CONTAINERS))}")
+        raise ValueError(
+            f"{where}: unknown albumentations transform {name!r}; {hint}valid: {', '.join(valid + list(CONTAINERS))}"
+        )
     if args.get("mask_interpolation", 0) != 0:
         raise ValueError(f"{where}: {name}.mask_interpolation must stay 0 (nearest): masks hold class indices")
     return _construct(getattr(A, name), name, where, args)

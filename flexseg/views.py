@@ -27,8 +27,10 @@ def interrupted(signal_name: str) -> None:
 
 
 def split_plan(exp, plan) -> None:
-    out.info(f"paired {len(plan.pairing.pairs)} images from {plan.images_dir} with masks from {plan.masks_dir} "
-             f"(split.pairing: {exp.split.pairing}); groups: {plan.grouping}")
+    out.info(
+        f"paired {len(plan.pairing.pairs)} images from {plan.images_dir} with masks from {plan.masks_dir} "
+        f"(split.pairing: {exp.split.pairing}); groups: {plan.grouping}"
+    )
     if out.is_quiet():
         return
     from rich.table import Table
@@ -55,15 +57,19 @@ def split_done(exp, plan, result) -> None:
     warning = result.audit.summary(exp.data.mask_tolerance)
     if warning:
         out.warn(warning.replace("data.mask_tolerance", "split.mask_values / data.mask_tolerance"))
-    out.info(f"wrote {sum(result.counts.values())} pairs in {result.seconds:.1f}s → {result.output} (manifest split.json)")
+    out.info(
+        f"wrote {sum(result.counts.values())} pairs in {result.seconds:.1f}s → {result.output} (manifest split.json)"
+    )
 
 
 # ---------------------------------------------------------------- augment, stats, train
 
 
 def augment_done(result) -> None:
-    out.info(f"{result.written} augmented pairs from {result.sources} originals in {result.seconds:.1f}s "
-             f"({result.pairs_per_second:.1f} pairs/s) → {result.split_dir}")
+    out.info(
+        f"{result.written} augmented pairs from {result.sources} originals in {result.seconds:.1f}s "
+        f"({result.pairs_per_second:.1f} pairs/s) → {result.split_dir}"
+    )
 
 
 def stats_report(report) -> None:
@@ -79,8 +85,12 @@ def stats_report(report) -> None:
     from rich import box
     from rich.table import Table
 
-    table = Table(title=escape(f"{report.experiment}: dataset"), box=box.SIMPLE_HEAD, pad_edge=False,
-                  caption="per class: % of pixels / % of images holding it")
+    table = Table(
+        title=escape(f"{report.experiment}: dataset"),
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        caption="per class: % of pixels / % of images holding it",
+    )
     columns = ["split", "pairs", "aug", "size", "mean±sd", "p1–p99", "empty", *report.classes[1:]]
     for col in columns:
         table.add_column(escape(col), justify="left" if col in ("split", "size") else "right")
@@ -90,12 +100,23 @@ def stats_report(report) -> None:
             continue
         sizes = list(s.sizes)
         size = sizes[0] + "×" + "/".join(s.channels) + (f" +{len(sizes) - 1}" if len(sizes) > 1 else "")
-        row = [name, str(s.pairs), str(s.augmented), size, f"{s.intensity['mean']:.0f}±{s.intensity['std']:.0f}",
-               f"{s.intensity['p1']}–{s.intensity['p99']}", str(len(s.empty_masks))]
+        row = [
+            name,
+            str(s.pairs),
+            str(s.augmented),
+            size,
+            f"{s.intensity['mean']:.0f}±{s.intensity['std']:.0f}",
+            f"{s.intensity['p1']}–{s.intensity['p99']}",
+            str(len(s.empty_masks)),
+        ]
         row += [f"{100 * s.class_pixel_fraction[c]:.2f}/{100 * s.class_presence[c]:.0f}" for c in report.classes[1:]]
         table.add_row(*row)
     out.console().print(table)
-    verdict = "[red]leakage found[/]" if report.leakage else "[green]no leakage[/] (no image in two splits, no augmented copy away from its source)"
+    verdict = (
+        "[red]leakage found[/]"
+        if report.leakage
+        else "[green]no leakage[/] (no image in two splits, no augmented copy away from its source)"
+    )
     out.console().print(verdict, highlight=False)
 
 
@@ -125,15 +146,33 @@ def evaluation_report(report, folder: Path) -> None:
     for col in ("Dice", "IoU", "prec.", "recall", f"HD95 {unit}", "pooled Dice", "both empty*"):
         table.add_column(col, justify="right")
     for name, m in report.per_class.items():
-        table.add_row(escape(name), number(m["dice"]), number(m["iou"]), number(m["precision"]), number(m["recall"]),
-                      number(m["hd95"], 2), number(m["dice_pooled"]), str(report.both_empty[name]))
+        table.add_row(
+            escape(name),
+            number(m["dice"]),
+            number(m["iou"]),
+            number(m["precision"]),
+            number(m["recall"]),
+            number(m["hd95"], 2),
+            number(m["dice_pooled"]),
+            str(report.both_empty[name]),
+        )
     fg = report.foreground
-    table.add_row("[bold]mean", number(fg["dice"]), number(fg["iou"]), number(fg["precision"]), number(fg["recall"]),
-                  number(fg["hd95"], 2), "", "")
+    table.add_row(
+        "[bold]mean",
+        number(fg["dice"]),
+        number(fg["iou"]),
+        number(fg["precision"]),
+        number(fg["recall"]),
+        number(fg["hd95"], 2),
+        "",
+        "",
+    )
     out.console().print(table)
     if report.loss is not None:
-        out.info(f"legacy metrics: loss {report.loss:.4f}, dice_coef_multiclass {report.dice_coef_multiclass:.4f} "
-                 "(counts background)")
+        out.info(
+            f"legacy metrics: loss {report.loss:.4f}, dice_coef_multiclass {report.dice_coef_multiclass:.4f} "
+            "(counts background)"
+        )
     rule = "left out of the means" if report.both_empty_rule == "nan" else "scored 1.0"
     out.info(f"*images where the class is in neither truth nor prediction: {rule} (evaluate.both_empty)")
     out.info(f"written: {folder / 'evaluation.csv'}, evaluation.json, per_image.csv")
@@ -144,20 +183,26 @@ def gates_met(gates: list[str]) -> None:
 
 
 def infer_done(result) -> None:
-    out.info(f"{result.images} masks in {result.seconds:.1f}s ({result.images_per_second:.2f} img/s) "
-             f"with {result.model_dir} → {result.output_dir}")
+    out.info(
+        f"{result.images} masks in {result.seconds:.1f}s ({result.images_per_second:.2f} img/s) "
+        f"with {result.model_dir} → {result.output_dir}"
+    )
 
 
 def export_done(result) -> None:
-    out.info(f"{result.format}: {result.path} (max |probability difference| vs Keras {result.max_abs_diff:.2g} "
-             f"on {result.images_checked} images, tolerance {result.tolerance:g}); model.json beside it")
+    out.info(
+        f"{result.format}: {result.path} (max |probability difference| vs Keras {result.max_abs_diff:.2g} "
+        f"on {result.images_checked} images, tolerance {result.tolerance:g}); model.json beside it"
+    )
 
 
 def import_done(result) -> None:
     for message in result.warnings:
         out.warn(message)
-    out.info(f"wrote {result.target} ({result.classes} classes, {len(result.warnings)} warnings); "
-             f"check it with: flexseg check {result.target}")
+    out.info(
+        f"wrote {result.target} ({result.classes} classes, {len(result.warnings)} warnings); "
+        f"check it with: flexseg check {result.target}"
+    )
 
 
 # ---------------------------------------------------------------- demo

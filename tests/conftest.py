@@ -69,8 +69,12 @@ def tiny_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny") / "data"
     rng = np.random.default_rng(7)
     palette = ClassMap([c["name"] for c in CLASSES], [tuple(c["color"]) for c in CLASSES]).palette()
-    for split, n, h, w, suffix in [("train", 96, 64, 64, ".png"), ("valid", 16, 64, 64, ".png"),
-                                   ("test", 16, 64, 64, ".png"), ("mini_test", 4, 80, 100, ".jpg")]:
+    for split, n, h, w, suffix in [
+        ("train", 96, 64, 64, ".png"),
+        ("valid", 16, 64, 64, ".png"),
+        ("test", 16, 64, 64, ".png"),
+        ("mini_test", 4, 80, 100, ".jpg"),
+    ]:
         for i in range(n):
             image, labels = synthetic_slice(rng, h, w)
             write_image(root / split / "images" / f"case {i:03d}{suffix}", image)
@@ -101,8 +105,10 @@ def knee_split(knee_split_once, tmp_path) -> Path:
 def knee_experiment(data_root: Path, tmp_path: Path, *overrides: str):
     from flexseg.config import load_experiment
 
-    return load_experiment(REPO / "experiments" / "kneebones3dify.yaml",
-                           [f"data.root={data_root}", f"run_dir={tmp_path / 'run'}", *overrides])
+    return load_experiment(
+        REPO / "experiments" / "kneebones3dify.yaml",
+        [f"data.root={data_root}", f"run_dir={tmp_path / 'run'}", *overrides],
+    )
 
 
 def colours_of(rgb: np.ndarray) -> set[tuple[int, int, int]]:

@@ -18,8 +18,11 @@ def load_with_transforms(tmp_path, transforms):
 
 
 def test_unknown_transform_is_named_with_the_valid_ones(tmp_path):
-    with pytest.raises(ConfigError, match=r"augment.transforms\[1\]: unknown albumentations transform 'HorizonalFlip'; "
-                                          r"did you mean HorizontalFlip.*valid: .*ElasticTransform"):
+    with pytest.raises(
+        ConfigError,
+        match=r"augment.transforms\[1\]: unknown albumentations transform 'HorizonalFlip'; "
+        r"did you mean HorizontalFlip.*valid: .*ElasticTransform",
+    ):
         load_with_transforms(tmp_path, [{"VerticalFlip": {"p": 0.5}}, {"HorizonalFlip": {"p": 0.5}}])
 
 
@@ -29,18 +32,30 @@ def test_unknown_argument_is_named_with_the_valid_ones(tmp_path):
 
 
 def test_bad_argument_value_and_nested_oneof(tmp_path):
-    with pytest.raises(ConfigError, match=r"transforms\[0\].OneOf.transforms\[0\]: RandomGamma\(gamma_limit='x'\) is not valid"):
+    with pytest.raises(
+        ConfigError, match=r"transforms\[0\].OneOf.transforms\[0\]: RandomGamma\(gamma_limit='x'\) is not valid"
+    ):
         load_with_transforms(tmp_path, [{"OneOf": {"transforms": [{"RandomGamma": {"gamma_limit": "x"}}]}}])
     with pytest.raises(ConfigError, match="mask_interpolation must stay 0"):
         load_with_transforms(tmp_path, [{"Rotate": {"mask_interpolation": 1}}])
 
 
 def test_the_seed_set_is_expressible():
-    """experiments/kneebones3dify.yaml holds flips, rot90, elastic, grid, barrel, pincushion, shrink, brightness, gamma."""
+    """experiments/kneebones3dify.yaml holds flips, rot90, elastic, grid, barrel, pincushion, shrink,
+    brightness, gamma."""
     exp = knee_experiment(Path("/nonexistent"), Path("/tmp"))
     text = repr(exp.augment.transforms)
-    for name in ("HorizontalFlip", "VerticalFlip", "RandomRotate90", "ElasticTransform", "GridDistortion",
-                 "OpticalDistortion", "Affine", "RandomBrightnessContrast", "RandomGamma"):
+    for name in (
+        "HorizontalFlip",
+        "VerticalFlip",
+        "RandomRotate90",
+        "ElasticTransform",
+        "GridDistortion",
+        "OpticalDistortion",
+        "Affine",
+        "RandomBrightnessContrast",
+        "RandomGamma",
+    ):
         assert name in text
 
 
@@ -62,7 +77,9 @@ def test_real_kneebones_augmentation(knee_split, tmp_path):
         changed += not np.array_equal(read_image(image, None), read_image(source, None))
     assert changed >= 28  # almost every copy differs from its source
     # the other splits are untouched
-    assert not list((knee_split / "valid" / "images").glob("*__aug*")) and not list((knee_split / "test" / "images").glob("*__aug*"))
+    assert not list((knee_split / "valid" / "images").glob("*__aug*")) and not list(
+        (knee_split / "test" / "images").glob("*__aug*")
+    )
 
     first = {p.name: p.read_bytes() for p in images + masks}
     with pytest.raises(DataError, match="already holds 64 augmented files.*--force"):

@@ -66,15 +66,25 @@ def test_predict_on_a_real_model_matches_batch_of_two():
     np.testing.assert_allclose(predict(model, images[1:]), both[1:], atol=1e-6)
 
 
-@pytest.mark.parametrize("count,batch,dropped,steps", [
-    (10, 2, False, 5), (11, 2, True, 5), (7, 3, True, 2), (8, 3, False, 3), (1, 2, False, 1), (5, 1, False, 5),
-])
+@pytest.mark.parametrize(
+    "count,batch,dropped,steps",
+    [
+        (10, 2, False, 5),
+        (11, 2, True, 5),
+        (7, 3, True, 2),
+        (8, 3, False, 3),
+        (1, 2, False, 1),
+        (5, 1, False, 5),
+    ],
+)
 def test_training_epochs_leave_out_only_a_lone_last_pair(count, batch, dropped, steps):
     assert drops_last_single(count, batch) is dropped
     assert steps_per_epoch(count, batch) == steps
 
 
-@pytest.mark.parametrize("count,batch,expected", [(10, 2, 2), (11, 2, 3), (7, 2, 4), (7, 3, 4), (9, 4, 5), (1, 2, 2), (5, 1, 3), (6, 1, 2)])
+@pytest.mark.parametrize(
+    "count,batch,expected", [(10, 2, 2), (11, 2, 3), (7, 2, 4), (7, 3, 4), (9, 4, 5), (1, 2, 2), (5, 1, 3), (6, 1, 2)]
+)
 def test_evaluation_batches_never_hold_one_image(count, batch, expected):
     size = evaluation_batch_size(count, batch)
     assert size == expected

@@ -42,8 +42,15 @@ def trained(tiny_data, tmp_path_factory):
 
 def test_train_writes_the_run_folder(trained):
     _, run = trained
-    for name in ("model.keras", "model.json", "experiment.yaml", "train_metrics.csv", "train_losses.csv",
-                 "train_metrics.png", "train_losses.png"):
+    for name in (
+        "model.keras",
+        "model.json",
+        "experiment.yaml",
+        "train_metrics.csv",
+        "train_losses.csv",
+        "train_metrics.png",
+        "train_losses.png",
+    ):
         assert (run / name).is_file(), name
     losses = (run / "train_losses.csv").read_text().splitlines()
     assert losses[0] == "epoch,loss,val_loss" and len(losses) == 16

@@ -93,8 +93,11 @@ def test_relative_paths_resolve_against_the_yaml_folder(tmp_path, monkeypatch):
 
 
 def test_set_overrides_are_typed_and_validated(tmp_path):
-    exp = load_dict(tmp_path, tiny_experiment(), ["train.epochs=3", "image.width=128", "model.base_kernels=[5, 5]",
-                                                   "classes.1.name=cortex"])
+    exp = load_dict(
+        tmp_path,
+        tiny_experiment(),
+        ["train.epochs=3", "image.width=128", "model.base_kernels=[5, 5]", "classes.1.name=cortex"],
+    )
     assert exp.train.epochs == 3 and exp.image.width == 128 and exp.model.base_kernels == (5, 5)
     assert exp.classes[1].name == "cortex"
     msg = error_of(tmp_path, tiny_experiment(), ["train.epoch=3"])
@@ -123,7 +126,9 @@ def test_dropout_must_stay_below_one_at_the_deepest_level(tmp_path):
 
 
 def test_even_kernel_is_rejected(tmp_path):
-    assert "model.base_kernels: must be a square odd kernel" in error_of(tmp_path, tiny_experiment(model={"base_kernels": [4, 4]}))
+    assert "model.base_kernels: must be a square odd kernel" in error_of(
+        tmp_path, tiny_experiment(model={"base_kernels": [4, 4]})
+    )
 
 
 def test_default_run_dir_is_under_the_working_directory(tmp_path, monkeypatch):

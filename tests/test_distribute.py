@@ -28,17 +28,37 @@ def free_ports(n: int) -> list[int]:
 
 def test_two_workers_train_one_epoch_together(tiny_data, tmp_path):
     run = tmp_path / "run"
-    exp = write_yaml(tmp_path / "exp.yaml", tiny_experiment(
-        data={"root": str(tiny_data)}, run_dir=str(run),
-        train={"epochs": 1, "batch_size": 4, "distribute": "multi_worker"}))
+    exp = write_yaml(
+        tmp_path / "exp.yaml",
+        tiny_experiment(
+            data={"root": str(tiny_data)},
+            run_dir=str(run),
+            train={"epochs": 1, "batch_size": 4, "distribute": "multi_worker"},
+        ),
+    )
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     procs = []
     for index in range(2):
-        env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": "-1",
-               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen(
-            [sys.executable, str(REPO / "tests" / "multiworker_worker.py"), str(exp), str(tmp_path / f"w{index}.npz")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "CUDA_VISIBLE_DEVICES": "-1",
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        }
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(REPO / "tests" / "multiworker_worker.py"),
+                    str(exp),
+                    str(tmp_path / f"w{index}.npz"),
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     try:
         logs = [p.communicate(timeout=420)[0] for p in procs]
     finally:
@@ -70,7 +90,9 @@ def test_tf_config_errors_say_what_is_wrong(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         distribute.read_tf_config()
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}))
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}})
+    )
     with pytest.raises(ConfigError, match="not in cluster"):
         distribute.read_tf_config()
     monkeypatch.delenv("TF_CONFIG")
@@ -94,8 +116,14 @@ def test_mirrored_strategy_trains_and_records_itself(tiny_data, tmp_path):
     from flexseg.config import load_experiment
 
     run = tmp_path / "run"
-    exp = load_experiment(write_yaml(tmp_path / "exp.yaml", tiny_experiment(
-        data={"root": str(tiny_data)}, run_dir=str(run), train={"epochs": 1, "distribute": "mirrored"})))
+    exp = load_experiment(
+        write_yaml(
+            tmp_path / "exp.yaml",
+            tiny_experiment(
+                data={"root": str(tiny_data)}, run_dir=str(run), train={"epochs": 1, "distribute": "mirrored"}
+            ),
+        )
+    )
     result = train(exp)
     assert result.epochs_run == 1 and (run / "model.keras").is_file()
     record = json.loads((run / "environment.json").read_text())["distribute"]

@@ -26,7 +26,9 @@ def test_confusion_counts_and_overlap_by_hand():
     s = overlap_scores(counts)
     assert math.isclose(s["dice"][1], 2 / 5) and math.isclose(s["iou"][1], 1 / 4)
     assert math.isclose(s["precision"][1], 1 / 3) and math.isclose(s["recall"][1], 1 / 2)
-    assert math.isclose(s["dice"][2], 2 / 3) and math.isclose(s["precision"][2], 1.0) and math.isclose(s["recall"][2], 0.5)
+    assert (
+        math.isclose(s["dice"][2], 2 / 3) and math.isclose(s["precision"][2], 1.0) and math.isclose(s["recall"][2], 0.5)
+    )
 
 
 def test_empty_cases_follow_the_rule():

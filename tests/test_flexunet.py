@@ -32,8 +32,17 @@ def test_parameter_count_equals_the_seeds(experiment, params):
 
 
 def test_output_is_a_float32_probability_map():
-    model = build_flexunet(width=32, height=16, channels=1, num_classes=4, base_filters=4, num_layers=3,
-                           dropout_rate=0.1, normalization=True, dilation=(2, 2))
+    model = build_flexunet(
+        width=32,
+        height=16,
+        channels=1,
+        num_classes=4,
+        base_filters=4,
+        num_layers=3,
+        dropout_rate=0.1,
+        normalization=True,
+        dilation=(2, 2),
+    )
     probs = np.asarray(model.predict_on_batch(np.random.rand(2, 16, 32, 1).astype(np.float32) * 255))
     assert probs.shape == (2, 16, 32, 4) and probs.dtype == np.float32
     assert np.allclose(probs.sum(-1), 1.0, atol=1e-5)

@@ -41,8 +41,9 @@ def colours(path) -> set:
 def test_tta_overlay_and_probabilities(model_run, tiny_data, tmp_path):
     images = tiny_data / "mini_test" / "images"  # 100×80 JPEGs, another size than the model's 64×64
     out = tmp_path / "out"
-    result = invoke("infer", "--model", model_run, "--images", images, "--output", out, "--tta", "--overlay",
-                    "--probabilities")
+    result = invoke(
+        "infer", "--model", model_run, "--images", images, "--output", out, "--tta", "--overlay", "--probabilities"
+    )
     assert result.exit_code == 0, result.stderr
     for i in range(4):
         name = f"case {i:03d}"
@@ -59,7 +60,9 @@ def test_tta_overlay_and_probabilities(model_run, tiny_data, tmp_path):
             assert (np.asarray(mask) == probs.argmax(-1)).mean() > 0.999  # the mask is the arg-max
     # TTA is the mean of four flipped predictions: it differs from a plain prediction but agrees mostly
     plain = tmp_path / "plain"
-    assert invoke("infer", "--model", model_run, "--images", images, "--output", plain, "--probabilities").exit_code == 0
+    assert (
+        invoke("infer", "--model", model_run, "--images", images, "--output", plain, "--probabilities").exit_code == 0
+    )
     a = np.load(out / "probabilities" / "case 000.npz")["probabilities"].astype(np.float32)
     b = np.load(plain / "probabilities" / "case 000.npz")["probabilities"].astype(np.float32)
     assert not np.allclose(a, b) and (a.argmax(-1) == b.argmax(-1)).mean() > 0.9
@@ -75,8 +78,9 @@ def test_tiles_match_the_whole_image_inside_and_show_no_seam(model_run):
     card, model = read_card(model_run), load_model(model_run)
     image, _ = synthetic_slice(np.random.default_rng(3), 192, 192)
     tiled = predict_tiled(model, image, card, InferOptions(tiles=True), batch_size=4)
-    whole_net = build_flexunet(width=192, height=192, channels=3, num_classes=3, base_filters=8, base_kernels=(3, 3),
-                               num_layers=4)
+    whole_net = build_flexunet(
+        width=192, height=192, channels=3, num_classes=3, base_filters=8, base_kernels=(3, 3), num_layers=4
+    )
     whole_net.set_weights(model.get_weights())
     whole = np.asarray(whole_net.predict_on_batch(image[None].astype(np.float32)))[0]
     inner = (slice(16, -16), slice(16, -16))
@@ -118,8 +122,20 @@ def test_infer_reads_dicom_and_single_files(model_run, tiny_data, tmp_path):
     dicom = sorted((KNEE_RAW / "Data").glob("*.dcm"))[:2]
     one_png = tiny_data / "test" / "images" / "case 000.png"
     out = tmp_path / "out"
-    result = invoke("infer", "--model", model_run, "--images", dicom[0], "--images", dicom[1],
-                    "--images", one_png, "--output", out, "--tiles")
+    result = invoke(
+        "infer",
+        "--model",
+        model_run,
+        "--images",
+        dicom[0],
+        "--images",
+        dicom[1],
+        "--images",
+        one_png,
+        "--output",
+        out,
+        "--tiles",
+    )
     assert result.exit_code == 0, result.stderr
     names = sorted(p.name for p in out.glob("*.png"))
     assert names == sorted([dicom[0].stem + ".png", dicom[1].stem + ".png", "case 000.png"])

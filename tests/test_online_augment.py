@@ -9,8 +9,11 @@ from flexseg.config import load_experiment
 from flexseg.errors import ConfigError
 from tests.conftest import tiny_experiment, write_yaml
 
-TRANSFORMS = [{"HorizontalFlip": {"p": 0.5}}, {"Affine": {"rotate": [-30, 30], "p": 1.0}},
-              {"RandomBrightnessContrast": {"p": 0.5}}]
+TRANSFORMS = [
+    {"HorizontalFlip": {"p": 0.5}},
+    {"Affine": {"rotate": [-30, 30], "p": 1.0}},
+    {"RandomBrightnessContrast": {"p": 0.5}},
+]
 
 
 def online_dataset(tiny_data, tmp_path, seed: int):
@@ -18,11 +21,23 @@ def online_dataset(tiny_data, tmp_path, seed: int):
     from flexseg.data.pairing import split_pairs
     from flexseg.data.pipeline import OnlineAugmenter, segmentation_dataset
 
-    exp = load_experiment(write_yaml(tmp_path / "exp.yaml", tiny_experiment(
-        data={"root": str(tiny_data)}, augment={"online": True, "transforms": TRANSFORMS})))
+    exp = load_experiment(
+        write_yaml(
+            tmp_path / "exp.yaml",
+            tiny_experiment(data={"root": str(tiny_data)}, augment={"online": True, "transforms": TRANSFORMS}),
+        )
+    )
     pairs = split_pairs(exp, "train")[:8]
-    return segmentation_dataset(pairs, width=64, height=64, channels=3, class_map=ClassMap.from_experiment(exp),
-                                batch_size=8, seed=seed, augment=OnlineAugmenter(exp.augment.transforms))
+    return segmentation_dataset(
+        pairs,
+        width=64,
+        height=64,
+        channels=3,
+        class_map=ClassMap.from_experiment(exp),
+        batch_size=8,
+        seed=seed,
+        augment=OnlineAugmenter(exp.augment.transforms),
+    )
 
 
 def epochs(ds, n: int):
@@ -50,8 +65,9 @@ def test_online_without_transforms_is_refused(tmp_path):
 def test_offline_augment_refuses_an_online_experiment(tmp_path):
     from flexseg.commands.augment import augment
 
-    exp = load_experiment(write_yaml(tmp_path / "e.yaml", tiny_experiment(
-        augment={"online": True, "transforms": TRANSFORMS})))
+    exp = load_experiment(
+        write_yaml(tmp_path / "e.yaml", tiny_experiment(augment={"online": True, "transforms": TRANSFORMS}))
+    )
     with pytest.raises(ConfigError, match="augment.online is true"):
         augment(exp)
 

@@ -6,8 +6,12 @@ from tests.conftest import KNEE_RAW, NBM_MINI
 
 KNEE_STEM = "1_3_76_2_1_1_4_1_716728356_716728387"
 # from the dataset's README: the suffix _N is InstanceNumber-1, the mask number is InstanceNumber
-KNOWN_KNEE_PAIRS = [(f"{KNEE_STEM}_0.dcm", "Mask_001.png"), (f"{KNEE_STEM}_12.dcm", "Mask_013.png"),
-                    (f"{KNEE_STEM}_108.dcm", "Mask_109.png"), (f"{KNEE_STEM}_276.dcm", "Mask_277.png")]
+KNOWN_KNEE_PAIRS = [
+    (f"{KNEE_STEM}_0.dcm", "Mask_001.png"),
+    (f"{KNEE_STEM}_12.dcm", "Mask_013.png"),
+    (f"{KNEE_STEM}_108.dcm", "Mask_109.png"),
+    (f"{KNEE_STEM}_276.dcm", "Mask_277.png"),
+]
 
 
 def test_pairs_by_stem_sorted(tmp_path):
@@ -73,7 +77,10 @@ def test_regex_pairing_compares_numbers_as_numbers(tmp_path):
     _touch(tmp_path / "images", ["scan-7-a.png", "scan-12-a.png", "scan-30-a.png"])
     _touch(tmp_path / "masks", ["seg_007.png", "seg_012.png", "seg_099.png"])
     pairing = pair_folders(tmp_path / "images", tmp_path / "masks", "regex", r"scan-(\d+)", r"seg_(\d+)")
-    assert [(i.name, m.name) for i, m in pairing.pairs] == [("scan-7-a.png", "seg_007.png"), ("scan-12-a.png", "seg_012.png")]
+    assert [(i.name, m.name) for i, m in pairing.pairs] == [
+        ("scan-7-a.png", "seg_007.png"),
+        ("scan-12-a.png", "seg_012.png"),
+    ]
     assert [p.name for p in pairing.lonely_images] == ["scan-30-a.png"]
     assert [p.name for p in pairing.lonely_masks] == ["seg_099.png"]
 

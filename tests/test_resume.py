@@ -21,13 +21,21 @@ runner = CliRunner()
 
 
 def test_sigkill_during_epoch_2_then_resume(tiny_data, tmp_path):
-    exp = write_yaml(tmp_path / "exp.yaml", tiny_experiment(
-        data={"root": str(tiny_data)}, train={"epochs": 4, "patience": 10}, run_dir=str(tmp_path / "run")))
+    exp = write_yaml(
+        tmp_path / "exp.yaml",
+        tiny_experiment(
+            data={"root": str(tiny_data)}, train={"epochs": 4, "patience": 10}, run_dir=str(tmp_path / "run")
+        ),
+    )
     run = tmp_path / "run"
     state = run / "resume" / "state.json"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "flexseg.cli", "train", str(exp)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flexseg.cli", "train", str(exp)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 300
         while not state.exists() and proc.poll() is None and time.time() < deadline:
@@ -78,9 +86,16 @@ def test_bfloat16_tensorboard_and_environment_record(tiny_data, tmp_path):
     from flexseg.config import load_experiment
     from flexseg.model.store import load_model
 
-    exp = load_experiment(write_yaml(tmp_path / "exp.yaml", tiny_experiment(
-        data={"root": str(tiny_data)}, run_dir=str(tmp_path / "run"),
-        train={"epochs": 1, "mixed_precision": "bfloat16", "tensorboard": True})))
+    exp = load_experiment(
+        write_yaml(
+            tmp_path / "exp.yaml",
+            tiny_experiment(
+                data={"root": str(tiny_data)},
+                run_dir=str(tmp_path / "run"),
+                train={"epochs": 1, "mixed_precision": "bfloat16", "tensorboard": True},
+            ),
+        )
+    )
     result = train(exp)
     assert keras.config.dtype_policy().name == "float32"  # the global policy is put back
     assert list((result.run_dir / "tensorboard").rglob("events.out.tfevents.*"))

@@ -35,8 +35,13 @@ def make_raw(root: Path, patients: int = 10, slices: int = 4, size: int = 32) ->
 
 
 def experiment(tmp_path: Path, **split):
-    spec = {"images": "raw/images", "masks": "raw/masks", "group_pattern": r"^(pat\d+)_",
-            "ratios": {"train": 0.6, "valid": 0.2, "test": 0.2}, **split}
+    spec = {
+        "images": "raw/images",
+        "masks": "raw/masks",
+        "group_pattern": r"^(pat\d+)_",
+        "ratios": {"train": 0.6, "valid": 0.2, "test": 0.2},
+        **split,
+    }
     return load_experiment(write_yaml(tmp_path / "exp.yaml", tiny_experiment(split=spec)))
 
 
@@ -84,7 +89,8 @@ def test_split_keeps_each_patient_in_one_split_and_writes_a_manifest(tmp_path, r
     assert len(homes) == 10 and all(len(s) == 1 for s in homes.values())
     assert manifest["counts"] == {"train": 24, "valid": 8, "test": 8}
     assert sorted(p.name for p in (result.output / "test" / "images").iterdir()) == sorted(
-        e["output_image"].split("/")[1] for e in manifest["files"] if e["split"] == "test")
+        e["output_image"].split("/")[1] for e in manifest["files"] if e["split"] == "test"
+    )
 
 
 def test_split_refuses_to_overwrite_without_force_and_only_replaces_a_split_folder(tmp_path, raw):
@@ -137,11 +143,16 @@ def test_k_fold_writes_one_dataset_per_fold(tmp_path, raw):
     result = write_split(exp, plan_split(exp))
     folds = sorted(p.name for p in result.output.iterdir() if p.is_dir())
     assert folds == ["fold_0", "fold_1", "fold_2", "fold_3"]
-    names = {f: {s: {p.name for p in (result.output / f / s / "images").iterdir()} for s in ("train", "valid", "test")} for f in folds}
+    names = {
+        f: {s: {p.name for p in (result.output / f / s / "images").iterdir()} for s in ("train", "valid", "test")}
+        for f in folds
+    }
     tests = {frozenset(n["test"]) for n in names.values()}
     assert len(tests) == 1 and len(next(iter(tests))) == 8  # one held-out test set, 2 patients
     valids = [n["valid"] for n in names.values()]
-    assert sum(len(v) for v in valids) == 32 and len(set().union(*valids)) == 32  # folds are disjoint and cover the rest
+    assert (
+        sum(len(v) for v in valids) == 32 and len(set().union(*valids)) == 32
+    )  # folds are disjoint and cover the rest
     for n in names.values():
         assert not n["train"] & n["valid"] and not (n["train"] | n["valid"]) & n["test"]
 
@@ -156,8 +167,7 @@ def test_mask_values_map_raw_values_to_classes(tmp_path):
     bits = np.zeros((8, 8), bool)
     bits[2:5, 2:5] = True
     Image.fromarray(bits).save(raw / "masks" / "a.png")  # a 1-bit PNG
-    exp = experiment(tmp_path, group_pattern=None, mask_values={0: "background", 255: "lesion"},
-                     ratios={"train": 1.0})
+    exp = experiment(tmp_path, group_pattern=None, mask_values={0: "background", 255: "lesion"}, ratios={"train": 1.0})
     write_split(exp, plan_split(exp))
     mask = read_mask(tmp_path / "data" / "train" / "masks" / "a.png")
     assert (mask[2:5, 2:5] == (255, 0, 0)).all() and (mask[bits == 0] == 0).all()
@@ -189,9 +199,15 @@ def test_real_kneebones_dicom_split(tmp_path):
 
 def test_real_nbm_mini_group_regex_keeps_groups_apart(tmp_path):
     """nbm-mini names carry no patient id; the first digit of the slice number stands in for one."""
-    exp = load_experiment(REPO / "experiments" / "nbm.yaml", [
-        f"split.images={NBM_MINI / 'images'}", f"split.masks={NBM_MINI / 'masks'}",
-        r"split.group_pattern=\((\d)", f"data.root={tmp_path / 'nbm'}"])
+    exp = load_experiment(
+        REPO / "experiments" / "nbm.yaml",
+        [
+            f"split.images={NBM_MINI / 'images'}",
+            f"split.masks={NBM_MINI / 'masks'}",
+            r"split.group_pattern=\((\d)",
+            f"data.root={tmp_path / 'nbm'}",
+        ],
+    )
     plan = plan_split(exp)
     assert len(plan.pairing.pairs) == 24
     homes: dict[str, set] = {}

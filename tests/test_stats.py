@@ -33,7 +33,9 @@ def test_planted_leaks_are_reported(knee_split, tmp_path):
     # a test image copied into train under another name (PNG re-encoded: same pixels, other bytes)
     from flexseg.data.io import read_image, write_image
 
-    write_image(knee_split / "train" / "images" / "copy_of_test.png", np.repeat(read_image(test_image, None), 3, axis=-1))
+    write_image(
+        knee_split / "train" / "images" / "copy_of_test.png", np.repeat(read_image(test_image, None), 3, axis=-1)
+    )
     shutil.copy(knee_split / "test" / "masks" / test_image.name, knee_split / "train" / "masks" / "copy_of_test.png")
     # an "augmented copy" of a valid image sitting in train
     aug = f"{valid_image.stem}__aug01.png"
@@ -43,7 +45,9 @@ def test_planted_leaks_are_reported(knee_split, tmp_path):
     assert report.leakage
     assert {"leak_identical_image", "leak_augmented_copy"} <= kinds(report)
     identical = [p for p in report.problems if p.kind == "leak_identical_image"]
-    assert any(f"test/images/{test_image.name}" in p.files and "train/images/copy_of_test.png" in p.files for p in identical)
+    assert any(
+        f"test/images/{test_image.name}" in p.files and "train/images/copy_of_test.png" in p.files for p in identical
+    )
     copied = next(p for p in report.problems if p.kind == "leak_augmented_copy")
     assert f"train/images/{aug}" in copied.files and f"valid/images/{valid_image.stem}" in copied.files
 
@@ -59,8 +63,15 @@ def test_unpaired_and_augmented_test_files_are_errors(knee_split, tmp_path):
 
 def test_cli_stats_json_and_exit_code(knee_split, tmp_path):
     runner = CliRunner()
-    args = ["stats", str(REPO / "experiments" / "kneebones3dify.yaml"), "--json",
-            "--set", f"data.root={knee_split}", "--set", f"run_dir={tmp_path / 'run'}"]
+    args = [
+        "stats",
+        str(REPO / "experiments" / "kneebones3dify.yaml"),
+        "--json",
+        "--set",
+        f"data.root={knee_split}",
+        "--set",
+        f"run_dir={tmp_path / 'run'}",
+    ]
     ok = runner.invoke(app, args)
     assert ok.exit_code == 0, ok.output
     data = json.loads(ok.stdout)

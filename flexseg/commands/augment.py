@@ -66,8 +66,10 @@ class _PairAugmenter:
         image = read_image(image_path, channels=None)
         indices = self.class_map.to_indices(read_mask(mask_path)).indices
         if image.shape[:2] != indices.shape:
-            raise DataError(f"{image_path} {image.shape[1]}×{image.shape[0]} and its mask {mask_path} "
-                            f"{indices.shape[1]}×{indices.shape[0]} differ in size")
+            raise DataError(
+                f"{image_path} {image.shape[1]}×{image.shape[0]} and its mask {mask_path} "
+                f"{indices.shape[1]}×{indices.shape[0]} differ in size"
+            )
         for c in range(1, self.copies + 1):
             augmented, mask = self.pipeline(image, indices, copy_seed(self.seed, image_path.stem, c))
             name = augmented_name(image_path.stem, c) + ".png"
@@ -85,16 +87,22 @@ def augment(exp, split: str = "train", force: bool = False, workers: int = 2) ->
 
     spec = exp.augment
     if spec.online:
-        raise ConfigError("augment.online is true: flexseg train transforms every training pair on the fly, and "
-                          "copies written as well would be augmented twice; set augment.online: false to write copies")
+        raise ConfigError(
+            "augment.online is true: flexseg train transforms every training pair on the fly, and "
+            "copies written as well would be augmented twice; set augment.online: false to write copies"
+        )
     if split == "test":
-        raise ConfigError("flexseg augment refuses the test split: scores on augmented test data are not scores on your data")
+        raise ConfigError(
+            "flexseg augment refuses the test split: scores on augmented test data are not scores on your data"
+        )
     split_dir = exp.data.split_dir(split)
     if split_dir.resolve() == exp.data.split_dir("test").resolve():
         raise ConfigError(f"{split_dir} is also the test split's folder; augmenting it would change the test data")
     if not spec.transforms:
-        raise ConfigError("augment.transforms is empty; list albumentations transforms in the experiment, e.g. "
-                          "augment: {copies: 2, transforms: [{HorizontalFlip: {p: 0.5}}, {RandomRotate90: {p: 1.0}}]}")
+        raise ConfigError(
+            "augment.transforms is empty; list albumentations transforms in the experiment, e.g. "
+            "augment: {copies: 2, transforms: [{HorizontalFlip: {p: 0.5}}, {RandomRotate90: {p: 1.0}}]}"
+        )
     if not (split_dir / "images").is_dir():
         raise DataError(f"{split_dir}: no images/ folder; run flexseg split EXPERIMENT first, or set data.root")
     with runs.open_output(split_dir, "augment") as folder:
@@ -104,8 +112,10 @@ def augment(exp, split: str = "train", force: bool = False, workers: int = 2) ->
             return AugmentResult(split_dir, done["sources"], done["written"], 0.0)
         old = existing_copies(split_dir)
         if old and not force:
-            raise DataError(f"{split_dir} already holds {len(old)} augmented files (e.g. {old[0].name}); "
-                            "pass --force to replace them (they stay until the new copies are complete)")
+            raise DataError(
+                f"{split_dir} already holds {len(old)} augmented files (e.g. {old[0].name}); "
+                "pass --force to replace them (they stay until the new copies are complete)"
+            )
         if old and not folder.record.path.exists():  # copies of a flexseg from before the record: its names
             for path in old + [split_dir / AUGMENT_RECORD]:
                 if path.exists():
@@ -115,15 +125,29 @@ def augment(exp, split: str = "train", force: bool = False, workers: int = 2) ->
         t0 = time.perf_counter()
         written = 0
         # the copies are written into the staging folder and put in place together, when all exist
-        with runs.staged(folder) as staging, out.progress_bar(f"augment {split}", len(pairs) * spec.copies) as bar, \
-                ThreadPoolExecutor(max(1, workers)) as pool:
+        with (
+            runs.staged(folder) as staging,
+            out.progress_bar(f"augment {split}", len(pairs) * spec.copies) as bar,
+            ThreadPoolExecutor(max(1, workers)) as pool,
+        ):
             for n in pool.map(lambda pair: augment_pair(pair, staging), pairs):
                 written += n
                 bar.advance(n)
             seconds = time.perf_counter() - t0
-            atomic_write_text(staging / AUGMENT_RECORD, json.dumps({
-                "split": split, "sources": len(pairs), "copies": spec.copies, "written": written, "seed": spec.seed,
-                "transforms": spec.transforms, "seconds": round(seconds, 2),
-            }, indent=1))
+            atomic_write_text(
+                staging / AUGMENT_RECORD,
+                json.dumps(
+                    {
+                        "split": split,
+                        "sources": len(pairs),
+                        "copies": spec.copies,
+                        "written": written,
+                        "seed": spec.seed,
+                        "transforms": spec.transforms,
+                        "seconds": round(seconds, 2),
+                    },
+                    indent=1,
+                ),
+            )
             runs.promote(folder)
     return AugmentResult(split_dir, len(pairs), written, seconds)

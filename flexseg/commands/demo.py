@@ -61,8 +61,10 @@ def _check_demo_owns(exp, raw: Path) -> None:
         except (OSError, ValueError):
             ours = False
         if not ours:
-            raise RunError(f"data.root {root} holds data the demo did not make; the demo replaces only its own. "
-                           "Choose another data.root for the demo")
+            raise RunError(
+                f"data.root {root} holds data the demo did not make; the demo replaces only its own. "
+                "Choose another data.root for the demo"
+            )
     card = exp.resolved_run_dir / CARD_FILE
     if card.exists():
         try:
@@ -70,8 +72,10 @@ def _check_demo_owns(exp, raw: Path) -> None:
         except (OSError, ValueError):
             trained_for = None
         if trained_for != exp.name:
-            raise RunError(f"run_dir {exp.resolved_run_dir} holds a run of {trained_for!r}, not of the demo; the demo "
-                           "replaces only its own run. Choose another run_dir for the demo")
+            raise RunError(
+                f"run_dir {exp.resolved_run_dir} holds a run of {trained_for!r}, not of the demo; the demo "
+                "replaces only its own run. Choose another run_dir for the demo"
+            )
 
 
 @dataclass
@@ -96,7 +100,9 @@ def run_demo(exp, source: Path) -> DemoResult:
 
     t0 = time.perf_counter()
     if exp.split.images is None or exp.data.root is None:
-        raise ConfigError(f"{source}: the demo needs split.images (its raw dataset goes into that folder's parent) and data.root")
+        raise ConfigError(
+            f"{source}: the demo needs split.images (its raw dataset goes into that folder's parent) and data.root"
+        )
     raw = exp.split.images.parent
     _check_demo_owns(exp, raw)
     counts = write_demo_dataset(raw, ClassMap.from_experiment(exp), size=exp.image.width, seed=exp.train.seed)

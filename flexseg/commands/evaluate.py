@@ -71,8 +71,10 @@ class EvaluationReport:
         return self.foreground["iou"]
 
     def to_json(self) -> dict:
-        rule = {"nan": "NaN for that image, left out of the class's mean (counted in both_empty)",
-                "one": "scored 1.0 (HD95 0)"}[self.both_empty_rule]
+        rule = {
+            "nan": "NaN for that image, left out of the class's mean (counted in both_empty)",
+            "one": "scored 1.0 (HD95 0)",
+        }[self.both_empty_rule]
         return {
             **self.source,
             "images_scored": len(self.images),
@@ -85,7 +87,7 @@ class EvaluationReport:
             "both_empty": self.both_empty,
             "hd95_undefined": self.hd95_undefined,
             "empty_rule": f"class absent from truth and prediction: {rule}; absent from exactly one: "
-                          "overlap scores 0, HD95 undefined (counted in hd95_undefined)",
+            "overlap scores 0, HD95 undefined (counted in hd95_undefined)",
             "hd95_unit": self.distance_unit,
             "images": self.images,
         }
@@ -109,9 +111,11 @@ class EvaluationReport:
         pooled = rest == "pooled" or rest.startswith("pooled_")
         cls = rest.removeprefix("pooled").removeprefix("_") if pooled else rest
         if metric not in HIGHER_IS_BETTER:
-            raise ConfigError(f"--fail-under {key}: not a score where higher is better; "
-                              f"use one of {', '.join(HIGHER_IS_BETTER)} (foreground mean), e.g. dice_{self.class_names[-1]} "
-                              f"for one class or dice_pooled for pooled TP/FP/FN")
+            raise ConfigError(
+                f"--fail-under {key}: not a score where higher is better; "
+                f"use one of {', '.join(HIGHER_IS_BETTER)} (foreground mean), e.g. dice_{self.class_names[-1]} "
+                f"for one class or dice_pooled for pooled TP/FP/FN"
+            )
         if cls and cls not in self.per_class:
             raise ConfigError(f"--fail-under {key}: no foreground class {cls!r}; classes: {', '.join(self.per_class)}")
         name = f"{metric}_pooled" if pooled else metric
@@ -132,13 +136,21 @@ class EvaluationAccumulator:
         self.hd95: list[list[float]] = []
         self.units: set[str] = set()
 
-    def add(self, name: str, truth: np.ndarray, pred: np.ndarray, probs: np.ndarray | None = None,
-            spacing: tuple[float, float] | None = None) -> None:
+    def add(
+        self,
+        name: str,
+        truth: np.ndarray,
+        pred: np.ndarray,
+        probs: np.ndarray | None = None,
+        spacing: tuple[float, float] | None = None,
+    ) -> None:
         """``truth`` and ``pred`` are class-index masks of one shape; ``probs`` (H, W, classes)
         when a model made ``pred`` (for the legacy scripts' loss and metric); ``spacing`` in mm."""
         if truth.shape != pred.shape:
-            raise DataError(f"{name}: prediction {pred.shape[1]}×{pred.shape[0]} and truth "
-                            f"{truth.shape[1]}×{truth.shape[0]} differ in size")
+            raise DataError(
+                f"{name}: prediction {pred.shape[1]}×{pred.shape[0]} and truth "
+                f"{truth.shape[1]}×{truth.shape[0]} differ in size"
+            )
         counts = confusion_counts(truth, pred, len(self.class_map))
         scores = overlap_scores(counts, self.both_empty)
         row: dict = {"image": name, "spacing_mm": list(spacing) if spacing else None}
@@ -184,7 +196,9 @@ class EvaluationAccumulator:
             class_names=self.class_map.names,
             images=self.images,
             loss=float(np.mean([r["loss"] for r in self.images])) if with_model else None,
-            dice_coef_multiclass=float(np.mean([r["dice_coef_multiclass"] for r in self.images])) if with_model else None,
+            dice_coef_multiclass=float(np.mean([r["dice_coef_multiclass"] for r in self.images]))
+            if with_model
+            else None,
             per_class=per_class,
             foreground=foreground,
             both_empty=both_empty,
@@ -249,30 +263,42 @@ def _evaluate_run(exp: Experiment, run_dir: Path, batch_size: int | None) -> Eva
     check_pairs(pairs, class_map)  # every file readable and each mask its image's size, before predicting
     model = load_model(run_dir, card)
     spacings = pixel_spacings(exp.data.split_dir("test"))
-    ds = image_dataset([p for p, _ in pairs], width=card.width, height=card.height, channels=card.channels,
-                       batch_size=evaluation_batch_size(len(pairs), batch_size or max(exp.train.batch_size, 4)))
+    ds = image_dataset(
+        [p for p, _ in pairs],
+        width=card.width,
+        height=card.height,
+        channels=card.channels,
+        batch_size=evaluation_batch_size(len(pairs), batch_size or max(exp.train.batch_size, 4)),
+    )
     acc = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
     for images, sizes, indices in ds:
         for probs, i, size in zip(predict(model, images), np.asarray(indices), np.asarray(sizes)):
             image_path, mask_path = pairs[int(i)]
             if not size.any():
-                raise DataError(f"{image_path}: not a readable image (corrupt, truncated or not an image); fix or "
-                                "remove it (and its mask) from the test split")
+                raise DataError(
+                    f"{image_path}: not a readable image (corrupt, truncated or not an image); fix or "
+                    "remove it (and its mask) from the test split"
+                )
             truth = class_map.to_indices(read_mask(mask_path)).indices
             if tuple(truth.shape) != (int(size[0]), int(size[1])):
-                raise DataError(f"{image_path} is {int(size[1])}×{int(size[0])} but its mask {mask_path.name} is "
-                                f"{truth.shape[1]}×{truth.shape[0]}: not a pair. Fix the test split")
+                raise DataError(
+                    f"{image_path} is {int(size[1])}×{int(size[0])} but its mask {mask_path.name} is "
+                    f"{truth.shape[1]}×{truth.shape[0]}: not a pair. Fix the test split"
+                )
             full = resize(probs, truth.shape[1], truth.shape[0])  # probabilities, so edges follow the soft boundary
             acc.add(image_path.name, truth, full.argmax(-1), full, spacings.get(image_path.stem))
     return acc.report({"model": str(run_dir), "truth": str(exp.data.split_dir("test"))})
 
 
-def score(exp: Experiment, pred: Path | None = None, truth: Path | None = None,
-          output: Path | None = None) -> tuple[EvaluationReport, Path]:
+def score(
+    exp: Experiment, pred: Path | None = None, truth: Path | None = None, output: Path | None = None
+) -> tuple[EvaluationReport, Path]:
     """``flexseg evaluate``: the run's model on the test split, or ``pred`` masks against ``truth``.
     Returns the report and the folder it was written into."""
     if (pred is None) != (truth is None):
-        raise ConfigError("--pred and --truth go together: the predicted masks and the truth masks to score them against")
+        raise ConfigError(
+            "--pred and --truth go together: the predicted masks and the truth masks to score them against"
+        )
     if output is not None and pred is None:
         raise ConfigError("--output is for --pred/--truth; a model's evaluation goes into its run folder")
     if pred is not None:
@@ -280,7 +306,9 @@ def score(exp: Experiment, pred: Path | None = None, truth: Path | None = None,
     return evaluate(exp), exp.resolved_run_dir
 
 
-def evaluate_folders(exp: Experiment, pred_dir: Path, truth_dir: Path, output: Path | None = None) -> tuple[EvaluationReport, Path]:
+def evaluate_folders(
+    exp: Experiment, pred_dir: Path, truth_dir: Path, output: Path | None = None
+) -> tuple[EvaluationReport, Path]:
     """Score a folder of predicted masks against a folder of truth masks (paired by file stem),
     without a model; writes the report into ``output`` (default ``<run_dir>/evaluate/<pred folder>``)."""
     from flexseg.data.io import read_mask
@@ -316,8 +344,10 @@ def failed_gates(report: EvaluationReport, gates: list[str]) -> list[str]:
         if not sep or threshold is None:
             raise ConfigError(f"--fail-under {gate[:80]!r}: write METRIC=VALUE, e.g. --fail-under dice=0.8")
         if not math.isfinite(threshold):
-            raise ConfigError(f"--fail-under {gate[:80]!r}: the bar must be a finite number such as 0.8 "
-                              "(a NaN bar would let every score pass)")
+            raise ConfigError(
+                f"--fail-under {gate[:80]!r}: the bar must be a finite number such as 0.8 "
+                "(a NaN bar would let every score pass)"
+            )
         score = report.score(key.strip())
         if score is None or score < threshold:
             shown = "undefined" if score is None else f"{score:.4f}"

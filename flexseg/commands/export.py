@@ -50,27 +50,34 @@ def check_images(run_dir: Path, card: ModelCard, count: int = 4) -> np.ndarray:
     if folder is not None and folder.is_dir():
         paths = list_images(folder, RAW_IMAGE_SUFFIXES)[:count]
         if len(paths) >= 2:  # never a batch of one (flexseg.model.batches)
-            return np.stack([resize(read_image(p, card.channels), card.width, card.height) for p in paths]).astype(np.float32)
+            return np.stack([resize(read_image(p, card.channels), card.width, card.height) for p in paths]).astype(
+                np.float32
+            )
     rng = np.random.default_rng(0)
     return rng.integers(0, 256, (count, card.height, card.width, card.channels)).astype(np.float32)
 
 
-def export(run_dir: Path, fmt: str, output: Path | None = None, *, tolerance: float = DEFAULT_TOLERANCE,
-           force: bool = False) -> ExportResult:
+def export(
+    run_dir: Path, fmt: str, output: Path | None = None, *, tolerance: float = DEFAULT_TOLERANCE, force: bool = False
+) -> ExportResult:
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt[:40]!r}: choose one of {', '.join(FORMATS)}")
     card = read_card(run_dir)
     model = load_model(run_dir, card)
     folder = Path(os.path.abspath(output or run_dir / "export" / fmt))
     if (folder / MODEL_FILE).exists():
-        raise RunError(f"--output {folder} is a run folder (it holds {MODEL_FILE}); an export never writes into a run. "
-                       "Choose an empty or new folder")
+        raise RunError(
+            f"--output {folder} is a run folder (it holds {MODEL_FILE}); an export never writes into a run. "
+            "Choose an empty or new folder"
+        )
     name = OUTPUT_NAMES[fmt]
     with runs.open_output(folder, "export") as handle:
         for existing in (name, CARD_FILE):
             if (folder / existing).exists() and not any(n.split("/")[0] == existing for n in handle.record.names):
-                raise RunError(f"{folder / existing} exists and was not written by flexseg export; it is never "
-                               "overwritten. Choose another --output")
+                raise RunError(
+                    f"{folder / existing} exists and was not written by flexseg export; it is never "
+                    "overwritten. Choose another --output"
+                )
         target = folder / name
         if target.exists() and not force:
             raise RunError(f"{target} already exists; pass --force to replace it, or choose --output DIR")
@@ -92,14 +99,21 @@ def export(run_dir: Path, fmt: str, output: Path | None = None, *, tolerance: fl
                 actual = _run_onnx(written, images)
             diff = float(np.abs(actual - expected).max())
             if not np.isfinite(diff) or diff > tolerance:
-                raise RunError(f"the {fmt} export differs from the Keras model by {diff:.3g} in probability "
-                               f"(tolerance {tolerance:g}) on {len(images)} images; not written")
+                raise RunError(
+                    f"the {fmt} export differs from the Keras model by {diff:.3g} in probability "
+                    f"(tolerance {tolerance:g}) on {len(images)} images; not written"
+                )
             runs.adopt(staging, written)
             card_json = json.loads((run_dir / CARD_FILE).read_text(encoding="utf-8"))
-            card_json["export"] = {"format": fmt, "file": name, "input": "float32 NHWC pixels 0..255" +
-                                   (", divided by 255 inside the model" if card.input_normalize else ", fed as they are"),
-                                   "output": "float32 NHWC class probabilities (softmax), classes in class_names order",
-                                   "max_abs_diff_vs_keras": diff, "images_checked": len(images)}
+            card_json["export"] = {
+                "format": fmt,
+                "file": name,
+                "input": "float32 NHWC pixels 0..255"
+                + (", divided by 255 inside the model" if card.input_normalize else ", fed as they are"),
+                "output": "float32 NHWC class probabilities (softmax), classes in class_names order",
+                "max_abs_diff_vs_keras": diff,
+                "images_checked": len(images),
+            }
             atomic_write_text(staging / CARD_FILE, json.dumps(card_json, indent=2) + "\n")
             runs.promote(handle, replace={name, CARD_FILE})
     return ExportResult(fmt, target, diff, len(images), tolerance)
@@ -161,8 +175,9 @@ def _to_onnx(model, path: Path) -> None:
     import importlib.util
 
     if importlib.util.find_spec("tf2onnx") is None or importlib.util.find_spec("onnxruntime") is None:
-        raise ConfigError("--format onnx needs tf2onnx and onnxruntime: pip install -e '.[onnx]' "
-                          "(or pip install tf2onnx onnxruntime)")
+        raise ConfigError(
+            "--format onnx needs tf2onnx and onnxruntime: pip install -e '.[onnx]' (or pip install tf2onnx onnxruntime)"
+        )
     try:
         model.export(str(path), format="onnx", verbose=False)
     except Exception as e:  # tf2onnx raises many types

@@ -74,14 +74,15 @@ class Imported:
 
 def _literal(text: str, where: str):
     if len(text) > MAX_VALUE_CHARS:
-        raise ConfigError(f"{where}: a value of {len(text):,} characters (the limit is {MAX_VALUE_CHARS:,}); "
-                          "not read")
+        raise ConfigError(f"{where}: a value of {len(text):,} characters (the limit is {MAX_VALUE_CHARS:,}); not read")
     try:
         return ast.literal_eval(text.strip())
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        raise ConfigError(f"{where} = {text.strip()[:80]!r} is not a plain Python literal; flexseg never "
-                          "evaluates code from a config. Write the value as a literal (a number, string, "
-                          "tuple, list or dict)") from None
+        raise ConfigError(
+            f"{where} = {text.strip()[:80]!r} is not a plain Python literal; flexseg never "
+            "evaluates code from a config. Write the value as a literal (a number, string, "
+            "tuple, list or dict)"
+        ) from None
 
 
 def _set(tree: dict, dotted: str, value) -> None:
@@ -93,11 +94,16 @@ def _set(tree: dict, dotted: str, value) -> None:
 
 def _classes(rgb_map, where: str) -> list[dict]:
     if not isinstance(rgb_map, dict) or not rgb_map:
-        raise ConfigError(f"{where}: rgb_map must be a dict of (r, g, b): class index, e.g. {{(0,0,0):0, (255,255,255):1}}")
+        raise ConfigError(
+            f"{where}: rgb_map must be a dict of (r, g, b): class index, e.g. {{(0,0,0):0, (255,255,255):1}}"
+        )
     by_index: dict[int, tuple] = {}
     for colour, index in rgb_map.items():
-        if (not isinstance(colour, tuple) or len(colour) != 3
-                or not all(isinstance(c, int) and 0 <= c <= 255 for c in colour)):
+        if (
+            not isinstance(colour, tuple)
+            or len(colour) != 3
+            or not all(isinstance(c, int) and 0 <= c <= 255 for c in colour)
+        ):
             raise ConfigError(f"{where}: {colour!r} is not an (r, g, b) colour of three integers 0..255")
         if not isinstance(index, int) or index in by_index:
             raise ConfigError(f"{where}: class index {index!r} of {colour} is not an integer used once")
@@ -125,9 +131,11 @@ def _split_folder(section: str, keys: dict, config_dir: Path, output_dir: Path, 
     masks_path = Path(str(masks).rstrip("/")) if masks is not None else None
     if images_path.name == "images" and masks_path is not None and masks_path == images_path.parent / "masks":
         return _path(str(images_path.parent), f"[{section}] images_dir", config_dir, output_dir)
-    warnings.append(f"[{section}] images_dir={images!r}, masks_dir={masks!r}: flexseg reads a split from one folder "
-                    f"holding images/ and masks/; set data.{section} by hand "
-                    "(or run flexseg split on your master folder)")
+    warnings.append(
+        f"[{section}] images_dir={images!r}, masks_dir={masks!r}: flexseg reads a split from one folder "
+        f"holding images/ and masks/; set data.{section} by hand "
+        "(or run flexseg split on your master folder)"
+    )
     return None
 
 
@@ -135,72 +143,15 @@ def convert_legacy_config(path: Path, output: Path) -> Imported:
     """Convert the legacy config at ``path`` into an experiment dict for the file ``output``."""
     from flexseg.config import validate_experiment
 
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file; pass the legacy scripts' train_eval_infer.config")
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a legacy config is a few KB (the limit is "
-                          f"{MAX_CONFIG_BYTES:,}): is this the right file?")
-    # strict: a key or section given twice is refused (the legacy scripts' configparser let the last one win silently)
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"), strict=True)
-    try:
-        parser.read_string(path.read_text(encoding="utf-8"), source=str(path))
-    except (configparser.DuplicateOptionError, configparser.DuplicateSectionError) as e:
-        raise ConfigError(f"{path}: {e.message if hasattr(e, 'message') else str(e).splitlines()[0]}; "
-                          "keep one and delete the other") from None
-    except (configparser.Error, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not an INI config the legacy scripts could read ({str(e).splitlines()[0][:200]})") from None
-
+    raw = _read_ini(path)
     config_dir, output_dir = path.resolve().parent, output.resolve().parent
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", config_dir.name).strip("-.") or "imported"
     tree: dict = {"name": name if name[0].isalnum() else f"x{name}"}
     warnings: list[str] = []
-    raw = {s: dict(parser.items(s)) for s in parser.sections()}
-    values: dict[str, dict] = {}
-    for section, keys in raw.items():
-        values[section] = {}
-        for key, text in keys.items():
-            where = f"{path.name} [{section}] {key}"
-            known = ((section, key) in DIRECT or (section, key) in TYPOS or key == "rgb_map"
-                     or key in ("images_dir", "masks_dir", "loss", "optimizer"))
-            try:
-                values[section][key] = _literal(text, where)
-            except ConfigError:
-                if known:  # flexseg needs it: refuse
-                    raise
-                warnings.append(f"[{section}] {key} = {excerpt(text.strip())}: not a plain literal (or too long); not imported")
-
+    values = _literals(raw, path, warnings)
     for section, keys in values.items():
         for key, value in keys.items():
-            spot = (section, key)
-            if spot in TYPOS:
-                fixed = TYPOS[spot]
-                warnings.append(f"[{section}] {key} is the legacy scripts' typo for {fixed[1]}; imported as "
-                                f"{DIRECT[fixed]} = {value!r} (the legacy scripts never applied it)")
-                _set(tree, DIRECT[fixed], value)
-            elif spot in DIRECT:
-                _set(tree, DIRECT[spot], list(value) if isinstance(value, tuple) else value)
-            elif key == "rgb_map":
-                tree["classes"] = _classes(value, f"{path.name} [{section}] rgb_map")
-            elif spot == ("model", "loss"):
-                if value in LOSSES:
-                    _set(tree, "train.loss", LOSSES[value])
-                else:
-                    warnings.append(f"[model] loss = {value!r} is not in flexseg; using categorical_crossentropy "
-                                    "(others: dice, ce+dice)")
-            elif spot == ("model", "optimizer"):
-                if str(value).lower() != "adam":
-                    warnings.append(f"[model] optimizer = {value!r}: flexseg trains with Adam")
-            elif key in ("images_dir", "masks_dir") and section in ("train", "valid", "test"):
-                continue  # paired below
-            elif spot == ("infer", "images_dir"):
-                _set(tree, "infer.images", _path(value, "[infer] images_dir", config_dir, output_dir))
-            elif spot == ("infer", "output_dir"):
-                _set(tree, "infer.output", _path(value, "[infer] output_dir", config_dir, output_dir))
-            elif spot in BUILT_IN:
-                warnings.append(f"[{section}] {key} = {excerpt(value)}: not imported; {BUILT_IN[spot]}")
-            else:
-                warnings.append(f"[{section}] {key} = {excerpt(value)}: flexseg has no such setting; not imported")
-
+            _map_value(tree, section, key, value, path, config_dir, output_dir, warnings)
     for section in ("train", "valid", "test"):
         folder = _split_folder(section, values.get(section, {}), config_dir, output_dir, warnings)
         if folder is not None:
@@ -208,13 +159,100 @@ def convert_legacy_config(path: Path, output: Path) -> Imported:
 
     num_classes = values.get("model", {}).get("num_classes")
     if "classes" not in tree:
-        raise ConfigError(f"{path}: no [mask] rgb_map; flexseg needs the class colours, e.g. "
-                          "rgb_map = {(0,0,0):0, (255,255,255):1}")
+        raise ConfigError(
+            f"{path}: no [mask] rgb_map; flexseg needs the class colours, e.g. rgb_map = {{(0,0,0):0, (255,255,255):1}}"
+        )
     if num_classes is not None and num_classes != len(tree["classes"]):
-        raise ConfigError(f"{path}: [model] num_classes = {num_classes} but [mask] rgb_map has "
-                          f"{len(tree['classes'])} colours; make them agree")
+        raise ConfigError(
+            f"{path}: [model] num_classes = {num_classes} but [mask] rgb_map has "
+            f"{len(tree['classes'])} colours; make them agree"
+        )
     validate_experiment(tree, base_dir=output_dir, source=f"{path} (imported)")
     return Imported(tree, warnings)
+
+
+def _read_ini(path: Path) -> dict[str, dict[str, str]]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file; pass the legacy scripts' train_eval_infer.config")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {path.stat().st_size:,} bytes; a legacy config is a few KB (the limit is "
+            f"{MAX_CONFIG_BYTES:,}): is this the right file?"
+        )
+    # strict: a key or section given twice is refused (the legacy scripts' configparser let the last one win)
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"), strict=True)
+    try:
+        parser.read_string(path.read_text(encoding="utf-8"), source=str(path))
+    except (configparser.DuplicateOptionError, configparser.DuplicateSectionError) as e:
+        raise ConfigError(
+            f"{path}: {e.message if hasattr(e, 'message') else str(e).splitlines()[0]}; keep one and delete the other"
+        ) from None
+    except (configparser.Error, UnicodeDecodeError) as e:
+        raise ConfigError(
+            f"{path}: not an INI config the legacy scripts could read ({str(e).splitlines()[0][:200]})"
+        ) from None
+    return {s: dict(parser.items(s)) for s in parser.sections()}
+
+
+def _literals(raw: dict[str, dict[str, str]], path: Path, warnings: list[str]) -> dict[str, dict]:
+    """Every value as a Python literal; one that is not is refused where flexseg needs the key,
+    reported and left out elsewhere."""
+    values: dict[str, dict] = {}
+    for section, keys in raw.items():
+        values[section] = {}
+        for key, text in keys.items():
+            known = (
+                (section, key) in DIRECT
+                or (section, key) in TYPOS
+                or key == "rgb_map"
+                or key in ("images_dir", "masks_dir", "loss", "optimizer")
+            )
+            try:
+                values[section][key] = _literal(text, f"{path.name} [{section}] {key}")
+            except ConfigError:
+                if known:  # flexseg needs it: refuse
+                    raise
+                warnings.append(
+                    f"[{section}] {key} = {excerpt(text.strip())}: not a plain literal (or too long); not imported"
+                )
+    return values
+
+
+def _map_value(
+    tree: dict, section: str, key: str, value, path: Path, config_dir: Path, output_dir: Path, warnings: list[str]
+) -> None:
+    """One legacy key onto the experiment, or a warning saying why not."""
+    spot = (section, key)
+    if spot in TYPOS:
+        fixed = TYPOS[spot]
+        warnings.append(
+            f"[{section}] {key} is the legacy scripts' typo for {fixed[1]}; imported as "
+            f"{DIRECT[fixed]} = {value!r} (the legacy scripts never applied it)"
+        )
+        _set(tree, DIRECT[fixed], value)
+    elif spot in DIRECT:
+        _set(tree, DIRECT[spot], list(value) if isinstance(value, tuple) else value)
+    elif key == "rgb_map":
+        tree["classes"] = _classes(value, f"{path.name} [{section}] rgb_map")
+    elif spot == ("model", "loss"):
+        if value in LOSSES:
+            _set(tree, "train.loss", LOSSES[value])
+        else:
+            warnings.append(
+                f"[model] loss = {value!r} is not in flexseg; using categorical_crossentropy (others: dice, ce+dice)"
+            )
+    elif spot == ("model", "optimizer"):
+        if str(value).lower() != "adam":
+            warnings.append(f"[model] optimizer = {value!r}: flexseg trains with Adam")
+    elif key in ("images_dir", "masks_dir") and section in ("train", "valid", "test"):
+        return  # paired by _split_folder
+    elif spot in (("infer", "images_dir"), ("infer", "output_dir")):
+        target = "infer.images" if key == "images_dir" else "infer.output"
+        _set(tree, target, _path(value, f"[infer] {key}", config_dir, output_dir))
+    elif spot in BUILT_IN:
+        warnings.append(f"[{section}] {key} = {excerpt(value)}: not imported; {BUILT_IN[spot]}")
+    else:
+        warnings.append(f"[{section}] {key} = {excerpt(value)}: flexseg has no such setting; not imported")
 
 
 @dataclass
@@ -235,7 +273,9 @@ def import_config(config: Path, output: Path | None = None, force: bool = False)
     if target.exists() and not force:
         raise RunError(f"{target} already exists; pass --force to replace it, or choose -o FILE")
     imported = convert_legacy_config(config, target)
-    header = (f"Imported by `flexseg import-config` from {config.name}.\nClass names are placeholders "
-              "(background, class1, ...): rename them.")
+    header = (
+        f"Imported by `flexseg import-config` from {config.name}.\nClass names are placeholders "
+        "(background, class1, ...): rename them."
+    )
     atomic_write_text(target, experiment_yaml(imported.experiment, header))
     return ImportResult(target, len(imported.experiment["classes"]), imported.warnings)

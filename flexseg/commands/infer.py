@@ -114,8 +114,10 @@ def check_output(folder, images: list[Path], force: bool, options: InferOptions 
     clashes = [n for n in planned_files(images, options or InferOptions()) if (folder.folder / n).exists()]
     foreign = [n for n in clashes if n not in folder.record]
     if foreign:
-        raise RunError(f"{folder.folder / foreign[0]} exists and was not written by flexseg ({len(foreign)} such "
-                       "file(s)); --force replaces only masks flexseg wrote. Choose another --output")
+        raise RunError(
+            f"{folder.folder / foreign[0]} exists and was not written by flexseg ({len(foreign)} such "
+            "file(s)); --force replaces only masks flexseg wrote. Choose another --output"
+        )
     if clashes and not force:
         raise RunError(
             f"{folder.folder} already holds {len(clashes)} of the masks this would write (e.g. {clashes[0]!r}); "
@@ -127,8 +129,10 @@ def check_not_a_run(output_dir: Path) -> None:
     from flexseg.model.store import CARD_FILE, MODEL_FILE
 
     if (output_dir / MODEL_FILE).exists() or (output_dir / CARD_FILE).exists():
-        raise RunError(f"--output {output_dir} is a run folder (it holds {MODEL_FILE} / {CARD_FILE}); masks go into a "
-                       "folder of their own, e.g. --output RUN/infer/NAME")
+        raise RunError(
+            f"--output {output_dir} is a run folder (it holds {MODEL_FILE} / {CARD_FILE}); masks go into a "
+            "folder of their own, e.g. --output RUN/infer/NAME"
+        )
 
 
 # ---------------------------------------------------------------- prediction
@@ -181,11 +185,11 @@ def predict_tiled(model, image: np.ndarray, card: ModelCard, options: InferOptio
     norm = np.zeros((H, W, 1), np.float32)
     corners = [(y, x) for y in window_starts(H, th, options.overlap) for x in window_starts(W, tw, options.overlap)]
     for i in range(0, len(corners), batch_size):
-        chunk = corners[i:i + batch_size]
-        batch = np.stack([padded[y:y + th, x:x + tw] for y, x in chunk]).astype(np.float32)
+        chunk = corners[i : i + batch_size]
+        batch = np.stack([padded[y : y + th, x : x + tw] for y, x in chunk]).astype(np.float32)
         for (y, x), probs in zip(chunk, predict_batch(model, batch, options.tta)):
-            total[y:y + th, x:x + tw] += probs * weight[..., None]
-            norm[y:y + th, x:x + tw] += weight[..., None]
+            total[y : y + th, x : x + tw] += probs * weight[..., None]
+            norm[y : y + th, x : x + tw] += weight[..., None]
     return (total / norm)[:h, :w]
 
 
@@ -238,8 +242,9 @@ class _Writer:
     def __call__(self, path: Path, probs: np.ndarray, image: np.ndarray | None = None) -> None:
         from flexseg.fsutil import atomic_path
 
-        labels = postprocess(probs.argmax(-1).astype(np.uint8), probs.shape[-1],
-                             self.options.largest_component, self.options.min_size)
+        labels = postprocess(
+            probs.argmax(-1).astype(np.uint8), probs.shape[-1], self.options.largest_component, self.options.min_size
+        )
         write_palette_mask(self.output_dir / mask_name(path), labels, self.palette)
         if self.options.overlay:
             image = read_image(path, channels=None) if image is None else image
@@ -247,8 +252,9 @@ class _Writer:
         if self.options.probabilities:
             with atomic_path(self.output_dir / PROBABILITIES_DIR / (path.stem + ".npz")) as tmp:
                 with open(tmp, "wb") as f:
-                    np.savez_compressed(f, probabilities=probs.astype(np.float16),
-                                        class_names=np.array(self.card.class_names))
+                    np.savez_compressed(
+                        f, probabilities=probs.astype(np.float16), class_names=np.array(self.card.class_names)
+                    )
 
 
 def infer(
@@ -273,8 +279,15 @@ def infer(
         return _infer(model, card, model_dir, images, output_dir, batch_size, options)
 
 
-def _infer(model, card: ModelCard, model_dir: Path, images: list[Path], output_dir: Path, batch_size: int,
-           options: InferOptions) -> InferResult:
+def _infer(
+    model,
+    card: ModelCard,
+    model_dir: Path,
+    images: list[Path],
+    output_dir: Path,
+    batch_size: int,
+    options: InferOptions,
+) -> InferResult:
     from flexseg.data.pipeline import image_dataset
 
     write = _Writer(output_dir, card, options)
@@ -288,6 +301,7 @@ def _infer(model, card: ModelCard, model_dir: Path, images: list[Path], output_d
         """An unreadable image gets no mask; the others go on, and the run fails at the end naming it."""
         unreadable.append(path)
         out.warn(f"{reason or f'{path}: not a readable image (corrupt, truncated or not an image)'}; no mask written")
+
     with out.progress_bar("infer", len(images)) as bar, ThreadPoolExecutor(1) as writer:
         pending: deque = deque()
 
@@ -313,8 +327,14 @@ def _infer(model, card: ModelCard, model_dir: Path, images: list[Path], output_d
                         submit(path, predict_tiled(model, image, card, options, batch_size))
                     bar.advance(1)
         else:
-            ds = image_dataset(images, width=card.width, height=card.height, channels=card.channels,
-                               batch_size=batch_size, errors=reasons)
+            ds = image_dataset(
+                images,
+                width=card.width,
+                height=card.height,
+                channels=card.channels,
+                batch_size=batch_size,
+                errors=reasons,
+            )
             for batch, sizes, indices in ds:
                 probs = predict_batch(model, np.asarray(batch), options.tta)
                 for p, size, i in zip(probs, sizes.numpy(), indices.numpy()):
@@ -328,14 +348,26 @@ def _infer(model, card: ModelCard, model_dir: Path, images: list[Path], output_d
             pending.popleft().result()
     seconds = time.perf_counter() - t0
     if unreadable:
-        names = ", ".join(p.name for p in unreadable[:5]) + (f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else "")
-        raise DataError(f"{len(unreadable)} of {len(images)} images could not be read and have no mask ({names}); "
-                        f"the other masks are in {output_dir}. Fix or remove those files and run again with --force")
+        names = ", ".join(p.name for p in unreadable[:5]) + (
+            f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        )
+        raise DataError(
+            f"{len(unreadable)} of {len(images)} images could not be read and have no mask ({names}); "
+            f"the other masks are in {output_dir}. Fix or remove those files and run again with --force"
+        )
     return InferResult(model_dir=model_dir, output_dir=output_dir, images=len(images), seconds=seconds)
 
 
-def infer_for(exp, *, model: Path | None, images: list[Path], output: Path | None, batch_size: int = 4,
-              force: bool = False, options: InferOptions | None = None) -> InferResult:
+def infer_for(
+    exp,
+    *,
+    model: Path | None,
+    images: list[Path],
+    output: Path | None,
+    batch_size: int = 4,
+    force: bool = False,
+    options: InferOptions | None = None,
+) -> InferResult:
     """``flexseg infer``: choose the model (``--model``, the experiment's run, $FLEXSEG_MODEL, the
     only run under ./runs/), the images (``--images`` or the experiment's ``infer.images``) and the
     output (see ``resolve_output``), check the model fits the experiment, then infer."""

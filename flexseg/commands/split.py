@@ -79,11 +79,16 @@ class SplitPlan:
         out_ = []
         for k in range(self.folds):
             fold = f"fold_{k}"
-            out_.append((Path(fold), {
-                "train": [i for i, p in enumerate(self.places) if p.startswith("fold_") and p != fold],
-                "valid": [i for i, p in enumerate(self.places) if p == fold],
-                "test": test,
-            }))
+            out_.append(
+                (
+                    Path(fold),
+                    {
+                        "train": [i for i, p in enumerate(self.places) if p.startswith("fold_") and p != fold],
+                        "valid": [i for i, p in enumerate(self.places) if p == fold],
+                        "test": test,
+                    },
+                )
+            )
         return out_
 
 
@@ -99,8 +104,15 @@ class SplitResult:
 # ---------------------------------------------------------------- planning
 
 
-def plan_split(exp: Experiment, images: Path | None = None, masks: Path | None = None, output: Path | None = None,
-               folds: int | None = None, allow_unpaired: bool = False, force: bool = False) -> SplitPlan:
+def plan_split(
+    exp: Experiment,
+    images: Path | None = None,
+    masks: Path | None = None,
+    output: Path | None = None,
+    folds: int | None = None,
+    allow_unpaired: bool = False,
+    force: bool = False,
+) -> SplitPlan:
     """Pair, group and assign; checks everything that can be checked before writing."""
     spec = exp.split
     images_dir = _required(images or spec.images, "split.images", "--images")
@@ -108,14 +120,19 @@ def plan_split(exp: Experiment, images: Path | None = None, masks: Path | None =
     output = _required(output or exp.data.root, "data.root", "--output").resolve()
     for folder, key, option in ((images_dir, "split.images", "--images"), (masks_dir, "split.masks", "--masks")):
         if not folder.is_dir():
-            raise DataError(f"{folder}: folder not found; set {key} in the experiment to your raw {option[2:]} folder, or pass {option} DIR")
+            raise DataError(
+                f"{folder}: folder not found; set {key} in the experiment "
+                f"to your raw {option[2:]} folder, or pass {option} DIR"
+            )
     _check_output(output, [images_dir, masks_dir], force)
 
     pairing = pair_folders(images_dir, masks_dir, spec.pairing, spec.image_pattern, spec.mask_pattern)
     if not pairing.complete:
         message = f"unpaired files (split.pairing: {spec.pairing}): {pairing.describe_unpaired()}"
         if not allow_unpaired:
-            raise DataError(message + ". Fix the folders or the pairing rule, or pass --allow-unpaired to leave them out")
+            raise DataError(
+                message + ". Fix the folders or the pairing rule, or pass --allow-unpaired to leave them out"
+            )
         out.warn(message + "; left out (--allow-unpaired)")
     if not pairing.pairs:
         raise DataError(f"no image in {images_dir} pairs with a mask in {masks_dir} (split.pairing: {spec.pairing})")
@@ -126,15 +143,20 @@ def plan_split(exp: Experiment, images: Path | None = None, masks: Path | None =
     sizes = Counter(groups)
     if folds:
         if folds > len(sizes):
-            raise ConfigError(f"--folds {folds}: only {len(sizes)} groups to spread over the folds; use at most {len(sizes)} folds")
-        held_out = assign_groups(sizes, {"train": 1.0 - spec.ratios["test"], "valid": 0.0, "test": spec.ratios["test"]}, spec.seed)
+            raise ConfigError(
+                f"--folds {folds}: only {len(sizes)} groups to spread over the folds; use at most {len(sizes)} folds"
+            )
+        held_out = assign_groups(
+            sizes, {"train": 1.0 - spec.ratios["test"], "valid": 0.0, "test": spec.ratios["test"]}, spec.seed
+        )
         rest = {g: n for g, n in sizes.items() if held_out[g] != "test"}
         fold_of = assign_folds(rest, folds, spec.seed)
         place_of = {g: "test" if held_out[g] == "test" else f"fold_{fold_of[g]}" for g in sizes}
     else:
         place_of = assign_groups(sizes, spec.ratios, spec.seed)
-    plan = SplitPlan(images_dir, masks_dir, output, pairing, groups, [place_of[g] for g in groups], folds, grouping,
-                     force)
+    plan = SplitPlan(
+        images_dir, masks_dir, output, pairing, groups, [place_of[g] for g in groups], folds, grouping, force
+    )
     wanted = ["test"] if folds else [s for s in SPLITS if spec.ratios[s] > 0]
     empty = [s for s in wanted if not plan.counts().get(s)]
     if empty:
@@ -183,8 +205,10 @@ def _groups(exp: Experiment, images: list[Path]) -> tuple[list[str], str]:
         matches = [rx.search(p.name) for p in images]
         missing = [p.name for p, m in zip(images, matches) if m is None]
         if missing:
-            raise DataError(f"split.group_pattern {spec.group_pattern!r} does not match {len(missing)} image name(s), "
-                            f"e.g. {missing[:3]}; every file needs a group")
+            raise DataError(
+                f"split.group_pattern {spec.group_pattern!r} does not match {len(missing)} image name(s), "
+                f"e.g. {missing[:3]}; every file needs a group"
+            )
         groups = [m.group("group") if "group" in rx.groupindex else m.group(1) for m in matches]
         return groups, f"group_pattern {spec.group_pattern!r}"
     if spec.groups_csv:
@@ -194,7 +218,10 @@ def _groups(exp: Experiment, images: list[Path]) -> tuple[list[str], str]:
             g = table.get(p.name, table.get(p.stem))
             missing.append(p.name) if g is None else groups.append(g)
         if missing:
-            raise DataError(f"{spec.groups_csv}: no group for {len(missing)} image(s), e.g. {missing[:3]}; add rows file,group for them")
+            raise DataError(
+                f"{spec.groups_csv}: no group for {len(missing)} image(s), "
+                f"e.g. {missing[:3]}; add rows file,group for them"
+            )
         return groups, f"groups_csv {spec.groups_csv}"
     return [p.stem for p in images], "each file is its own group (no split.group_pattern or split.groups_csv)"
 
@@ -220,18 +247,25 @@ def _check_output(output: Path, sources: list[Path], force: bool) -> None:
     for src in sources:
         src = src.resolve()
         if output == src or output.is_relative_to(src) or src.is_relative_to(output):
-            raise ConfigError(f"the output {output} overlaps the source folder {src}; the sources are never written to, "
-                              "choose another --output (data.root)")
+            raise ConfigError(
+                f"the output {output} overlaps the source folder {src}; the sources are never written to, "
+                "choose another --output (data.root)"
+            )
     if not output.exists() or not any(p for p in output.iterdir() if not p.name.startswith(".flexseg")):
         return
     if not force:
         raise DataError(f"{output} already exists; pass --force to replace it, or choose another --output (data.root)")
     foreign = foreign_files(output)
     if not (output / MANIFEST).exists() or foreign:
-        what = f"it also holds {foreign[0]}" + (f" and {len(foreign) - 1} more" if len(foreign) > 1 else "") \
-            if foreign else f"it has no {MANIFEST}"
-        raise DataError(f"{output} was not written by flexseg split ({what}); --force replaces only a folder that holds "
-                        "nothing but flexseg's split. Move those files away or choose another --output")
+        what = (
+            f"it also holds {foreign[0]}" + (f" and {len(foreign) - 1} more" if len(foreign) > 1 else "")
+            if foreign
+            else f"it has no {MANIFEST}"
+        )
+        raise DataError(
+            f"{output} was not written by flexseg split ({what}); --force replaces only a folder that holds "
+            "nothing but flexseg's split. Move those files away or choose another --output"
+        )
 
 
 def foreign_files(output: Path) -> list[str]:
@@ -263,15 +297,19 @@ def _check_pairs(pairs: list[tuple[Path, Path]]) -> None:
     stems = Counter(image.stem for image, _ in pairs)
     clash = [s for s, n in stems.items() if n > 1]
     if clash:
-        raise DataError(f"several paired images share the name stem {clash[0]!r}; output files are named by stem, rename them")
+        raise DataError(
+            f"several paired images share the name stem {clash[0]!r}; output files are named by stem, rename them"
+        )
     mismatched = []
     for image, mask in pairs:
         image_wh, mask_wh = image_size(image), image_size(mask)
         if image_wh != mask_wh:
             mismatched.append(f"{image.name} {image_wh} ↔ {mask.name} {mask_wh}")
     if mismatched:
-        raise DataError(f"{len(mismatched)} pair(s) of image and mask differ in size, so they are not pairs: "
-                        f"{'; '.join(mismatched[:3])}. Check split.pairing")
+        raise DataError(
+            f"{len(mismatched)} pair(s) of image and mask differ in size, so they are not pairs: "
+            f"{'; '.join(mismatched[:3])}. Check split.pairing"
+        )
 
 
 # ---------------------------------------------------------------- writing
@@ -282,9 +320,11 @@ def mask_converter(exp: Experiment):
     class_map = ClassMap.from_experiment(exp)
     values = exp.split.mask_values
     if not values:
+
         def convert(rgb):
             conv = class_map.to_indices(rgb)
             return conv.indices, conv.far_pixels
+
         return convert
     names = [c.name for c in exp.classes]
     raw_map = ClassMap(list(values.values()), [parse_mask_value(k) for k in values], exp.data.mask_tolerance)
@@ -293,6 +333,7 @@ def mask_converter(exp: Experiment):
     def convert(rgb):
         conv = raw_map.to_indices(rgb)
         return lut[conv.indices], conv.far_pixels
+
     return convert
 
 
@@ -304,8 +345,10 @@ def write_split(exp: Experiment, plan: SplitPlan, workers: int = 2) -> SplitResu
     with folder_lock(output, command="split"):  # inside the output: the swap moves it away with the old folder
         cleaned = clean_leftovers(output.parent, prefix=f".{output.name}.", recursive=False)
         if cleaned:
-            out.warn(f"removed {len(cleaned)} temporary folder(s) an interrupted flexseg split left beside {output} "
-                     f"(e.g. {cleaned[0]})")
+            out.warn(
+                f"removed {len(cleaned)} temporary folder(s) an interrupted flexseg split left beside {output} "
+                f"(e.g. {cleaned[0]})"
+            )
         _check_output(output, [plan.images_dir, plan.masks_dir], plan.force)  # again: another split may have run
         return _write_locked(exp, plan, workers)
 
@@ -352,8 +395,14 @@ def _write_pairs(exp, plan: SplitPlan, tmp: Path, workers: int, result: SplitRes
         indices, far = convert(read_mask(mask))
         mask_name = image.stem + ".png"
         write_palette_mask(home / "masks" / mask_name, indices, palette)
-        return {"image_name": image_name, "mask_name": mask_name, "how": how, "far": far,
-                "pixels": int(indices.size), "home": str(first_home[i])}
+        return {
+            "image_name": image_name,
+            "mask_name": mask_name,
+            "how": how,
+            "far": far,
+            "pixels": int(indices.size),
+            "home": str(first_home[i]),
+        }
 
     written = []
     with out.progress_bar("split", len(plan.pairing.pairs)) as bar, ThreadPoolExecutor(workers) as pool:

@@ -109,11 +109,15 @@ def _facts(pair: tuple[Path, Path], class_map: ClassMap) -> _FileFacts:
     conv = class_map.to_indices(read_mask(mask_path))
     digest = content_hash(image)
     return _FileFacts(
-        name=image_path.name, stem=image_path.stem, digest=digest,
-        size=(image.shape[1], image.shape[0]), channels=image.shape[-1],
+        name=image_path.name,
+        stem=image_path.stem,
+        digest=digest,
+        size=(image.shape[1], image.shape[0]),
+        channels=image.shape[-1],
         histogram=np.bincount(image.ravel(), minlength=256),
         class_pixels=np.bincount(conv.indices.ravel(), minlength=len(class_map)),
-        mask_size=(conv.indices.shape[1], conv.indices.shape[0]), far_pixels=conv.far_pixels,
+        mask_size=(conv.indices.shape[1], conv.indices.shape[0]),
+        far_pixels=conv.far_pixels,
     )
 
 
@@ -123,26 +127,47 @@ def collect_stats(exp: Experiment, workers: int = 2) -> StatsReport:
     problems: list[Problem] = []
     facts: dict[str, list[_FileFacts]] = {}
     if not any((exp.data.split_dir(split) / "images").is_dir() for split in SPLITS):
-        raise DataError(f"no split dataset in {exp.data.split_dir('train').parent} (no train/valid/test images folders); "
-                        "run flexseg split EXPERIMENT first, or set data.root")
+        raise DataError(
+            f"no split dataset in {exp.data.split_dir('train').parent} (no train/valid/test images folders); "
+            "run flexseg split EXPERIMENT first, or set data.root"
+        )
     for split in SPLITS:
         folder = exp.data.split_dir(split)
         stats = SplitStats(split, str(folder))
         splits[split] = stats
         if not (folder / "images").is_dir() or not (folder / "masks").is_dir():
-            problems.append(Problem("missing_split", "error", f"{split}: no {folder}/images and masks folders; run flexseg split first"))
+            problems.append(
+                Problem(
+                    "missing_split", "error", f"{split}: no {folder}/images and masks folders; run flexseg split first"
+                )
+            )
             facts[split] = []
             continue
-        pairing = pair_folders(folder / "images", folder / "masks", "stem", image_suffixes=IMAGE_SUFFIXES) \
-            if any((folder / "images").iterdir()) else None
+        pairing = (
+            pair_folders(folder / "images", folder / "masks", "stem", image_suffixes=IMAGE_SUFFIXES)
+            if any((folder / "images").iterdir())
+            else None
+        )
         pairs = pairing.pairs if pairing else []
         if pairing and not pairing.complete:
             stats.unpaired_images = [p.name for p in pairing.lonely_images]
             stats.unpaired_masks = [p.name for p in pairing.lonely_masks]
-            problems.append(Problem("unpaired", "error", f"{split}: {pairing.describe_unpaired()}",
-                                    stats.unpaired_images + stats.unpaired_masks))
+            problems.append(
+                Problem(
+                    "unpaired",
+                    "error",
+                    f"{split}: {pairing.describe_unpaired()}",
+                    stats.unpaired_images + stats.unpaired_masks,
+                )
+            )
         if not pairs:
-            problems.append(Problem("empty_split", "error" if split == "train" else "warning", f"{split}: no image/mask pairs in {folder}"))
+            problems.append(
+                Problem(
+                    "empty_split",
+                    "error" if split == "train" else "warning",
+                    f"{split}: no image/mask pairs in {folder}",
+                )
+            )
         with out.progress_bar(f"stats {split}", len(pairs)) as bar, ThreadPoolExecutor(workers) as pool:
             facts[split] = []
             for f in pool.map(lambda pair: _facts(pair, class_map), pairs):
@@ -164,7 +189,10 @@ def _summarise(stats: SplitStats, files: list[_FileFacts], class_map: ClassMap, 
     values = np.arange(256)
     mean = float((hist * values).sum() / hist.sum())
     cdf = np.cumsum(hist) / hist.sum()
-    stats.intensity = {"mean": round(mean, 2), "std": round(float(np.sqrt((hist * (values - mean) ** 2).sum() / hist.sum())), 2)}
+    stats.intensity = {
+        "mean": round(mean, 2),
+        "std": round(float(np.sqrt((hist * (values - mean) ** 2).sum() / hist.sum())), 2),
+    }
     stats.intensity.update({f"p{q}": int(np.searchsorted(cdf, q / 100)) for q in PERCENTILES})
     pixels = np.sum([f.class_pixels for f in files], axis=0)
     present = np.sum([f.class_pixels > 0 for f in files], axis=0)
@@ -175,13 +203,25 @@ def _summarise(stats: SplitStats, files: list[_FileFacts], class_map: ClassMap, 
     stats.far_files = {f.name: f.far_pixels for f in sorted(files, key=lambda f: -f.far_pixels) if f.far_pixels}
     if stats.far_pixels:
         worst = ", ".join(f"{k} ({v})" for k, v in list(stats.far_files.items())[:3])
-        problems.append(Problem("far_mask_pixels", "warning",
-                                f"{stats.split}: {stats.far_pixels} mask pixels in {len(stats.far_files)} masks differ by more than "
-                                f"{class_map.tolerance:g} from every class colour (most in {worst}); check the class colours",
-                                list(stats.far_files)))
+        problems.append(
+            Problem(
+                "far_mask_pixels",
+                "warning",
+                f"{stats.split}: {stats.far_pixels} mask pixels in {len(stats.far_files)} masks differ by more than "
+                f"{class_map.tolerance:g} from every class colour (most in {worst}); check the class colours",
+                list(stats.far_files),
+            )
+        )
     wrong = [f"{f.name} {f.size} vs mask {f.mask_size}" for f in files if f.size != f.mask_size]
     if wrong:
-        problems.append(Problem("size_mismatch", "error", f"{stats.split}: {len(wrong)} image(s) and mask(s) differ in size: {wrong[:3]}", wrong))
+        problems.append(
+            Problem(
+                "size_mismatch",
+                "error",
+                f"{stats.split}: {len(wrong)} image(s) and mask(s) differ in size: {wrong[:3]}",
+                wrong,
+            )
+        )
     if len(stats.empty_masks) == len(files):
         problems.append(Problem("no_foreground", "warning", f"{stats.split}: every mask is background only"))
 
@@ -196,10 +236,23 @@ def _leakage(facts: dict[str, list[_FileFacts]]) -> list[Problem]:
         splits = {s for s, _ in places}
         listed = [f"{s}/images/{n}" for s, n in places]
         if len(splits) > 1:
-            problems.append(Problem("leak_identical_image", "error",
-                                    f"the same image is in {' and '.join(sorted(splits, key=SPLITS.index))}: {' = '.join(listed)}", listed))
+            problems.append(
+                Problem(
+                    "leak_identical_image",
+                    "error",
+                    f"the same image is in {' and '.join(sorted(splits, key=SPLITS.index))}: {' = '.join(listed)}",
+                    listed,
+                )
+            )
         elif len(places) > 1 and not any(source_stem(Path(n).stem) for _, n in places):
-            problems.append(Problem("duplicate_image", "warning", f"identical images within {places[0][0]}: {' = '.join(listed)}", listed))
+            problems.append(
+                Problem(
+                    "duplicate_image",
+                    "warning",
+                    f"identical images within {places[0][0]}: {' = '.join(listed)}",
+                    listed,
+                )
+            )
     originals = {split: {f.stem for f in files if source_stem(f.stem) is None} for split, files in facts.items()}
     for split, files in facts.items():
         for f in files:
@@ -208,13 +261,33 @@ def _leakage(facts: dict[str, list[_FileFacts]]) -> list[Problem]:
                 continue
             homes = [s for s in SPLITS if source in originals[s]]
             if split == "test":
-                problems.append(Problem("leak_augmented_test", "error", f"test/images/{f.name} is an augmented copy: the test split must hold real images only", [f.name]))
+                problems.append(
+                    Problem(
+                        "leak_augmented_test",
+                        "error",
+                        f"test/images/{f.name} is an augmented copy: the test split must hold real images only",
+                        [f.name],
+                    )
+                )
             elif homes and split not in homes:
-                problems.append(Problem("leak_augmented_copy", "error",
-                                        f"{split}/images/{f.name} is an augmented copy of {homes[0]}/{source}: its source sits in another split",
-                                        [f"{split}/images/{f.name}", f"{homes[0]}/images/{source}"]))
+                problems.append(
+                    Problem(
+                        "leak_augmented_copy",
+                        "error",
+                        f"{split}/images/{f.name} is an augmented copy of "
+                        f"{homes[0]}/{source}: its source sits in another split",
+                        [f"{split}/images/{f.name}", f"{homes[0]}/images/{source}"],
+                    )
+                )
             elif not homes:
-                problems.append(Problem("augmented_orphan", "warning", f"{split}/images/{f.name}: augmented copy of {source!r}, which is in no split", [f.name]))
+                problems.append(
+                    Problem(
+                        "augmented_orphan",
+                        "warning",
+                        f"{split}/images/{f.name}: augmented copy of {source!r}, which is in no split",
+                        [f.name],
+                    )
+                )
     return problems
 
 
@@ -231,8 +304,11 @@ def write_stats_figures(exp: Experiment, report: StatsReport, output: Path, seed
     from flexseg.plots import plot_montage, plot_split_counts
 
     written = [output / "split_counts.png"]
-    plot_split_counts({s: (v.pairs - v.augmented, v.augmented) for s, v in report.splits.items()},
-                      f"{exp.name}: image/mask pairs per split", written[0])
+    plot_split_counts(
+        {s: (v.pairs - v.augmented, v.augmented) for s, v in report.splits.items()},
+        f"{exp.name}: image/mask pairs per split",
+        written[0],
+    )
     try:
         pairs = [p for p in split_pairs(exp, "train") if source_stem(p[0].stem) is None]
     except DataError:
@@ -243,11 +319,21 @@ def write_stats_figures(exp: Experiment, report: StatsReport, output: Path, seed
         class_map = ClassMap.from_experiment(exp)
         sample = [pairs[i] for i in chosen]
         titles = [image.name for image, _ in sample]
-        plot_montage([_thumbnail(read_image(image, channels=3)) for image, _ in sample], titles,
-                     f"{exp.name}: train images (sample)", output / "train_images_sample.png")
-        plot_montage([_thumbnail(class_map.to_rgb(class_map.to_indices(read_mask(mask)).indices), nearest=True)
-                      for _, mask in sample], titles,
-                     f"{exp.name}: train masks (sample) — " + ", ".join(class_map.names), output / "train_masks_sample.png")
+        plot_montage(
+            [_thumbnail(read_image(image, channels=3)) for image, _ in sample],
+            titles,
+            f"{exp.name}: train images (sample)",
+            output / "train_images_sample.png",
+        )
+        plot_montage(
+            [
+                _thumbnail(class_map.to_rgb(class_map.to_indices(read_mask(mask)).indices), nearest=True)
+                for _, mask in sample
+            ],
+            titles,
+            f"{exp.name}: train masks (sample) — " + ", ".join(class_map.names),
+            output / "train_masks_sample.png",
+        )
         written += [output / "train_images_sample.png", output / "train_masks_sample.png"]
     report.figures = [str(p) for p in written]
     return written

@@ -56,8 +56,17 @@ from flexseg.training.resume import (
 
 ENVIRONMENT_FILE = "environment.json"
 # keys a resumed run must share with the run it continues (epochs, patience, learning rate may change)
-RESUME_FIXED = ("classes", "image", "model", "data", "augment", "train.loss", "train.batch_size",
-                "train.mixed_precision", "train.distribute")
+RESUME_FIXED = (
+    "classes",
+    "image",
+    "model",
+    "data",
+    "augment",
+    "train.loss",
+    "train.batch_size",
+    "train.mixed_precision",
+    "train.distribute",
+)
 
 
 @dataclass
@@ -87,8 +96,9 @@ def _epoch_change_images(exp: Experiment, valid_pairs, class_map: ClassMap):
         pairs = valid_pairs[:n]
     size = (exp.image.width, exp.image.height)
     images = [resize(read_image(p, exp.image.channels), *size) for p, _ in pairs]
-    truths = [None if m is None else resize(class_map.to_indices(read_mask(m)).indices, *size, nearest=True)
-              for _, m in pairs]
+    truths = [
+        None if m is None else resize(class_map.to_indices(read_mask(m)).indices, *size, nearest=True) for _, m in pairs
+    ]
     shape = (0, exp.image.height, exp.image.width, exp.image.channels)
     stack = np.stack(images).astype(np.float32) if images else np.zeros(shape, np.float32)
     return stack, truths, [p.stem for p, _ in pairs]
@@ -99,12 +109,15 @@ def _resume_state(folder: Path, exp: Experiment) -> dict:
     if state is None:
         raise RunError(f"{folder}: nothing to resume (no {RESUME_DIR}/state.json); start the run without --resume")
     if state.get("finished"):
-        raise RunError(f"{folder}: the run finished after epoch {state['epoch']}; nothing to resume "
-                       "(--force starts it again)")
+        raise RunError(
+            f"{folder}: the run finished after epoch {state['epoch']}; nothing to resume (--force starts it again)"
+        )
     _check_same_experiment(folder, exp)
     if state["epoch"] >= exp.train.epochs:
-        raise RunError(f"{folder}: already at epoch {state['epoch']} of train.epochs={exp.train.epochs}; "
-                       "raise train.epochs to train longer")
+        raise RunError(
+            f"{folder}: already at epoch {state['epoch']} of train.epochs={exp.train.epochs}; "
+            "raise train.epochs to train longer"
+        )
     return state
 
 
@@ -116,7 +129,9 @@ def _check_same_experiment(folder: Path, exp: Experiment) -> None:
     try:
         before = load_experiment(folder / "experiment.yaml").model_dump(mode="json")
     except FlexsegError as e:
-        raise RunError(f"{folder}: cannot read the experiment the run started with ({e}); start again with --force") from None
+        raise RunError(
+            f"{folder}: cannot read the experiment the run started with ({e}); start again with --force"
+        ) from None
     now = exp.model_dump(mode="json")
 
     def flat(tree, prefix=""):
@@ -125,13 +140,18 @@ def _check_same_experiment(folder: Path, exp: Experiment) -> None:
         return {prefix.rstrip("."): tree}
 
     a, b = flat(before), flat(now)
-    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)
-                     and any(k == f or k.startswith(f + ".") for f in RESUME_FIXED))
+    changed = sorted(
+        k
+        for k in set(a) | set(b)
+        if a.get(k) != b.get(k) and any(k == f or k.startswith(f + ".") for f in RESUME_FIXED)
+    )
     if changed:
         shown = "; ".join(f"{k}: {str(a.get(k))[:40]} → {str(b.get(k))[:40]}" for k in changed[:4])
-        raise RunError(f"--resume continues the run in {folder} with another experiment ({shown}"
-                       f"{' …' if len(changed) > 4 else ''}); resume with the experiment it started with, or "
-                       "start again with --force")
+        raise RunError(
+            f"--resume continues the run in {folder} with another experiment ({shown}"
+            f"{' …' if len(changed) > 4 else ''}); resume with the experiment it started with, or "
+            "start again with --force"
+        )
 
 
 PRECISION_POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -176,27 +196,48 @@ def write_environment(run_dir: Path, exp: Experiment, dist: Distribution) -> Non
         except md.PackageNotFoundError:
             return None
 
-    packages = ("flexseg", "tensorflow", "keras", "numpy", "albumentations", "opencv-python-headless", "pydantic", "pydicom")
-    atomic_write_text(run_dir / ENVIRONMENT_FILE, json.dumps({
-        "command": sys.argv,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "seed": exp.train.seed,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "onednn": onednn_enabled(),
-        "distribute": {"strategy": dist.kind, "workers": dist.workers, "replicas": dist.replicas,
-                       "global_batch": dist.global_batch(exp.train.batch_size)},
-        "packages": {name: version(name) for name in packages},
-    }, indent=1))
+    packages = (
+        "flexseg",
+        "tensorflow",
+        "keras",
+        "numpy",
+        "albumentations",
+        "opencv-python-headless",
+        "pydantic",
+        "pydicom",
+    )
+    atomic_write_text(
+        run_dir / ENVIRONMENT_FILE,
+        json.dumps(
+            {
+                "command": sys.argv,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "seed": exp.train.seed,
+                "python": sys.version.split()[0],
+                "platform": platform.platform(),
+                "cpu_count": os.cpu_count(),
+                "onednn": onednn_enabled(),
+                "distribute": {
+                    "strategy": dist.kind,
+                    "workers": dist.workers,
+                    "replicas": dist.replicas,
+                    "global_batch": dist.global_batch(exp.train.batch_size),
+                },
+                "packages": {name: version(name) for name in packages},
+            },
+            indent=1,
+        ),
+    )
 
 
 def _check_tensorboard(exp: Experiment) -> None:
     import importlib.util
 
     if exp.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError("train.tensorboard: true needs the tensorboard package: pip install tensorboard "
-                          "(or pip install -e '.[tensorboard]'), or set train.tensorboard: false")
+        raise ConfigError(
+            "train.tensorboard: true needs the tensorboard package: pip install tensorboard "
+            "(or pip install -e '.[tensorboard]'), or set train.tensorboard: false"
+        )
 
 
 def input_datasets(exp: Experiment, dist: Distribution, train_pairs, valid_pairs, class_map: ClassMap):
@@ -215,22 +256,42 @@ def input_datasets(exp: Experiment, dist: Distribution, train_pairs, valid_pairs
     if len(valid_pairs) == 1:  # never a batch of one (flexseg.model.batches); the mean of two copies is exact
         valid_pairs = valid_pairs * 2
     if dist.kind != "multi_worker":
-        return (segmentation_dataset(train_pairs, batch_size=global_batch, shuffle=True, seed=seed, augment=augment,
-                                     drop_single=drops_last_single(len(train_pairs), global_batch), **size),
-                segmentation_dataset(valid_pairs, batch_size=evaluation_batch_size(len(valid_pairs), global_batch),
-                                     **size), steps)
-    padded = (train_pairs * -(-steps * global_batch // len(train_pairs)))[:steps * global_batch]
+        return (
+            segmentation_dataset(
+                train_pairs,
+                batch_size=global_batch,
+                shuffle=True,
+                seed=seed,
+                augment=augment,
+                drop_single=drops_last_single(len(train_pairs), global_batch),
+                **size,
+            ),
+            segmentation_dataset(valid_pairs, batch_size=evaluation_batch_size(len(valid_pairs), global_batch), **size),
+            steps,
+        )
+    padded = (train_pairs * -(-steps * global_batch // len(train_pairs)))[: steps * global_batch]
 
     def train_shard(ctx: tf.distribute.InputContext):
-        return segmentation_dataset(padded, batch_size=ctx.get_per_replica_batch_size(global_batch), shuffle=True,
-                                    seed=seed, augment=augment, shard=(ctx.num_input_pipelines, ctx.input_pipeline_id),
-                                    **size)
+        return segmentation_dataset(
+            padded,
+            batch_size=ctx.get_per_replica_batch_size(global_batch),
+            shuffle=True,
+            seed=seed,
+            augment=augment,
+            shard=(ctx.num_input_pipelines, ctx.input_pipeline_id),
+            **size,
+        )
 
     def valid_all(ctx: tf.distribute.InputContext):
-        return segmentation_dataset(valid_pairs, batch_size=evaluation_batch_size(len(valid_pairs), per_replica), **size)
+        return segmentation_dataset(
+            valid_pairs, batch_size=evaluation_batch_size(len(valid_pairs), per_replica), **size
+        )
 
-    return (dist.strategy.distribute_datasets_from_function(train_shard),
-            dist.strategy.distribute_datasets_from_function(valid_all), steps)
+    return (
+        dist.strategy.distribute_datasets_from_function(train_shard),
+        dist.strategy.distribute_datasets_from_function(valid_all),
+        steps,
+    )
 
 
 def train(exp: Experiment, *, force: bool = False, resume: bool = False) -> TrainResult:
@@ -268,8 +329,7 @@ def train(exp: Experiment, *, force: bool = False, resume: bool = False) -> Trai
         if write_dir == run_dir:
             runs.discard_staging(folder)
             return _fit(exp, dist, run_dir, run_dir, state, class_map, train_pairs, valid_pairs)
-        out.info(f"the new run is written beside the earlier one and replaces it when it has finished "
-                 f"({staging})")
+        out.info(f"the new run is written beside the earlier one and replaces it when it has finished ({staging})")
         with runs.staged(folder, fresh=state is None, keep_on_failure=lambda: read_state(staging) is not None):
             result = _fit(exp, dist, run_dir, staging, state, class_map, train_pairs, valid_pairs)
             runs.promote(folder)
@@ -277,8 +337,9 @@ def train(exp: Experiment, *, force: bool = False, resume: bool = False) -> Trai
 
 
 def _holds_run(folder: runs.OutputFolder) -> bool:
-    return bool(folder.record.existing()) or any(folder.legacy(n) and (folder.folder / n).exists()
-                                                 for n in runs.RUN_LEGACY_NAMES)
+    return bool(folder.record.existing()) or any(
+        folder.legacy(n) and (folder.folder / n).exists() for n in runs.RUN_LEGACY_NAMES
+    )
 
 
 def _check_run_dir_free(folder: runs.OutputFolder, staged_state: dict | None, force: bool) -> None:
@@ -286,16 +347,28 @@ def _check_run_dir_free(folder: runs.OutputFolder, staged_state: dict | None, fo
         return
     for where, state in ((folder.staging(), staged_state), (folder.folder, read_state(folder.folder))):
         if state is not None and not state.get("finished"):
-            raise RunError(f"{where} holds an unfinished run (stopped after epoch {state['epoch']}); pass --resume to "
-                           "continue it, or --force to start again")
+            raise RunError(
+                f"{where} holds an unfinished run (stopped after epoch {state['epoch']}); pass --resume to "
+                "continue it, or --force to start again"
+            )
     if _holds_run(folder):
         shown = ", ".join(folder.record.existing()[:3]) or "model.json"
-        raise RunError(f"{folder.folder} already holds a run ({shown}); pass --force to replace it (the earlier run "
-                       "stays until the new one has finished), or choose another run_dir (--set run_dir=DIR)")
+        raise RunError(
+            f"{folder.folder} already holds a run ({shown}); pass --force to replace it (the earlier run "
+            "stays until the new one has finished), or choose another run_dir (--set run_dir=DIR)"
+        )
 
 
-def _fit(exp: Experiment, dist: Distribution, run_dir: Path, write_dir: Path, state: dict | None,
-         class_map: ClassMap, train_pairs, valid_pairs) -> TrainResult:
+def _fit(
+    exp: Experiment,
+    dist: Distribution,
+    run_dir: Path,
+    write_dir: Path,
+    state: dict | None,
+    class_map: ClassMap,
+    train_pairs,
+    valid_pairs,
+) -> TrainResult:
     keras.utils.set_random_seed(exp.train.seed)
     ds_train, ds_valid, steps = input_datasets(exp, dist, train_pairs, valid_pairs, class_map)
     with dist.strategy.scope():
@@ -354,12 +427,21 @@ def _fit(exp: Experiment, dist: Distribution, run_dir: Path, write_dir: Path, st
         warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
         try:
             with interrupts.deferred():  # a signal stops training after the step in progress
-                history = model.fit(ds_train, validation_data=ds_valid, epochs=exp.train.epochs,
-                                    initial_epoch=initial_epoch, callbacks=callbacks, verbose=0)
+                history = model.fit(
+                    ds_train,
+                    validation_data=ds_valid,
+                    epochs=exp.train.epochs,
+                    initial_epoch=initial_epoch,
+                    callbacks=callbacks,
+                    verbose=0,
+                )
         except KeyboardInterrupt as e:
             saved = read_state(write_dir)
-            what = f"epoch {saved['epoch']} is saved. Continue with: flexseg train EXPERIMENT --resume" if saved else \
-                "no epoch had finished, nothing to resume"
+            what = (
+                f"epoch {saved['epoch']} is saved. Continue with: flexseg train EXPERIMENT --resume"
+                if saved
+                else "no epoch had finished, nothing to resume"
+            )
             kept = "; the earlier run is untouched" if write_dir != run_dir else ""
             out.warn(f"{getattr(e, 'signal_name', 'SIGINT')}: training stopped; {what}{kept}")
             raise

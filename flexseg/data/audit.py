@@ -32,7 +32,8 @@ class MaskAudit:
         listed = ", ".join(f"{Path(f).name} ({n})" for f, n in worst)
         return (
             f"{self.far_pixels} mask pixels ({100 * self.far_pixels / max(1, self.pixels):.3f}%) in "
-            f"{len(self.far_files)} of {self.files} masks differ by more than {tolerance:g} in a channel from every class colour "
+            f"{len(self.far_files)} of {self.files} masks differ by more "
+            f"than {tolerance:g} in a channel from every class colour "
             f"and were mapped to the nearest one; most in {listed}. Check the class colours or data.mask_tolerance"
         )
 
@@ -64,8 +65,10 @@ def check_pairs(pairs: list[tuple[Path, Path]], class_map: ClassMap, workers: in
         except DataError as e:
             return str(e)
         if image.shape[:2] != rgb.shape[:2]:
-            return (f"{image_path} is {image.shape[1]}×{image.shape[0]} but its mask {mask_path.name} is "
-                    f"{rgb.shape[1]}×{rgb.shape[0]}: not a pair; fix or remove them")
+            return (
+                f"{image_path} is {image.shape[1]}×{image.shape[0]} but its mask {mask_path.name} is "
+                f"{rgb.shape[1]}×{rgb.shape[0]}: not a pair; fix or remove them"
+            )
         return str(mask_path), rgb.shape[0] * rgb.shape[1], class_map.to_indices(rgb).far_pixels
 
     audit, problems = MaskAudit(), []
@@ -76,7 +79,10 @@ def check_pairs(pairs: list[tuple[Path, Path]], class_map: ClassMap, workers: in
             else:
                 audit.add(*result)
     if problems:
-        more = f" ({len(problems) - 1} more file(s) like it; all are checked before anything is written)" \
-            if len(problems) > 1 else ""
+        more = (
+            f" ({len(problems) - 1} more file(s) like it; all are checked before anything is written)"
+            if len(problems) > 1
+            else ""
+        )
         raise DataError(problems[0] + more)
     return audit

@@ -21,5 +21,10 @@ def source_stem(stem: str) -> str | None:
 
 
 def existing_copies(split_dir: Path) -> list[Path]:
-    return sorted(p for kind in ("images", "masks") if (split_dir / kind).is_dir()
-                  for p in (split_dir / kind).iterdir() if source_stem(p.stem) is not None)
+    return sorted(
+        p
+        for kind in ("images", "masks")
+        if (split_dir / kind).is_dir()
+        for p in (split_dir / kind).iterdir()
+        if source_stem(p.stem) is not None
+    )

@@ -13,7 +13,9 @@ from PIL import Image
 from flexseg.errors import DataError
 from flexseg.fsutil import atomic_write_bytes
 
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # no "[ WARN:0@...]" lines for broken files: flexseg reports them
+cv2.utils.logging.setLogLevel(
+    cv2.utils.logging.LOG_LEVEL_ERROR
+)  # no "[ WARN:0@...]" lines for broken files: flexseg reports them
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 RAW_IMAGE_SUFFIXES = IMAGE_SUFFIXES + (".dcm",)  # what `flexseg split` reads
@@ -45,9 +47,11 @@ Image.MAX_IMAGE_PIXELS = None  # flexseg checks the size itself (check_pixels), 
 def check_pixels(path: Path, width: int, height: int) -> None:
     limit = max_pixels()
     if width * height > limit:
-        raise DataError(f"{path}: {width}×{height} pixels ({width * height / 1e6:.0f} M) is over the limit of "
-                        f"{limit / 1e6:.0f} M pixels; not decoded. Crop or downsample it, or raise "
-                        f"${MAX_PIXELS_ENV} if the machine has the memory")
+        raise DataError(
+            f"{path}: {width}×{height} pixels ({width * height / 1e6:.0f} M) is over the limit of "
+            f"{limit / 1e6:.0f} M pixels; not decoded. Crop or downsample it, or raise "
+            f"${MAX_PIXELS_ENV} if the machine has the memory"
+        )
 
 
 def list_images(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
@@ -82,7 +86,9 @@ def _dicom(path: Path, pixels: bool = True):
 def dicom_instance_number(path: Path) -> int:
     number = _dicom(path, pixels=False).get("InstanceNumber")
     if number is None or str(number).strip() == "":
-        raise DataError(f"{path}: the DICOM header has no InstanceNumber; pair by split.pairing: natural or regex instead")
+        raise DataError(
+            f"{path}: the DICOM header has no InstanceNumber; pair by split.pairing: natural or regex instead"
+        )
     return int(number)
 
 
@@ -223,9 +229,11 @@ def _refuse_transparency(path: Path, alpha: np.ndarray) -> None:
     program left there (often white: a transparent background read as 100% foreground)."""
     see_through = int((alpha < 255).sum())
     if see_through:
-        raise DataError(f"{path}: {see_through} mask pixels are (partly) transparent; flexseg reads a mask by "
-                        "its colours, and a transparent pixel has no class. Flatten the mask onto the background "
-                        "colour (e.g. ImageMagick: convert IN -background black -flatten OUT) or save it without alpha")
+        raise DataError(
+            f"{path}: {see_through} mask pixels are (partly) transparent; flexseg reads a mask by "
+            "its colours, and a transparent pixel has no class. Flatten the mask onto the background "
+            "colour (e.g. ImageMagick: convert IN -background black -flatten OUT) or save it without alpha"
+        )
 
 
 def resize(img: np.ndarray, width: int, height: int, nearest: bool = False) -> np.ndarray:

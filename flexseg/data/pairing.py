@@ -57,8 +57,13 @@ def last_number(name: str) -> int | None:
     return int(numbers[-1]) if numbers else None
 
 
-def pair_files(images: list[Path], masks: list[Path], rule: str = "stem",
-               image_pattern: str | None = None, mask_pattern: str | None = None) -> Pairing:
+def pair_files(
+    images: list[Path],
+    masks: list[Path],
+    rule: str = "stem",
+    image_pattern: str | None = None,
+    mask_pattern: str | None = None,
+) -> Pairing:
     """Pair image files with mask files by ``rule``; files left without a partner are listed."""
     if rule == "natural":
         images = sorted(images, key=lambda p: natural_key(p.stem))
@@ -85,8 +90,14 @@ def pair_files(images: list[Path], masks: list[Path], rule: str = "stem",
     )
 
 
-def pair_folders(images_dir: Path, masks_dir: Path, rule: str = "stem", image_pattern: str | None = None,
-                 mask_pattern: str | None = None, image_suffixes: tuple[str, ...] = RAW_IMAGE_SUFFIXES) -> Pairing:
+def pair_folders(
+    images_dir: Path,
+    masks_dir: Path,
+    rule: str = "stem",
+    image_pattern: str | None = None,
+    mask_pattern: str | None = None,
+    image_suffixes: tuple[str, ...] = RAW_IMAGE_SUFFIXES,
+) -> Pairing:
     images = list_images(images_dir, image_suffixes)
     if not images:
         raise DataError(f"{images_dir}: no images ({', '.join(s.lstrip('.') for s in image_suffixes)}) in this folder")
@@ -98,8 +109,10 @@ def pair_by_stem(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
     its partner (the error lists the strays). This is the layout of a split dataset."""
     pairing = pair_folders(images_dir, masks_dir, "stem", image_suffixes=IMAGE_SUFFIXES)
     if not pairing.complete:
-        raise DataError(f"unpaired files in {images_dir.parent}: {pairing.describe_unpaired()}. "
-                        "Images and masks are paired by file name stem")
+        raise DataError(
+            f"unpaired files in {images_dir.parent}: {pairing.describe_unpaired()}. "
+            "Images and masks are paired by file name stem"
+        )
     return sorted(pairing.pairs, key=lambda pair: pair[0].stem)
 
 
@@ -109,8 +122,10 @@ def split_pairs(exp, split: str) -> list[tuple[Path, Path]]:
     from flexseg.runs import COMPLETE_MARK, STAGING_DIR
 
     if (folder / STAGING_DIR / COMPLETE_MARK).exists():
-        raise DataError(f"{folder}: an interrupted flexseg augment was putting its copies in place; run "
-                        "`flexseg augment EXPERIMENT` to finish it before using the split")
+        raise DataError(
+            f"{folder}: an interrupted flexseg augment was putting its copies in place; run "
+            "`flexseg augment EXPERIMENT` to finish it before using the split"
+        )
     return pair_by_stem(folder / "images", folder / "masks")
 
 
@@ -138,11 +153,14 @@ def _keyed(files: list[Path], key, kind: str) -> dict:
     for path in files:
         k = key(path)
         if k is None:
-            raise DataError(f"{path}: no pairing key in this {kind} name (split.pairing); "
-                            "fix the pattern or move the file out of the folder")
+            raise DataError(
+                f"{path}: no pairing key in this {kind} name (split.pairing); "
+                "fix the pattern or move the file out of the folder"
+            )
         if k in out:
-            raise DataError(f"{out[k].name} and {path.name} have the same pairing key {k!r}; "
-                            "each image needs exactly one mask")
+            raise DataError(
+                f"{out[k].name} and {path.name} have the same pairing key {k!r}; each image needs exactly one mask"
+            )
         out[k] = path
     return out
 

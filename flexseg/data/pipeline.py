@@ -14,8 +14,16 @@ from flexseg.errors import DataError
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def load_pair(image_path: Path, mask_path: Path, width: int, height: int, channels: int, class_map: ClassMap,
-              augment=None, seed: int = 0):
+def load_pair(
+    image_path: Path,
+    mask_path: Path,
+    width: int,
+    height: int,
+    channels: int,
+    class_map: ClassMap,
+    augment=None,
+    seed: int = 0,
+):
     """Image (H, W, C) uint8 and class indices (H, W) uint8 at the model's size.
 
     ``augment`` (an :class:`OnlineAugmenter`) transforms the pair at its own size first, as
@@ -24,8 +32,10 @@ def load_pair(image_path: Path, mask_path: Path, width: int, height: int, channe
     image = read_image(image_path, channels)
     indices = class_map.to_indices(read_mask(mask_path)).indices
     if image.shape[:2] != indices.shape:
-        raise DataError(f"{image_path} is {image.shape[1]}×{image.shape[0]} but its mask {mask_path.name} is "
-                        f"{indices.shape[1]}×{indices.shape[0]}: not a pair")
+        raise DataError(
+            f"{image_path} is {image.shape[1]}×{image.shape[0]} but its mask {mask_path.name} is "
+            f"{indices.shape[1]}×{indices.shape[0]}: not a pair"
+        )
     if augment is not None:
         image, indices = augment(image, indices, seed)
     return resize(image, width, height), resize(indices, width, height, nearest=True)
@@ -70,8 +80,9 @@ def segmentation_dataset(
     num_classes = len(class_map)
 
     def _load(img_path, mask_path, element_seed):
-        return load_pair(Path(img_path.decode()), Path(mask_path.decode()), width, height, channels, class_map,
-                         augment, element_seed)
+        return load_pair(
+            Path(img_path.decode()), Path(mask_path.decode()), width, height, channels, class_map, augment, element_seed
+        )
 
     def _map(paths, element_seed):
         image, indices = tf.numpy_function(_load, [paths[0], paths[1], element_seed], [tf.uint8, tf.uint8])
@@ -82,16 +93,20 @@ def segmentation_dataset(
     files = tf.data.Dataset.from_tensor_slices([[str(p), str(m)] for p, m in pairs])
     if shuffle:
         files = files.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
-    seeds = (tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True) if augment is not None
-             else tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).repeat())
+    seeds = (
+        tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        if augment is not None
+        else tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).repeat()
+    )
     ds = tf.data.Dataset.zip(files, seeds)
     if shard[0] > 1:
         ds = ds.shard(*shard)
     return ds.map(_map, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=drop_single).prefetch(AUTOTUNE)
 
 
-def image_dataset(paths: list[Path], *, width: int, height: int, channels: int, batch_size: int,
-                  errors: dict[int, str] | None = None) -> tf.data.Dataset:
+def image_dataset(
+    paths: list[Path], *, width: int, height: int, channels: int, batch_size: int, errors: dict[int, str] | None = None
+) -> tf.data.Dataset:
     """Batches of (image float32 at model size, original (height, width), index into ``paths``).
     An unreadable file comes through as a blank image of original size (0, 0): the caller decides
     whether to skip it (infer) or stop (evaluate); an error raised here would reach it wrapped in

@@ -51,11 +51,16 @@ class ModelCard:
         from flexseg.config import MAX_CLASSES
 
         def bad(what: str) -> RunError:
-            return RunError(f"{path}: {what}; this model description is damaged. Train again, or restore "
-                            f"{CARD_FILE} from the run")
+            return RunError(
+                f"{path}: {what}; this model description is damaged. Train again, or restore {CARD_FILE} from the run"
+            )
 
         names, colors = self.class_names, self.class_colors
-        if not isinstance(names, list) or not 2 <= len(names) <= MAX_CLASSES or not all(isinstance(n, str) for n in names):
+        if (
+            not isinstance(names, list)
+            or not 2 <= len(names) <= MAX_CLASSES
+            or not all(isinstance(n, str) for n in names)
+        ):
             raise bad(f"class_names must list 2 to {MAX_CLASSES} names")
         if not isinstance(colors, list) or len(colors) != len(names):
             raise bad(f"class_colors must give one colour per class ({len(names)})")
@@ -79,9 +84,11 @@ class ModelCard:
         got_in = tuple(model.input_shape[1:])
         got_out = model.output_shape[-1]
         if got_in != expected_in or got_out != len(self.class_names):
-            raise RunError(f"{path}: the model takes {got_in} and gives {got_out} classes, but {CARD_FILE} says "
-                           f"{expected_in} and {len(self.class_names)} classes; the run folder is inconsistent. "
-                           "Train again, or restore the files of one run")
+            raise RunError(
+                f"{path}: the model takes {got_in} and gives {got_out} classes, but {CARD_FILE} says "
+                f"{expected_in} and {len(self.class_names)} classes; the run folder is inconsistent. "
+                "Train again, or restore the files of one run"
+            )
 
     def class_map(self) -> ClassMap:
         return ClassMap(self.class_names, [tuple(c) for c in self.class_colors], self.mask_tolerance)
@@ -107,7 +114,9 @@ def read_card(run_dir: Path) -> ModelCard:
         data = json.loads(path.read_text(encoding="utf-8"))
         card = ModelCard(**data)
     except FileNotFoundError:
-        raise RunError(f"{run_dir}: no trained model here ({CARD_FILE} missing); train one first with `flexseg train EXPERIMENT`") from None
+        raise RunError(
+            f"{run_dir}: no trained model here ({CARD_FILE} missing); train one first with `flexseg train EXPERIMENT`"
+        ) from None
     except (ValueError, TypeError) as e:
         raise RunError(f"{path}: not a flexseg model description ({str(e)[:200]})") from None
     card.check(path)
@@ -140,9 +149,11 @@ def load_model(run_dir: Path, card: "ModelCard | None" = None):
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # Keras raises many types for a bad archive
         if "safe_mode" in str(e):
-            raise RunError(f"{path}: refused: loading it would run Python code stored in the file (unsafe "
-                           "deserialisation, e.g. a Lambda layer). flexseg loads models in Keras safe mode only; "
-                           "use a model trained by flexseg") from None
+            raise RunError(
+                f"{path}: refused: loading it would run Python code stored in the file (unsafe "
+                "deserialisation, e.g. a Lambda layer). flexseg loads models in Keras safe mode only; "
+                "use a model trained by flexseg"
+            ) from None
         raise RunError(f"{path}: cannot load this model ({type(e).__name__}: {str(e)[:300]})") from None
     if card is not None:
         card.check_model(model, run_dir / CARD_FILE)

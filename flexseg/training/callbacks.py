@@ -158,15 +158,26 @@ class EpochChangeInference(keras.callbacks.Callback):
         if not len(self.images):
             return
         # called directly, not through predict(): no cross-worker step under tf.distribute
-        probs = np.concatenate([predict(self.model, self.images[i:i + 4], direct=True)
-                                for i in range(0, len(self.images), 4)])
+        probs = np.concatenate(
+            [predict(self.model, self.images[i : i + 4], direct=True) for i in range(0, len(self.images), 4)]
+        )
         predictions = probs.argmax(-1).astype(np.uint8)
         target = self.folder / f"epoch_{epoch + 1:03d}"
         target.mkdir(parents=True, exist_ok=True)
         palette = self.class_map.palette()
         for name, pred in zip(self.names, predictions):
             write_palette_mask(target / f"{name}.png", pred, palette)
-        title = f"epoch {epoch + 1}  " + "  ".join(f"{k}={float(v):.3g}" for k, v in (logs or {}).items()
-                                                   if k in ("loss", "val_loss", "val_foreground_dice"))
-        write_image(self.folder / f"epoch_{epoch + 1:03d}.png", epoch_montage(
-            list(self.images.astype(np.uint8)), self.truths, list(predictions), self.names, self.class_map.colors, title))
+        title = f"epoch {epoch + 1}  " + "  ".join(
+            f"{k}={float(v):.3g}" for k, v in (logs or {}).items() if k in ("loss", "val_loss", "val_foreground_dice")
+        )
+        write_image(
+            self.folder / f"epoch_{epoch + 1:03d}.png",
+            epoch_montage(
+                list(self.images.astype(np.uint8)),
+                self.truths,
+                list(predictions),
+                self.names,
+                self.class_map.colors,
+                title,
+            ),
+        )

@@ -50,7 +50,7 @@ def read_tf_config() -> dict | None:
     raw = os.environ.get("TF_CONFIG", "").strip()
     if not raw:
         return None
-    example = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}')
+    example = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
     try:
         config = json.loads(raw)
     except ValueError as e:
@@ -95,9 +95,11 @@ def make_distribution(mode: str) -> Distribution:
         return Distribution(tf.distribute.MirroredStrategy(), "mirrored", True, 1, "")
     config = read_tf_config()
     if config is None:
-        raise ConfigError("train.distribute: multi_worker needs TF_CONFIG in the environment of every worker, "
-                          "e.g. TF_CONFIG='{\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, "
-                          "\"task\": {\"type\": \"worker\", \"index\": 0}}' (see the README, several machines)")
+        raise ConfigError(
+            "train.distribute: multi_worker needs TF_CONFIG in the environment of every worker, "
+            'e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+            '"task": {"type": "worker", "index": 0}}\' (see the README, several machines)'
+        )
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     task = f"{config['task']['type']} {config['task']['index']}"
     return Distribution(strategy, "multi_worker", is_chief_task(config), cluster_size(config), task)
@@ -118,7 +120,11 @@ def work_around_keras_symbolic_build(model, strategy: tf.distribute.Strategy) ->
         return  # a Keras without the step this works around
 
     def local(value):
-        return strategy.experimental_local_results(value)[0] if isinstance(value, tf.distribute.DistributedValues) else value
+        return (
+            strategy.experimental_local_results(value)[0]
+            if isinstance(value, tf.distribute.DistributedValues)
+            else value
+        )
 
     def symbolic_build(iterator=None, data_batch=None):
         if iterator is not None:

@@ -57,9 +57,15 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         s = self.state
         self.best.best, self.best.best_epoch = s["best"]["best"], s["best"]["best_epoch"]
         self.reducer.wait, self.reducer.best, self.reducer.cooldown_counter = (
-            s["reducer"]["wait"], s["reducer"]["best"], s["reducer"]["cooldown_counter"])
+            s["reducer"]["wait"],
+            s["reducer"]["best"],
+            s["reducer"]["cooldown_counter"],
+        )
         self.stopper.wait, self.stopper.best, self.stopper.best_epoch = (
-            s["early_stopping"]["wait"], s["early_stopping"]["best"], s["early_stopping"]["best_epoch"])
+            s["early_stopping"]["wait"],
+            s["early_stopping"]["best"],
+            s["early_stopping"]["best_epoch"],
+        )
         self.history.rows = list(s["history"])
 
     def on_epoch_end(self, epoch, logs=None):
@@ -71,17 +77,29 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         note_write(self.folder / name)
         self.model.save_weights(tmp)
         os.replace(tmp, self.folder / name)
-        atomic_write_text(self.folder / STATE_FILE, json.dumps({
-            "epoch": epoch + 1,
-            "weights": name,
-            "finished": False,
-            "best": {"best": self.best.best, "best_epoch": self.best.best_epoch},
-            "reducer": {"wait": self.reducer.wait, "best": float(self.reducer.best),
-                        "cooldown_counter": self.reducer.cooldown_counter},
-            "early_stopping": {"wait": self.stopper.wait, "best": float(self.stopper.best),
-                               "best_epoch": self.stopper.best_epoch},
-            "history": self.history.rows,
-        }, indent=1))
+        atomic_write_text(
+            self.folder / STATE_FILE,
+            json.dumps(
+                {
+                    "epoch": epoch + 1,
+                    "weights": name,
+                    "finished": False,
+                    "best": {"best": self.best.best, "best_epoch": self.best.best_epoch},
+                    "reducer": {
+                        "wait": self.reducer.wait,
+                        "best": float(self.reducer.best),
+                        "cooldown_counter": self.reducer.cooldown_counter,
+                    },
+                    "early_stopping": {
+                        "wait": self.stopper.wait,
+                        "best": float(self.stopper.best),
+                        "best_epoch": self.stopper.best_epoch,
+                    },
+                    "history": self.history.rows,
+                },
+                indent=1,
+            ),
+        )
         for old in self.folder.glob("*.weights.h5"):
             if old.name != name:
                 old.unlink()
@@ -106,8 +124,10 @@ def restore_model(model, run_dir: Path, state: dict) -> None:
     try:
         model.load_weights(path)
     except ValueError as e:
-        raise RunError(f"{path} does not fit this experiment's model ({e}); resume with the experiment the run "
-                       "started with, or start again with --force") from None
+        raise RunError(
+            f"{path} does not fit this experiment's model ({e}); resume with the experiment the run "
+            "started with, or start again with --force"
+        ) from None
 
 
 class StopOnNaN(keras.callbacks.Callback):

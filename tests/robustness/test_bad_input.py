@@ -30,9 +30,13 @@ GOOD = {
 
 
 def digest(folder: Path) -> dict[str, str]:
-    """Every file's SHA-256; flexseg's lock file is left out: each command that opens the folder writes its pid there."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".flexseg.lock"}
+    """Every file's SHA-256; flexseg's lock file is left out: each command that opens the folder
+    writes its pid there."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".flexseg.lock"
+    }
 
 
 def flexseg(*args):
@@ -67,15 +71,21 @@ def variant(home: Path, name: str, **changes) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name,changes,culprit", [
-    ("unknown-key", {"modle": {"base_filters": 4}}, "did you mean model"),
-    ("wrong-type", {"train__epochs": "ten"}, "train.epochs"),
-    ("negative-epochs", {"train__epochs": -3}, "train.epochs"),
-    ("not-divisible", {"image__width": 66}, "image.width=66 is not divisible"),
-    ("zero-classes", {"classes": []}, "classes"),
-    ("duplicate-colours", {"classes": [{"name": "a", "color": [0, 0, 0]}, {"name": "b", "color": [0, 0, 0]}]},
-     "share the color"),
-])
+@pytest.mark.parametrize(
+    "name,changes,culprit",
+    [
+        ("unknown-key", {"modle": {"base_filters": 4}}, "did you mean model"),
+        ("wrong-type", {"train__epochs": "ten"}, "train.epochs"),
+        ("negative-epochs", {"train__epochs": -3}, "train.epochs"),
+        ("not-divisible", {"image__width": 66}, "image.width=66 is not divisible"),
+        ("zero-classes", {"classes": []}, "classes"),
+        (
+            "duplicate-colours",
+            {"classes": [{"name": "a", "color": [0, 0, 0]}, {"name": "b", "color": [0, 0, 0]}]},
+            "share the color",
+        ),
+    ],
+)
 def test_experiment_errors_exit_2_and_name_the_key(tmp_path, name, changes, culprit):
     path = variant(tmp_path, name, **changes)
     before = digest(tmp_path)
@@ -103,8 +113,16 @@ def test_a_data_path_that_does_not_exist(project):
 def test_empty_image_folder(project, tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
-    code, text = flexseg("split", project / "good.yaml", "--set", f"split.images={tmp_path / 'images'}",
-                         "--set", f"split.masks={tmp_path / 'masks'}", "--set", f"data.root={tmp_path / 'data'}")
+    code, text = flexseg(
+        "split",
+        project / "good.yaml",
+        "--set",
+        f"split.images={tmp_path / 'images'}",
+        "--set",
+        f"split.masks={tmp_path / 'masks'}",
+        "--set",
+        f"data.root={tmp_path / 'data'}",
+    )
     assert code == 3 and "no images" in text
 
 
@@ -114,8 +132,16 @@ def test_an_image_without_a_mask_and_a_mask_without_an_image(project, tmp_path):
         for i in names:
             shutil.copy(project / "raw" / kind / f"s{i:02d}.png", tmp_path / kind)
     before = digest(tmp_path)
-    code, text = flexseg("split", project / "good.yaml", "--set", f"split.images={tmp_path / 'images'}",
-                         "--set", f"split.masks={tmp_path / 'masks'}", "--set", f"data.root={tmp_path / 'data'}")
+    code, text = flexseg(
+        "split",
+        project / "good.yaml",
+        "--set",
+        f"split.images={tmp_path / 'images'}",
+        "--set",
+        f"split.masks={tmp_path / 'masks'}",
+        "--set",
+        f"data.root={tmp_path / 'data'}",
+    )
     assert code == 3 and "s00.png" in text and "s06.png" in text
     assert digest(tmp_path) == before and not (tmp_path / "data").exists()
 
@@ -141,8 +167,16 @@ def bad_folder(project: Path, folder: Path) -> None:
 def test_unreadable_images_are_reported_and_the_others_get_masks(project, tmp_path, tiles):
     bad_folder(project, tmp_path / "in")
     before = digest(tmp_path / "in")
-    code, text = flexseg("infer", "--model", project / "runs" / "t", "--images", tmp_path / "in",
-                         "--output", tmp_path / "out", *(["--tiles"] if tiles else []))
+    code, text = flexseg(
+        "infer",
+        "--model",
+        project / "runs" / "t",
+        "--images",
+        tmp_path / "in",
+        "--output",
+        tmp_path / "out",
+        *(["--tiles"] if tiles else []),
+    )
     assert code == 3, text
     for name in ("truncated.png", "corrupt.jpg", "notes.png"):
         assert name in text
@@ -164,8 +198,9 @@ def test_a_dicom_without_pixel_data(project, tmp_path):
     ds = FileDataset(str(tmp_path / "in" / "nopix.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
     ds.InstanceNumber = 1
     ds.save_as(tmp_path / "in" / "nopix.dcm", enforce_file_format=True)
-    code, text = flexseg("infer", "--model", project / "runs" / "t", "--images", tmp_path / "in",
-                         "--output", tmp_path / "out")
+    code, text = flexseg(
+        "infer", "--model", project / "runs" / "t", "--images", tmp_path / "in", "--output", tmp_path / "out"
+    )
     assert code == 3 and "nopix.dcm" in text
 
 
@@ -184,8 +219,14 @@ def test_a_corrupt_training_image_stops_training_naming_it(project, tmp_path):
     victim = sorted((tmp_path / "data" / "train" / "images").iterdir())[0]
     victim.write_bytes(victim.read_bytes()[:100])
     before = digest(tmp_path / "data")
-    code, text = flexseg("train", project / "good.yaml", "--set", f"data.root={tmp_path / 'data'}",
-                         "--set", f"run_dir={tmp_path / 'run'}")
+    code, text = flexseg(
+        "train",
+        project / "good.yaml",
+        "--set",
+        f"data.root={tmp_path / 'data'}",
+        "--set",
+        f"run_dir={tmp_path / 'run'}",
+    )
     assert code == 3 and victim.name in text and "not a readable image" in text and "UnknownError" not in text, text
     assert digest(tmp_path / "data") == before
 
@@ -214,8 +255,15 @@ def test_an_existing_output_is_not_overwritten(project, tmp_path):
 def test_an_output_path_that_is_a_file(project, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("keep me\n")
-    code, text = flexseg("infer", "--model", project / "runs" / "t", "--images", project / "raw" / "images",
-                         "--output", blocker / "masks")
+    code, text = flexseg(
+        "infer",
+        "--model",
+        project / "runs" / "t",
+        "--images",
+        project / "raw" / "images",
+        "--output",
+        blocker / "masks",
+    )
     assert code == 4 and "a-file" in text and "a file stands where a folder is needed" in text, text
     assert blocker.read_text() == "keep me\n"
 
@@ -228,8 +276,16 @@ def test_mask_colours_far_from_every_class_are_named(project, tmp_path):
     mask[10:40, 10:40] = (0, 128, 0)
     cv2.imwrite(str(tmp_path / "raw" / "masks" / "s03.png"), mask)
     before = digest(tmp_path / "raw")
-    code, text = flexseg("split", project / "good.yaml", "--set", f"split.images={tmp_path / 'raw' / 'images'}",
-                         "--set", f"split.masks={tmp_path / 'raw' / 'masks'}", "--set", f"data.root={tmp_path / 'data'}")
+    code, text = flexseg(
+        "split",
+        project / "good.yaml",
+        "--set",
+        f"split.images={tmp_path / 'raw' / 'images'}",
+        "--set",
+        f"split.masks={tmp_path / 'raw' / 'masks'}",
+        "--set",
+        f"data.root={tmp_path / 'data'}",
+    )
     assert code == 0 and "s03.png" in text and "900 mask pixels" in text
     assert digest(tmp_path / "raw") == before
 
@@ -245,8 +301,9 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(project, tmp_path, m
 
     monkeypatch.setattr(fsutil, "public_mode", lambda: full(tmp_path / "out"))
     before = digest(project / "raw")
-    code, text = flexseg("infer", "--model", project / "runs" / "t", "--images", project / "raw" / "images",
-                         "--output", tmp_path / "out")
+    code, text = flexseg(
+        "infer", "--model", project / "runs" / "t", "--images", project / "raw" / "images", "--output", tmp_path / "out"
+    )
     assert code == 4 and "No space left on device" in text and "free some space" in text, text
     assert list((tmp_path / "out").iterdir()) == []  # no temporary or partial mask left behind
     assert digest(project / "raw") == before

@@ -16,8 +16,9 @@ runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
 
 
-def seed_config(rgb_map: str, *, kernels="(9,9)", dropout="0.04", lr="0.00007", clip="0.4", factor="0.4",
-                num_classes=2, extra="") -> str:
+def seed_config(
+    rgb_map: str, *, kernels="(9,9)", dropout="0.04", lr="0.00007", clip="0.4", factor="0.4", num_classes=2, extra=""
+) -> str:
     """A train_eval_infer.config in the seed's layout (the values of the seeds' READMEs)."""
     return f"""; train_eval_infer.config
 [model]
@@ -90,8 +91,16 @@ def test_nbm_config_becomes_the_shipped_nbm_experiment(tmp_path):
     assert result.exit_code == 0, result.output
     exp, nbm = load_experiment(output), load_experiment(REPO / "experiments" / "nbm.yaml")
     assert exp.model == nbm.model
-    for key in ("learning_rate", "clipvalue", "loss", "batch_size", "epochs", "patience", "reducer_factor",
-                "reducer_patience"):
+    for key in (
+        "learning_rate",
+        "clipvalue",
+        "loss",
+        "batch_size",
+        "epochs",
+        "patience",
+        "reducer_factor",
+        "reducer_patience",
+    ):
         assert getattr(exp.train, key) == getattr(nbm.train, key), key
     assert [c.color for c in exp.classes] == [c.color for c in nbm.classes]
     assert (exp.image.width, exp.image.height, exp.image.channels) == (512, 512, 3)
@@ -142,12 +151,15 @@ def test_code_in_a_key_flexseg_ignores_is_reported_not_run(tmp_path):
     assert not marker.exists() and output.is_file()
 
 
-@pytest.mark.parametrize("rgb_map,num_classes,message", [
-    ("{(0,0,0):0,(255,255,255):1}", 3, "num_classes = 3"),
-    ("{(0,0,0):0,(255,255,255):2}", 2, "without gaps"),
-    ("{(0,0,0):0,(300,0,0):1}", 2, "0..255"),
-    ("[1, 2]", 2, "must be a dict"),
-])
+@pytest.mark.parametrize(
+    "rgb_map,num_classes,message",
+    [
+        ("{(0,0,0):0,(255,255,255):1}", 3, "num_classes = 3"),
+        ("{(0,0,0):0,(255,255,255):2}", 2, "without gaps"),
+        ("{(0,0,0):0,(300,0,0):1}", 2, "0..255"),
+        ("[1, 2]", 2, "must be a dict"),
+    ],
+)
 def test_inconsistent_class_maps_are_refused(tmp_path, rgb_map, num_classes, message):
     result, _, output = convert(tmp_path, seed_config(rgb_map, num_classes=num_classes))
     assert result.exit_code == 2 and message in result.output, result.output

@@ -41,8 +41,15 @@ LONG = ["--set", "train.epochs=300", "--set", "image.width=128", "--set", "image
 
 
 def flexseg(*args, cwd: Path, timeout: float = 240, check_traceback: bool = True, **popen) -> tuple[int, str]:
-    proc = subprocess.run([*COMMAND, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, **popen)
+    proc = subprocess.run(
+        [*COMMAND, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        **popen,
+    )
     text = proc.stdout + proc.stderr
     if check_traceback:
         assert "Traceback" not in text, text
@@ -51,8 +58,15 @@ def flexseg(*args, cwd: Path, timeout: float = 240, check_traceback: bool = True
 
 
 def start(*args, cwd: Path, **popen) -> subprocess.Popen:
-    return subprocess.Popen([*COMMAND, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, text=True, **popen)
+    return subprocess.Popen(
+        [*COMMAND, *map(str, args)],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        **popen,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
@@ -70,8 +84,10 @@ def wait_for(condition, timeout: float = 120, proc: subprocess.Popen | None = No
     deadline = time.monotonic() + timeout
     while not condition():
         if proc is not None and proc.poll() is not None:
-            pytest.fail(f"the process ended (rc {proc.returncode}) before the moment the test waits for: "
-                        f"{proc.communicate()[0]}")
+            pytest.fail(
+                f"the process ended (rc {proc.returncode}) before the moment the test waits for: "
+                f"{proc.communicate()[0]}"
+            )
         if time.monotonic() > deadline:
             pytest.fail("timed out waiting")
         time.sleep(0.1)
@@ -79,9 +95,12 @@ def wait_for(condition, timeout: float = 120, proc: subprocess.Popen | None = No
 
 def digest(*folders: Path) -> dict[str, str]:
     """SHA-256 of every file below the folders, flexseg's lock files left out (they name the last holder)."""
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
-            for folder in folders for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != ".flexseg.lock"}
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+        for folder in folders
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".flexseg.lock"
+    }
 
 
 def unchanged(before: dict[str, str], *folders: Path) -> None:
@@ -122,7 +141,9 @@ def test_infer_never_writes_into_its_images_folder(project):
     images = project / "data" / "test" / "images"
     before = digest(project)
     for output in (images, images / "masks-here"):
-        code, text = flexseg("infer", "--model", "runs/t", "--images", images, "--output", output, "--force", cwd=project)
+        code, text = flexseg(
+            "infer", "--model", "runs/t", "--images", images, "--output", output, "--force", cwd=project
+        )
         assert code == 4, text
         assert "never writes into its inputs" in text and str(images) in text
     unchanged(before, project)
@@ -135,18 +156,21 @@ def test_infer_force_replaces_only_masks_flexseg_wrote(project):
     mine = out / "s99.png"  # a user's file in the output folder, and one with the name of a mask
     mine.write_bytes(b"user data")
     victim = sorted(out.glob("*.png"))[0]
-    (out / ".flexseg-written").write_text("".join(
-        line + "\n" for line in (out / ".flexseg-written").read_text().split() if line != victim.name))
+    (out / ".flexseg-written").write_text(
+        "".join(line + "\n" for line in (out / ".flexseg-written").read_text().split() if line != victim.name)
+    )
     victim.write_bytes(b"a user's file that happens to have a mask's name")
     before = digest(project)
-    code, text = flexseg("infer", "--model", "runs/t", "--images", "data/test/images", "--output", out, "--force",
-                         cwd=project)
+    code, text = flexseg(
+        "infer", "--model", "runs/t", "--images", "data/test/images", "--output", out, "--force", cwd=project
+    )
     assert code == 4, text
     assert victim.name in text and "not written by flexseg" in text
     unchanged(before, project)
     victim.unlink()
-    code, text = flexseg("infer", "--model", "runs/t", "--images", "data/test/images", "--output", out, "--force",
-                         cwd=project)
+    code, text = flexseg(
+        "infer", "--model", "runs/t", "--images", "data/test/images", "--output", out, "--force", cwd=project
+    )
     assert code == 0, text
     assert mine.read_bytes() == b"user data"
 
@@ -181,8 +205,13 @@ def test_corrupt_image_mid_stream_still_exits_3(project):
 
 def test_train_force_keeps_files_flexseg_did_not_write(project):
     run = project / "runs" / "t"
-    user_files = {run / "my notes.txt": b"notes", run / "export" / "mine.onnx": b"onnx", run / "resume" / "keep.txt": b"k",
-                  run / "evaluate" / "x.csv": b"x", run / "tensorboard" / "t.txt": b"t"}
+    user_files = {
+        run / "my notes.txt": b"notes",
+        run / "export" / "mine.onnx": b"onnx",
+        run / "resume" / "keep.txt": b"k",
+        run / "evaluate" / "x.csv": b"x",
+        run / "tensorboard" / "t.txt": b"t",
+    }
     for path, data in user_files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -197,14 +226,34 @@ def test_train_force_keeps_files_flexseg_did_not_write(project):
 def test_demo_refuses_a_real_split_and_a_real_run(project):
     before = digest(project)
     demo = Path(__file__).resolve().parents[2] / "experiments" / "demo.yaml"
-    code, text = flexseg("demo", demo, "--set", f"data.root={project / 'data'}", "--set", f"run_dir={project / 'x'}",
-                         "--set", f"split.images={project / 'demo-raw' / 'images'}",
-                         "--set", f"split.masks={project / 'demo-raw' / 'masks'}", cwd=project)
+    code, text = flexseg(
+        "demo",
+        demo,
+        "--set",
+        f"data.root={project / 'data'}",
+        "--set",
+        f"run_dir={project / 'x'}",
+        "--set",
+        f"split.images={project / 'demo-raw' / 'images'}",
+        "--set",
+        f"split.masks={project / 'demo-raw' / 'masks'}",
+        cwd=project,
+    )
     assert code == 4, text
     assert "data.root" in text and "did not make" in text
-    code, text = flexseg("demo", demo, "--set", f"data.root={project / 'demo-data'}", "--set", f"run_dir={project / 'runs/t'}",
-                         "--set", f"split.images={project / 'demo-raw' / 'images'}",
-                         "--set", f"split.masks={project / 'demo-raw' / 'masks'}", cwd=project)
+    code, text = flexseg(
+        "demo",
+        demo,
+        "--set",
+        f"data.root={project / 'demo-data'}",
+        "--set",
+        f"run_dir={project / 'runs/t'}",
+        "--set",
+        f"split.images={project / 'demo-raw' / 'images'}",
+        "--set",
+        f"split.masks={project / 'demo-raw' / 'masks'}",
+        cwd=project,
+    )
     assert code == 4, text
     assert "run_dir" in text and "'t'" in text
     unchanged(before, project)
@@ -261,6 +310,7 @@ def test_sigterm_stops_training_with_143(project):
 
 def test_sigint_works_even_when_the_parent_ignored_it(project):
     """A job started in the background of a script inherits SIGINT as ignored."""
+
     def ignore_sigint():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -283,8 +333,19 @@ def test_resume_refuses_another_experiment(project):
     code, text, _ = _interrupt_after_first_epoch(project, signal.SIGINT)
     assert code == 130, text
     before = digest(project / "runs")
-    code, text = flexseg("train", "t.yaml", *LONG[:2], "--set", "image.width=64", "--set", "image.height=128",
-                         "--set", "train.loss=dice", "--resume", cwd=project)
+    code, text = flexseg(
+        "train",
+        "t.yaml",
+        *LONG[:2],
+        "--set",
+        "image.width=64",
+        "--set",
+        "image.height=128",
+        "--set",
+        "train.loss=dice",
+        "--resume",
+        cwd=project,
+    )
     assert code == 4, text
     assert "image.width: 128 → 64" in text and "train.loss" in text
     unchanged(before, project / "runs")
@@ -459,12 +520,17 @@ def test_dangling_link_among_the_images_is_named(project):
     assert code == 3 and "gone.png" in text, text
 
 
-@pytest.mark.parametrize("damage, expected", [
-    ({"class_names": ["background", "fg", "extra"], "class_colors": [[0, 0, 0], [255, 255, 255], [255, 0, 0]]},
-     "gives 2 classes"),
-    ({"class_colors": [[0, 0, 0], [300, 255, 255]]}, "0..255"),
-    ({"width": 0}, "width"),
-])
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (
+            {"class_names": ["background", "fg", "extra"], "class_colors": [[0, 0, 0], [255, 255, 255], [255, 0, 0]]},
+            "gives 2 classes",
+        ),
+        ({"class_colors": [[0, 0, 0], [300, 255, 255]]}, "0..255"),
+        ({"width": 0}, "width"),
+    ],
+)
 def test_model_json_that_disagrees_with_the_model(project, damage, expected):
     card = project / "runs" / "t" / "model.json"
     card.write_text(json.dumps({**json.loads(card.read_text()), **damage}))
@@ -476,8 +542,19 @@ def test_model_json_that_disagrees_with_the_model(project, damage, expected):
 
 
 def test_fail_under_nan_is_refused(project):
-    code, text = flexseg("evaluate", "t.yaml", "--pred", "data/test/masks", "--truth", "data/test/masks",
-                         "--output", "scores", "--fail-under", "dice=nan", cwd=project)
+    code, text = flexseg(
+        "evaluate",
+        "t.yaml",
+        "--pred",
+        "data/test/masks",
+        "--truth",
+        "data/test/masks",
+        "--output",
+        "scores",
+        "--fail-under",
+        "dice=nan",
+        cwd=project,
+    )
     assert code == 2 and "dice=nan" in text and "finite" in text, text
 
 
@@ -496,6 +573,7 @@ def test_duplicate_keys_are_refused_with_the_line(project):
 
 def _png_of_zeros(path: Path, width: int, height: int) -> None:
     """A valid grey PNG of any size, streamed: the file is small, the decoded image is not."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -503,19 +581,26 @@ def _png_of_zeros(path: Path, width: int, height: int) -> None:
     for _ in range(height):
         parts.append(compressor.compress(row))
     parts.append(compressor.flush())
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-                     + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", b"".join(parts))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _peak_rss_mb(*args, cwd: Path) -> tuple[int, str, float]:
     """Run flexseg in a child of a small Python parent that reports the child's peak RSS."""
-    probe = ("import resource, subprocess, sys\n"
-             "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-             "sys.stdout.write(p.stdout + p.stderr)\n"
-             "print('PEAK', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-             "sys.exit(p.returncode)\n")
-    proc = subprocess.run([sys.executable, "-c", probe, *COMMAND, *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    probe = (
+        "import resource, subprocess, sys\n"
+        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "sys.stdout.write(p.stdout + p.stderr)\n"
+        "print('PEAK', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "sys.exit(p.returncode)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, *COMMAND, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
     text = proc.stdout + proc.stderr
     assert "Traceback" not in text and "unexpected" not in text, text
     return proc.returncode, text, int(text.rsplit("PEAK", 1)[1].split()[0]) / 1024
@@ -527,8 +612,9 @@ def test_a_decompression_bomb_is_refused_in_bounded_memory(project):
     _png_of_zeros(folder / "huge.png", 20000, 20000)
     assert (folder / "huge.png").stat().st_size < 1_000_000
     for extra in ((), ("--tiles",)):
-        code, text, peak = _peak_rss_mb("infer", "--model", "runs/t", "--images", folder, "--output", "o", "--force",
-                                        *extra, cwd=project)
+        code, text, peak = _peak_rss_mb(
+            "infer", "--model", "runs/t", "--images", folder, "--output", "o", "--force", *extra, cwd=project
+        )
         assert code == 3, text
         assert "huge.png" in text and "over the limit" in text
         assert peak < 2000, f"peak RSS {peak:.0f} MB"
@@ -539,7 +625,8 @@ def test_a_decompression_bomb_is_refused_in_bounded_memory(project):
 
 def test_yaml_bombs_are_refused_quickly_with_a_short_message(project):
     anchors = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 9))
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 9)
+    )
     base = yaml.safe_dump({k: v for k, v in EXPERIMENT.items() if k != "augment"})
     (project / "aliases.yaml").write_text(base + anchors)
     (project / "deep.yaml").write_text(base + "x: " + "[" * 500 + "]" * 500 + "\n")
@@ -559,8 +646,10 @@ def test_seed_out_of_range_is_refused_by_check(project):
 
 def test_a_huge_literal_in_an_ignored_seed_key(project):
     config = project / "seed.config"
-    config.write_text("[model]\nnum_classes = 2\n[mask]\nrgb_map = {(0,0,0):0, (255,255,255):1}\n"
-                      "[train]\nunused = [" + "1," * 3_000_000 + "]\n")
+    config.write_text(
+        "[model]\nnum_classes = 2\n[mask]\nrgb_map = {(0,0,0):0, (255,255,255):1}\n"
+        "[train]\nunused = [" + "1," * 3_000_000 + "]\n"
+    )
     code, text, peak = _peak_rss_mb("import-config", config, "-o", "x.yaml", cwd=project)
     assert code == 2 and "seed.config" in text and len(text) < 1000, text
     assert peak < 500, peak
@@ -579,8 +668,11 @@ def test_temporary_files_of_a_killed_train_are_cleaned_and_mentioned(project):
     resume checkpoint. The next command that opens the run folder removes them and says so; a
     user's file that only looks similar stays."""
     run = project / "runs" / "t"
-    leftovers = [run / ".model.k2j3h4g5.tmp.keras", run / "resume" / ".partial-epoch_004.weights.h5",
-                 run / ".train_losses.q1w2e3r4.tmp.csv"]
+    leftovers = [
+        run / ".model.k2j3h4g5.tmp.keras",
+        run / "resume" / ".partial-epoch_004.weights.h5",
+        run / ".train_losses.q1w2e3r4.tmp.csv",
+    ]
     for path in leftovers:
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(b"half")

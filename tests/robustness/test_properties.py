@@ -56,6 +56,7 @@ def test_natural_pairing_follows_number_order_not_string_order(numbers, offset):
     masks = [Path(f"Mask_{n + offset:05d}.png") for n in reversed(numbers)]
     pairing = pair_files(images, masks, "natural")
     assert pairing.complete
-    assert [(int(i.stem.split("_")[1]) + offset, int(m.stem.split("_")[1])) for i, m in pairing.pairs] == \
-        [(n + offset, n + offset) for n in sorted(numbers)]
+    assert [(int(i.stem.split("_")[1]) + offset, int(m.stem.split("_")[1])) for i, m in pairing.pairs] == [
+        (n + offset, n + offset) for n in sorted(numbers)
+    ]
     assert sorted(numbers, key=lambda n: natural_key(f"x{n}")) == sorted(numbers)

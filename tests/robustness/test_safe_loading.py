@@ -14,13 +14,17 @@ from flexseg.model.store import CARD_FILE, MODEL_FILE, ModelCard
 
 
 def flexseg(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flexseg.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "flexseg.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd
+    )
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_a_yaml_python_tag_is_refused_and_not_run(tmp_path):
@@ -45,8 +49,15 @@ def test_a_model_that_needs_unsafe_deserialisation_is_refused(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     keras.Model(inputs, outputs).save(run / MODEL_FILE)
-    card = ModelCard(experiment="evil", class_names=["background", "x"], class_colors=[[0, 0, 0], [255, 255, 255]],
-                     width=16, height=16, channels=1, input_normalize=True)
+    card = ModelCard(
+        experiment="evil",
+        class_names=["background", "x"],
+        class_colors=[[0, 0, 0], [255, 255, 255]],
+        width=16,
+        height=16,
+        channels=1,
+        input_normalize=True,
+    )
     (run / CARD_FILE).write_text(json.dumps(card.__dict__))
     images = tmp_path / "images"
     images.mkdir()
