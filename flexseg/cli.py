@@ -250,7 +250,8 @@ def train(
     _needs_tensorflow()
     from flexseg.commands.train import train as run_training
 
-    views.train_done(run_training(_load(experiment, overrides), force=force, resume=resume))
+    result = run_training(_load(experiment, overrides), force=force, resume=resume, reporter=views.TrainingBar())
+    views.train_done(result)
 
 
 @app.command(epilog=EXAMPLE)
@@ -424,7 +425,7 @@ def demo(
     _needs_tensorflow()
     from flexseg.commands.demo import run_demo
 
-    views.demo_summary(run_demo(_load(experiment, overrides), experiment))
+    views.demo_summary(run_demo(_load(experiment, overrides), experiment, reporter=views.TrainingBar()))
 
 
 def main() -> None:

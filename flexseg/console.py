@@ -60,7 +60,7 @@ def live_progress(*fields: str):
     label, *rest = fields
     return Progress(
         TextColumn(label),
-        BarColumn(),
+        BarColumn(bar_width=None),  # the bar takes the width the other columns leave
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         *(TextColumn(f) for f in rest),

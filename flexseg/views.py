@@ -62,6 +62,75 @@ def split_done(exp, plan, result) -> None:
     )
 
 
+# ---------------------------------------------------------------- training progress
+
+# the metrics of a finished epoch's line, most wanted first: as many as the terminal's width holds
+EPOCH_LINE_ORDER = (
+    "loss",
+    "val_loss",
+    "val_foreground_dice",
+    "foreground_dice",
+    "learning_rate",
+    "dice_coef_multiclass",
+    "val_dice_coef_multiclass",
+)
+
+
+def epoch_line(epoch: int, epochs: int, logs: dict, rate: float, seconds: float, width: int | None = None) -> str:
+    """One line per finished epoch: the epoch, the metrics that fit in ``width`` (all when None),
+    images/s and the epoch's time."""
+    from flexseg.training.callbacks import short_metric_name
+
+    head = f"epoch {epoch:>{len(str(epochs))}}/{epochs}"
+    tail = f"{rate:.2f} img/s  {seconds:.1f}s"
+    keys = [k for k in EPOCH_LINE_ORDER if k in logs] + [k for k in logs if k not in EPOCH_LINE_ORDER]
+    parts = []
+    for key in keys:
+        part = f"{short_metric_name(key)} {float(logs[key]):.4g}"
+        if width is not None and len("  ".join([head, *parts, part, tail])) > width:
+            break
+        parts.append(part)
+    return "  ".join([head, *parts, tail])
+
+
+class TrainingBar:
+    """On a terminal: a live bar for the epoch in progress (steps, images/s, loss, time left), and
+    one summary line per finished epoch, fitted to the width. Elsewhere (CI logs): the full line."""
+
+    def __init__(self):
+        self.progress = None
+        self.task = None
+
+    def start(self, epochs: int, steps: int) -> None:
+        self.epochs, self.steps = epochs, steps
+        self.progress = out.live_progress("epoch {task.fields[epoch]}", "{task.fields[info]}")
+        if self.progress:
+            self.progress.start()
+
+    def step(self, epoch: int, done: int, loss: float | None, rate: float) -> None:
+        if not self.progress:
+            return
+        if self.task is None:
+            self.task = self.progress.add_task("", total=self.steps, epoch=f"{epoch}/{self.epochs}", info="")
+        info = f"{rate:.2f} img/s" + ("" if loss is None else f"  loss {loss:.4g}")
+        self.progress.update(self.task, completed=done, info=info)
+
+    def epoch_done(self, epoch: int, epochs: int, logs: dict, rate: float, seconds: float) -> None:
+        if self.progress:
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+                self.task = None
+            self.progress.console.print(
+                epoch_line(epoch, epochs, logs, rate, seconds, out.console().width), highlight=False, markup=False
+            )
+        elif not out.is_quiet():
+            out.info(epoch_line(epoch, epochs, logs, rate, seconds))
+
+    def stop(self) -> None:
+        if self.progress:
+            self.progress.stop()
+
+
 # ---------------------------------------------------------------- augment, stats, train
 
 

@@ -87,7 +87,7 @@ class DemoResult:
     seconds: float
 
 
-def run_demo(exp, source: Path) -> DemoResult:
+def run_demo(exp, source: Path, reporter=None) -> DemoResult:
     """The whole pipeline as a user runs it: write a raw dataset into split.images' parent,
     split it by patient, augment the train split, check it (stats), train (replacing the demo's
     own earlier run), evaluate, infer on its mini_test folder."""
@@ -118,7 +118,7 @@ def run_demo(exp, source: Path) -> DemoResult:
     if stats.errors:
         raise RunError("the demo dataset has problems: " + "; ".join(p.message for p in stats.errors))
     out.info(f"stats: no leakage, stats.json and figures in {stats_dir}")
-    trained = train(exp, force=True)
+    trained = train(exp, force=True, reporter=reporter)
     report = evaluate(exp)
     output = resolve_output(None, trained.run_dir, None, exp)
     inferred = infer(trained.run_dir, resolve_images(None, exp.infer.images), output, force=True)

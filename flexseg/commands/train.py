@@ -37,8 +37,8 @@ from flexseg.training.callbacks import (
     BestModel,
     EpochChangeInference,
     HistoryFiles,
-    RichProgress,
     StopAtStepBoundary,
+    TrainingProgress,
 )
 from flexseg.training.distribute import (
     Distribution,
@@ -294,8 +294,9 @@ def input_datasets(exp: Experiment, dist: Distribution, train_pairs, valid_pairs
     )
 
 
-def train(exp: Experiment, *, force: bool = False, resume: bool = False) -> TrainResult:
-    """Train into the run folder. A run that replaces an earlier one (``force``) is written into
+def train(exp: Experiment, *, force: bool = False, resume: bool = False, reporter=None) -> TrainResult:
+    """Train into the run folder; ``reporter`` shows progress (default: a line per epoch, see
+    ``training.callbacks.EpochLines``). A run that replaces an earlier one (``force``) is written into
     the folder's staging area and put in place only when it has finished: until then, and if it
     fails, the earlier run stays as it was; an interrupted one can be continued with ``resume``."""
     _check_tensorboard(exp)
@@ -310,7 +311,7 @@ def train(exp: Experiment, *, force: bool = False, resume: bool = False) -> Trai
         scratch = Path(tempfile.mkdtemp(prefix="flexseg-worker-"))
         try:
             state = _resume_state(run_dir, exp) if resume else None
-            return _fit(exp, dist, run_dir, scratch, state, class_map, train_pairs, valid_pairs)
+            return _fit(exp, dist, run_dir, scratch, state, class_map, train_pairs, valid_pairs, reporter)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     with runs.open_output(run_dir, "train", legacy_names=runs.RUN_LEGACY_NAMES) as folder:
@@ -328,10 +329,10 @@ def train(exp: Experiment, *, force: bool = False, resume: bool = False) -> Trai
             out.warn(message)
         if write_dir == run_dir:
             runs.discard_staging(folder)
-            return _fit(exp, dist, run_dir, run_dir, state, class_map, train_pairs, valid_pairs)
+            return _fit(exp, dist, run_dir, run_dir, state, class_map, train_pairs, valid_pairs, reporter)
         out.info(f"the new run is written beside the earlier one and replaces it when it has finished ({staging})")
         with runs.staged(folder, fresh=state is None, keep_on_failure=lambda: read_state(staging) is not None):
-            result = _fit(exp, dist, run_dir, staging, state, class_map, train_pairs, valid_pairs)
+            result = _fit(exp, dist, run_dir, staging, state, class_map, train_pairs, valid_pairs, reporter)
             runs.promote(folder)
         return result
 
@@ -368,6 +369,7 @@ def _fit(
     class_map: ClassMap,
     train_pairs,
     valid_pairs,
+    reporter=None,
 ) -> TrainResult:
     keras.utils.set_random_seed(exp.train.seed)
     ds_train, ds_valid, steps = input_datasets(exp, dist, train_pairs, valid_pairs, class_map)
@@ -391,7 +393,9 @@ def _fit(
 
     infer_images, infer_truths, infer_names = _epoch_change_images(exp, valid_pairs, class_map)
     best = BestModel(write_dir, on_save=record_best)
-    progress = RichProgress(exp.train.epochs, steps, dist.global_batch(exp.train.batch_size), len(train_pairs))
+    progress = TrainingProgress(
+        exp.train.epochs, steps, dist.global_batch(exp.train.batch_size), len(train_pairs), reporter
+    )
     reducer = keras.callbacks.ReduceLROnPlateau(
         monitor="val_loss", factor=exp.train.reducer_factor, patience=exp.train.reducer_patience, verbose=0
     )

@@ -47,54 +47,63 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self.t0)
 
 
-class RichProgress(EpochTimer):
-    """A bar per epoch with loss, metrics, images/s and ETA; plain lines when not a terminal."""
+class EpochLines:
+    """The progress a library caller sees: one plain line per finished epoch (quiet-aware). The
+    CLI passes a live bar instead (flexseg.views.TrainingBar); both take the same calls."""
 
-    def __init__(self, epochs: int, steps: int, batch_size: int, images: int):
+    def start(self, epochs: int, steps: int) -> None:
+        pass
+
+    def step(self, epoch: int, done: int, loss: float | None, rate: float) -> None:
+        pass
+
+    def epoch_done(self, epoch: int, epochs: int, logs: dict, rate: float, seconds: float) -> None:
+        if not out.is_quiet():
+            out.info(f"epoch {epoch}/{epochs}  {_fmt(logs)}  {rate:.2f} img/s  {seconds:.1f}s")
+
+    def stop(self) -> None:
+        pass
+
+
+class TrainingProgress(EpochTimer):
+    """Measures steps and epochs and tells a reporter (``EpochLines`` or the CLI's live bar)."""
+
+    def __init__(self, epochs: int, steps: int, batch_size: int, images: int, reporter=None):
         super().__init__()
         self.epochs, self.steps, self.batch_size, self.images = epochs, steps, batch_size, images
-        self.progress = None
+        self.reporter = reporter or EpochLines()
 
     def on_train_begin(self, logs=None):
-        self.progress = out.live_progress("[bold]epoch {task.fields[epoch]}", "{task.fields[info]}")
-        if self.progress:
-            self.progress.start()
+        self.reporter.start(self.epochs, self.steps)
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
         self.epoch = epoch + 1
-        if self.progress:
-            self.task = self.progress.add_task("", total=self.steps, epoch=f"{self.epoch}/{self.epochs}", info="")
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.progress:
-            rate = (batch + 1) * self.batch_size / max(1e-9, time.perf_counter() - self.t0)
-            self.progress.update(self.task, completed=batch + 1, info=f"{_fmt(logs)}  {rate:.2f} img/s")
+        rate = (batch + 1) * self.batch_size / max(1e-9, time.perf_counter() - self.t0)
+        loss = (logs or {}).get("loss")
+        self.reporter.step(self.epoch, batch + 1, None if loss is None else float(loss), rate)
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
         seconds = self.seconds[-1]
-        rate = self.images / max(1e-9, seconds)
-        line = f"{_fmt(logs)}  {rate:.2f} img/s  {seconds:.1f}s"
-        if self.progress:
-            self.progress.update(self.task, completed=self.steps, info=line)
-        elif not out.is_quiet():
-            out.console().print(f"epoch {self.epoch}/{self.epochs}  {line}", highlight=False, soft_wrap=True)
+        self.reporter.epoch_done(self.epoch, self.epochs, dict(logs or {}), self.images / max(1e-9, seconds), seconds)
 
     def on_train_end(self, logs=None):
-        if self.progress:
-            self.progress.stop()
+        self.reporter.stop()
+
+
+SHORT_NAMES = {"dice_coef_multiclass": "dice_mc", "foreground_dice": "fg_dice", "learning_rate": "lr"}
+
+
+def short_metric_name(key: str) -> str:
+    base = key.removeprefix("val_")
+    return ("val_" if key.startswith("val_") else "") + SHORT_NAMES.get(base, base)
 
 
 def _fmt(logs) -> str:
-    if not logs:
-        return ""
-    names = {"dice_coef_multiclass": "dice_mc", "foreground_dice": "fg_dice", "learning_rate": "lr"}
-    parts = []
-    for k, v in logs.items():
-        short = names.get(k.removeprefix("val_"), k.removeprefix("val_"))
-        parts.append(f"{'val_' if k.startswith('val_') else ''}{short}={float(v):.4g}")
-    return " ".join(parts)
+    return " ".join(f"{short_metric_name(k)}={float(v):.4g}" for k, v in (logs or {}).items())
 
 
 class BestModel(keras.callbacks.Callback):
