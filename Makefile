@@ -25,7 +25,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check flexseg bench tests
 	$(BIN)/ruff format --check flexseg bench tests
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist load  # tests spread over the cores (pytest-xdist)
 
 # Speed and memory figures of this machine (bench/run.py, about 25 min); bench-quick is a 4-min smoke run.
 bench: $(STAMP)
