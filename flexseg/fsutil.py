@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Callable, Iterator
 before_write: Callable[[Path], None] | None = None
 
 
+@functools.cache  # once, on the first write (every atomic write asks)
 def _umask() -> int:
     """The process's umask, read without changing it (Linux reports it in /proc); elsewhere the
     classic set-and-restore, done once."""
