@@ -28,6 +28,24 @@ def write_yaml(path: Path, data: dict) -> Path:
     return path
 
 
+# the robustness suites' project: two classes, 64×64, a 4-filter model trained one epoch
+TWO_CLASS_EXPERIMENT = {
+    "name": "t",
+    "classes": [{"name": "background", "color": [0, 0, 0]}, {"name": "fg", "color": [255, 255, 255]}],
+    "image": {"width": 64, "height": 64, "channels": 3},
+    "model": {"base_filters": 4, "num_layers": 3},
+    "train": {"epochs": 1, "batch_size": 2, "num_infer_images": 0},
+    "data": {"root": "data"},
+    "split": {"images": "raw/images", "masks": "raw/masks", "ratios": {"train": 0.6, "valid": 0.2, "test": 0.2}},
+    "run_dir": "runs/t",
+}
+
+
+def set_options(**keys) -> list[str]:
+    """``--set key=value`` arguments; a double underscore in a name stands for a dot (split__images)."""
+    return [arg for key, value in keys.items() for arg in ("--set", f"{key.replace('__', '.')}={value}")]
+
+
 def write_raw_pairs(home: Path, count: int, size: int = 64) -> None:
     """``home/raw/{images,masks}``: ``count`` synthetic CT slices s00.png… with 0/255 grey masks."""
     import cv2

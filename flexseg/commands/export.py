@@ -20,7 +20,7 @@ import numpy as np
 from flexseg import runs
 from flexseg.errors import ConfigError, RunError
 from flexseg.fsutil import atomic_write_text
-from flexseg.model.store import CARD_FILE, MODEL_FILE, ModelCard, load_model, read_card
+from flexseg.model.store import CARD_FILE, MODEL_FILE, ModelCard, is_run_folder, load_model, read_card
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 OUTPUT_NAMES = {"savedmodel": "savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}
@@ -65,7 +65,7 @@ def export(
     card = read_card(run_dir)
     model = load_model(run_dir, card)
     folder = Path(os.path.abspath(output or run_dir / "export" / fmt))
-    if (folder / MODEL_FILE).exists():
+    if is_run_folder(folder):
         raise RunError(
             f"--output {folder} is a run folder (it holds {MODEL_FILE}); an export never writes into a run. "
             "Choose an empty or new folder"

@@ -126,9 +126,9 @@ def check_output(folder, images: list[Path], force: bool, options: InferOptions 
 
 
 def check_not_a_run(output_dir: Path) -> None:
-    from flexseg.model.store import CARD_FILE, MODEL_FILE
+    from flexseg.model.store import CARD_FILE, MODEL_FILE, is_run_folder
 
-    if (output_dir / MODEL_FILE).exists() or (output_dir / CARD_FILE).exists():
+    if is_run_folder(output_dir) or (output_dir / CARD_FILE).exists():
         raise RunError(
             f"--output {output_dir} is a run folder (it holds {MODEL_FILE} / {CARD_FILE}); masks go into a "
             "folder of their own, e.g. --output RUN/infer/NAME"

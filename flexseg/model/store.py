@@ -160,6 +160,11 @@ def load_model(run_dir: Path, card: "ModelCard | None" = None):
     return model
 
 
+def is_run_folder(folder: Path) -> bool:
+    """A folder holding a trained model (infer and export never write into one)."""
+    return (folder / MODEL_FILE).exists()
+
+
 def trained_runs(runs_root: Path) -> list[Path]:
     if not runs_root.is_dir():
         return []

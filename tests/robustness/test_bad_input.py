@@ -14,19 +14,10 @@ import yaml
 from typer.testing import CliRunner
 
 from flexseg.cli import app
-from tests.conftest import write_raw_pairs
+from tests.conftest import TWO_CLASS_EXPERIMENT, set_options, write_raw_pairs
 
 runner = CliRunner()
-GOOD = {
-    "name": "t",
-    "classes": [{"name": "background", "color": [0, 0, 0]}, {"name": "fg", "color": [255, 255, 255]}],
-    "image": {"width": 64, "height": 64, "channels": 3},
-    "model": {"base_filters": 4, "num_layers": 3},
-    "train": {"epochs": 1, "batch_size": 2, "num_infer_images": 0},
-    "data": {"root": "data"},
-    "split": {"images": "raw/images", "masks": "raw/masks", "ratios": {"train": 0.6, "valid": 0.2, "test": 0.2}},
-    "run_dir": "runs/t",
-}
+GOOD = TWO_CLASS_EXPERIMENT
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -116,12 +107,7 @@ def test_empty_image_folder(project, tmp_path):
     code, text = flexseg(
         "split",
         project / "good.yaml",
-        "--set",
-        f"split.images={tmp_path / 'images'}",
-        "--set",
-        f"split.masks={tmp_path / 'masks'}",
-        "--set",
-        f"data.root={tmp_path / 'data'}",
+        *set_options(split__images=tmp_path / "images", split__masks=tmp_path / "masks", data__root=tmp_path / "data"),
     )
     assert code == 3 and "no images" in text
 
@@ -135,12 +121,7 @@ def test_an_image_without_a_mask_and_a_mask_without_an_image(project, tmp_path):
     code, text = flexseg(
         "split",
         project / "good.yaml",
-        "--set",
-        f"split.images={tmp_path / 'images'}",
-        "--set",
-        f"split.masks={tmp_path / 'masks'}",
-        "--set",
-        f"data.root={tmp_path / 'data'}",
+        *set_options(split__images=tmp_path / "images", split__masks=tmp_path / "masks", data__root=tmp_path / "data"),
     )
     assert code == 3 and "s00.png" in text and "s06.png" in text
     assert digest(tmp_path) == before and not (tmp_path / "data").exists()

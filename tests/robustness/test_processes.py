@@ -21,21 +21,11 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import write_raw_pairs
+from tests.conftest import TWO_CLASS_EXPERIMENT, set_options, write_raw_pairs
 
 FLEXSEG = Path(sys.executable).with_name("flexseg")
 COMMAND = [str(FLEXSEG)] if FLEXSEG.exists() else [sys.executable, "-m", "flexseg.cli"]
-EXPERIMENT = {
-    "name": "t",
-    "classes": [{"name": "background", "color": [0, 0, 0]}, {"name": "fg", "color": [255, 255, 255]}],
-    "image": {"width": 64, "height": 64, "channels": 3},
-    "model": {"base_filters": 4, "num_layers": 3},
-    "train": {"epochs": 1, "batch_size": 2, "num_infer_images": 0},
-    "data": {"root": "data"},
-    "split": {"images": "raw/images", "masks": "raw/masks", "ratios": {"train": 0.6, "valid": 0.2, "test": 0.2}},
-    "augment": {"copies": 2, "transforms": [{"HorizontalFlip": {"p": 0.5}}]},
-    "run_dir": "runs/t",
-}
+EXPERIMENT = {**TWO_CLASS_EXPERIMENT, "augment": {"copies": 2, "transforms": [{"HorizontalFlip": {"p": 0.5}}]}}
 # a run that takes long enough to be interrupted after its first epoch
 LONG = ["--set", "train.epochs=300", "--set", "image.width=128", "--set", "image.height=128"]
 
@@ -223,20 +213,18 @@ def test_train_force_keeps_files_flexseg_did_not_write(project):
     assert not (run / ".flexseg-staging").exists()
 
 
+def demo_paths(project: Path, **keys) -> list[str]:
+    raw = project / "demo-raw"
+    return set_options(split__images=raw / "images", split__masks=raw / "masks", **keys)
+
+
 def test_demo_refuses_a_real_split_and_a_real_run(project):
     before = digest(project)
     demo = Path(__file__).resolve().parents[2] / "experiments" / "demo.yaml"
     code, text = flexseg(
         "demo",
         demo,
-        "--set",
-        f"data.root={project / 'data'}",
-        "--set",
-        f"run_dir={project / 'x'}",
-        "--set",
-        f"split.images={project / 'demo-raw' / 'images'}",
-        "--set",
-        f"split.masks={project / 'demo-raw' / 'masks'}",
+        *demo_paths(project, data__root=project / "data", run_dir=project / "x"),
         cwd=project,
     )
     assert code == 4, text
@@ -244,14 +232,7 @@ def test_demo_refuses_a_real_split_and_a_real_run(project):
     code, text = flexseg(
         "demo",
         demo,
-        "--set",
-        f"data.root={project / 'demo-data'}",
-        "--set",
-        f"run_dir={project / 'runs/t'}",
-        "--set",
-        f"split.images={project / 'demo-raw' / 'images'}",
-        "--set",
-        f"split.masks={project / 'demo-raw' / 'masks'}",
+        *demo_paths(project, data__root=project / "demo-data", run_dir=project / "runs/t"),
         cwd=project,
     )
     assert code == 4, text
