@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,11 @@ CLASSES = [
     {"name": "bone", "color": [255, 255, 255]},
     {"name": "lesion", "color": [255, 0, 0]},
 ]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first, so that pytest-xdist starts them while the short ones fill the other cores."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the order is kept otherwise
 
 
 def write_yaml(path: Path, data: dict) -> Path:
@@ -76,15 +84,34 @@ def tiny_experiment(**sections) -> dict:
     return exp
 
 
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory) -> Path:
-    """``data/{train,valid,test,mini_test}/{images,masks}`` of 64×64 synthetic CT slices
-    (mini_test at 80×100, as JPEG images, to check sizes and suffixes on the way back)."""
+def once_per_run(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder ``name``, built by ``build(folder)`` once per pytest run and shared by all xdist
+    workers: the first worker that needs it builds it under a lock, the others wait and reuse it.
+    Tests that change what they are given must work on a copy (see ``copy_of``)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' base folders are siblings below one folder of this run
+    folder, built = root / name, root / f"{name}.built"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not built.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed in another worker
+            folder.mkdir()
+            build(folder)
+            built.touch()
+    return folder
+
+
+def copy_of(folder: Path, tmp_path_factory, name: str) -> Path:
+    """A private copy of a shared folder."""
+    return Path(shutil.copytree(folder, tmp_path_factory.mktemp(name) / folder.name, symlinks=True))
+
+
+def _write_tiny_data(root: Path) -> None:
     from flexseg.data.classes import ClassMap
     from flexseg.data.io import write_image, write_palette_mask
     from flexseg.data.synthetic import synthetic_slice
 
-    root = tmp_path_factory.mktemp("tiny") / "data"
     rng = np.random.default_rng(7)
     palette = ClassMap([c["name"] for c in CLASSES], [tuple(c["color"]) for c in CLASSES]).palette()
     for split, n, h, w, suffix in [
@@ -97,7 +124,39 @@ def tiny_data(tmp_path_factory) -> Path:
             image, labels = synthetic_slice(rng, h, w)
             write_image(root / split / "images" / f"case {i:03d}{suffix}", image)
             write_palette_mask(root / split / "masks" / f"case {i:03d}.png", labels, palette)
-    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """``data/{train,valid,test,mini_test}/{images,masks}`` of 64×64 synthetic CT slices
+    (mini_test at 80×100, as JPEG images, to check sizes and suffixes on the way back). Read-only."""
+    return once_per_run(tmp_path_factory, "tiny", lambda folder: _write_tiny_data(folder / "data")) / "data"
+
+
+@pytest.fixture(scope="session")
+def learned_project(tmp_path_factory, tiny_data) -> Path:
+    """The one small model that learned, trained once per pytest run for the tests that need *a*
+    trained run: ``experiments/tiny.yaml`` (the tiny experiment on ``tiny_data``, 15 epochs) and
+    its run ``runs/tiny``. Read-only: take a ``copy_of`` it to write into the run."""
+
+    def train(home: Path) -> None:
+        from typer.testing import CliRunner
+
+        from flexseg.cli import app
+
+        exp = write_yaml(
+            home / "experiments" / "tiny.yaml",
+            tiny_experiment(
+                data={"root": str(tiny_data)},
+                train={"epochs": 15, "patience": 15},
+                infer={"images": str(tiny_data / "mini_test" / "images")},
+                run_dir="../runs/tiny",
+            ),
+        )
+        result = CliRunner().invoke(app, ["train", str(exp)], catch_exceptions=False)
+        assert result.exit_code == 0, result.stderr
+
+    return once_per_run(tmp_path_factory, "learned", train)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flexseg.cli import app
-from tests.conftest import CLASSES, REPO, colours_of, tiny_experiment, write_yaml
+from tests.conftest import CLASSES, REPO, colours_of, copy_of, tiny_experiment, write_yaml
 
 runner = CliRunner()
 COLOURS = {tuple(c["color"]) for c in CLASSES}
@@ -24,20 +24,11 @@ def invoke(*args, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_data, tmp_path_factory):
-    """An experiment trained once for the whole module; returns (experiment path, run dir)."""
-    home = tmp_path_factory.mktemp("project")
-    exp = write_yaml(
-        home / "experiments" / "tiny.yaml",
-        tiny_experiment(
-            data={"root": str(tiny_data)},
-            infer={"images": str(tiny_data / "mini_test" / "images")},
-            run_dir="../runs/tiny",
-        ),
-    )
-    result = invoke("train", exp, "--set", "train.epochs=15", "--set", "train.patience=15")
-    assert result.exit_code == 0, result.stderr
-    return exp, home / "runs" / "tiny"
+def trained(learned_project, tmp_path_factory):
+    """This module's copy of the shared small model (trained 15 epochs by the real `flexseg train`);
+    returns (experiment path, run dir)."""
+    home = copy_of(learned_project, tmp_path_factory, "project")
+    return home / "experiments" / "tiny.yaml", home / "runs" / "tiny"
 
 
 def test_train_writes_the_run_folder(trained):

@@ -26,6 +26,7 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+@pytest.mark.slow
 def test_two_workers_train_one_epoch_together(tiny_data, tmp_path):
     run = tmp_path / "run"
     exp = write_yaml(

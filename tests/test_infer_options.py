@@ -15,7 +15,7 @@ from flexseg.commands.infer import (
     predict_tiled,
     window_starts,
 )
-from tests.conftest import CLASSES, KNEE_RAW, tiny_experiment, write_yaml
+from tests.conftest import CLASSES, KNEE_RAW, copy_of
 
 runner = CliRunner()
 COLOURS = {tuple(c["color"]) for c in CLASSES}
@@ -26,11 +26,9 @@ def invoke(*args):
 
 
 @pytest.fixture(scope="module")
-def model_run(tiny_data, tmp_path_factory):
-    run = tmp_path_factory.mktemp("infer") / "run"
-    exp = write_yaml(run.parent / "exp.yaml", tiny_experiment(data={"root": str(tiny_data)}, run_dir=str(run)))
-    assert invoke("train", exp, "--set", "train.epochs=8", "--set", "train.patience=8").exit_code == 0
-    return run
+def model_run(learned_project, tmp_path_factory):
+    """This module's copy of the shared small model's run folder."""
+    return copy_of(learned_project / "runs" / "tiny", tmp_path_factory, "infer")
 
 
 def colours(path) -> set:

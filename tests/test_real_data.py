@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -12,6 +13,7 @@ from flexseg.cli import app
 from tests.conftest import NBM_MINI, REPO
 
 
+@pytest.mark.slow
 def test_nbm_experiment_trains_one_epoch_on_real_ct_and_writes_class_colour_masks(tmp_path):
     sets = [f"data.{split}={NBM_MINI}" for split in ("train", "valid", "test")]
     sets += ["image.width=128", "image.height=128", "train.epochs=1", f"run_dir={tmp_path / 'run'}"]

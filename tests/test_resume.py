@@ -11,6 +11,7 @@ import sys
 import time
 
 import keras
+import pytest
 from typer.testing import CliRunner
 
 from flexseg.cli import app
@@ -20,6 +21,7 @@ from tests.conftest import REPO, tiny_experiment, write_yaml
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_sigkill_during_epoch_2_then_resume(tiny_data, tmp_path):
     exp = write_yaml(
         tmp_path / "exp.yaml",

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import TWO_CLASS_EXPERIMENT, set_options, write_raw_pairs
+from tests.conftest import TWO_CLASS_EXPERIMENT, once_per_run, set_options, write_raw_pairs
 
 FLEXSEG = Path(sys.executable).with_name("flexseg")
 COMMAND = [str(FLEXSEG)] if FLEXSEG.exists() else [sys.executable, "-m", "flexseg.cli"]
@@ -99,16 +99,19 @@ def unchanged(before: dict[str, str], *folders: Path) -> None:
     assert not changed, f"changed or deleted: {changed[:5]}"
 
 
-@pytest.fixture(scope="module")
-def project_once(tmp_path_factory) -> Path:
-    """24 raw 64×64 pairs, split, and a model trained one epoch, all by the real command."""
-    home = tmp_path_factory.mktemp("processes")
+def _make_project(home: Path) -> None:
     write_raw_pairs(home, 24)
     (home / "t.yaml").write_text(yaml.safe_dump(EXPERIMENT))
     assert flexseg("split", "t.yaml", cwd=home)[0] == 0
     code, text = flexseg("train", "t.yaml", cwd=home)
     assert code == 0, text
-    return home
+
+
+@pytest.fixture(scope="session")
+def project_once(tmp_path_factory) -> Path:
+    """24 raw 64×64 pairs, split, and a model trained one epoch, all by the real command; built
+    once per pytest run and never changed (each test gets a copy)."""
+    return once_per_run(tmp_path_factory, "processes", _make_project)
 
 
 @pytest.fixture
@@ -299,6 +302,7 @@ def test_sigint_works_even_when_the_parent_ignored_it(project):
     assert code == 130, text
 
 
+@pytest.mark.slow
 def test_interrupted_force_run_resumes_and_then_replaces_the_old(project):
     code, text, _ = _interrupt_after_first_epoch(project, signal.SIGINT)
     assert code == 130, text
@@ -310,6 +314,7 @@ def test_interrupted_force_run_resumes_and_then_replaces_the_old(project):
     assert not (project / "runs/t/.flexseg-staging").exists()
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_experiment(project):
     code, text, _ = _interrupt_after_first_epoch(project, signal.SIGINT)
     assert code == 130, text
@@ -332,6 +337,7 @@ def test_resume_refuses_another_experiment(project):
     unchanged(before, project / "runs")
 
 
+@pytest.mark.slow
 def test_sigkill_during_training_leaves_the_old_run_and_a_resumable_new_one(project):
     before = digest(project / "runs")
     proc = start("train", "t.yaml", "--force", *LONG, cwd=project)
@@ -346,6 +352,7 @@ def test_sigkill_during_training_leaves_the_old_run_and_a_resumable_new_one(proj
 # ---------------------------------------------------------------- two at once
 
 
+@pytest.mark.slow
 def test_two_trains_into_one_run_folder(project):
     first = start("train", "t.yaml", "--force", *LONG, cwd=project)
     wait_for(lambda: (project / "runs/t/.flexseg-staging").exists(), proc=first)
@@ -407,6 +414,7 @@ def test_killed_augment_never_leaves_a_partial_set(project):
     assert record["written"] == len([p for p in images.iterdir() if "__aug" in p.name]) == record["sources"] * 2
 
 
+@pytest.mark.slow
 def test_killed_export_force_leaves_the_old_export(project):
     assert flexseg("export", "runs/t", "--format", "savedmodel", cwd=project)[0] == 0
     export = project / "runs/t/export/savedmodel"
@@ -422,6 +430,7 @@ def test_killed_export_force_leaves_the_old_export(project):
     assert not (export / ".flexseg-staging").exists()
 
 
+@pytest.mark.slow
 def test_leftovers_of_a_killed_split_are_cleaned_and_mentioned(project):
     """SIGKILL at several moments of a split --force, the last near the swap: every time a whole
     split stands at data/ (old or new, never neither), and the next split cleans what was left."""
