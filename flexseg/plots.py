@@ -23,7 +23,8 @@ def plot_history(rows: list[dict], keys: list[str], title: str, path: Path) -> N
     ax.set_xlabel("epoch")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp)

@@ -31,7 +31,7 @@ def import_tensorflow_quietly() -> None:
     hide stderr (the file descriptor) for the import only. An import failure still raises."""
     if "tensorflow" in sys.modules:
         return
-
+    prepare()  # its settings are read at import: a caller that comes here first must still get them
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)

@@ -66,3 +66,30 @@ def test_only_the_cli_knows_typer_and_only_views_draw_tables():
 
 def test_only_config_parses_yaml():
     assert importers_of("yaml") == {"flexseg.config"}
+
+
+PROBE = """
+import os
+import flexseg.cli
+from flexseg import tfenv
+assert "TF_CPU_ALLOCATOR_USE_BFC" not in os.environ, "set on import of the package"
+tfenv.import_tensorflow_quietly()  # the CLI's way to TensorFlow, before any subpackage is imported
+print(os.environ.get("TF_CPU_ALLOCATOR_USE_BFC"), os.environ.get("TF_ENABLE_ONEDNN_OPTS"))
+"""
+
+
+def test_tensorflow_gets_the_cpu_settings_whichever_way_it_is_first_loaded():
+    """The allocator and oneDNN settings are read when TensorFlow loads: a path that loads it
+    before flexseg's subpackages (the CLI's quiet import) must still set them, and a user's own
+    value wins. (Missed once: in-process CLI training of the NBM model ran 35% slower.)"""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPU_ALLOCATOR_USE_BFC", "TF_ENABLE_ONEDNN_OPTS")}
+    run = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["true", "1"]
+    env["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    run = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=120)
+    assert run.stdout.split() == ["true", "0"], run.stderr

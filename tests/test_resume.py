@@ -62,6 +62,10 @@ def test_sigkill_during_epoch_2_then_resume(tiny_data, tmp_path):
     assert [r.split(",")[0] for r in rows] == ["epoch", "1", "2", "3", "4"]
     final = json.loads(state.read_text())
     assert final["epoch"] == 4 and final["finished"] and not list((run / "resume").glob("*.h5"))
+    assert final["weights"] is None and len(final["history"]) == 4
+    written = (run / ".flexseg-written").read_text().split()
+    # the last epoch's weights were never written: the run was ending (they would be deleted at once)
+    assert "resume/epoch_003.weights.h5" in written and "resume/epoch_004.weights.h5" not in written
     card = json.loads((run / "model.json").read_text())
     assert card["training"]["epochs_run"] == 4 and 1 <= card["training"]["best_epoch"] <= 4
     from flexseg.model.store import load_model

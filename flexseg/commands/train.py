@@ -440,6 +440,7 @@ def _fit(
                     verbose=0,
                 )
         except KeyboardInterrupt as e:
+            history_files.plot()  # the plots of the epochs that finished
             saved = read_state(write_dir)
             what = (
                 f"epoch {saved['epoch']} is saved. Continue with: flexseg train EXPERIMENT --resume"

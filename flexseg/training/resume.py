@@ -6,6 +6,11 @@ After each finished epoch the model's weights *and optimizer state* go into
 early stopping and best-model tracking, and the history rows. The state file is replaced in
 one step after the weights are complete, so a hard kill at any moment leaves a consistent
 pair: at most the epoch in progress is lost.
+
+The last epoch of a run (the epoch limit, or early stopping) writes no weights: the run is
+ending, and its weights would be deleted at once. When the run has finished, ``state.json``
+records its last epoch with ``finished: true`` and no weights. A kill between the last epoch
+and that moment leaves the previous epoch's state: ``--resume`` repeats the last epoch.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         self.folder = run_dir / RESUME_DIR
         self.best, self.reducer, self.stopper, self.history = best, reducer, stopper, history
         self.state = state
+        self.epoch = state["epoch"] if state else 0  # the last epoch that finished with a finite loss
 
     def on_train_begin(self, logs=None):
         if self.state is None:
@@ -68,49 +74,49 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         )
         self.history.rows = list(s["history"])
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if not math.isfinite(float((logs or {}).get("loss", math.nan))):
             return  # never save a diverged state over the last good one
+        self.epoch = epoch + 1
+        if self.epoch >= self.params.get("epochs", math.inf) or self.model.stop_training:
+            # the run ends here: its weights would be deleted by mark_finished at once (NBM: 1.5 GB).
+            # A kill before that leaves the previous epoch's state, so --resume repeats this epoch.
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
-        name = f"epoch_{epoch + 1:03d}.weights.h5"
+        name = f"epoch_{self.epoch:03d}.weights.h5"
         tmp = self.folder / f".partial-{name}"  # Keras wants the .weights.h5 ending
         note_write(self.folder / name)
         self.model.save_weights(tmp)
         os.replace(tmp, self.folder / name)
-        atomic_write_text(
-            self.folder / STATE_FILE,
-            json.dumps(
-                {
-                    "epoch": epoch + 1,
-                    "weights": name,
-                    "finished": False,
-                    "best": {"best": self.best.best, "best_epoch": self.best.best_epoch},
-                    "reducer": {
-                        "wait": self.reducer.wait,
-                        "best": float(self.reducer.best),
-                        "cooldown_counter": self.reducer.cooldown_counter,
-                    },
-                    "early_stopping": {
-                        "wait": self.stopper.wait,
-                        "best": float(self.stopper.best),
-                        "best_epoch": self.stopper.best_epoch,
-                    },
-                    "history": self.history.rows,
-                },
-                indent=1,
-            ),
-        )
+        atomic_write_text(self.folder / STATE_FILE, json.dumps(self._state(name, finished=False), indent=1))
         for old in self.folder.glob("*.weights.h5"):
             if old.name != name:
                 old.unlink()
 
+    def _state(self, weights: str | None, finished: bool) -> dict:
+        return {
+            "epoch": self.epoch,
+            "weights": weights,
+            "finished": finished,
+            "best": {"best": self.best.best, "best_epoch": self.best.best_epoch},
+            "reducer": {
+                "wait": self.reducer.wait,
+                "best": float(self.reducer.best),
+                "cooldown_counter": self.reducer.cooldown_counter,
+            },
+            "early_stopping": {
+                "wait": self.stopper.wait,
+                "best": float(self.stopper.best),
+                "best_epoch": self.stopper.best_epoch,
+            },
+            "history": self.history.rows,
+        }
+
     def mark_finished(self) -> None:
-        """The run ended normally: keep the state (it records the run), drop the large weights."""
-        path = self.folder / STATE_FILE
-        if path.exists():
-            state = json.loads(path.read_text(encoding="utf-8"))
-            state["finished"] = True
-            atomic_write_text(path, json.dumps(state, indent=1))
+        """The run ended normally: the state of its last epoch records the run; no weights are kept."""
+        if self.epoch:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.folder / STATE_FILE, json.dumps(self._state(None, finished=True), indent=1))
         for old in self.folder.glob("*.weights.h5"):
             old.unlink()
 
