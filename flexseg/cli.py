@@ -12,13 +12,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from flexseg import __version__, views
 from flexseg import console as out
 from flexseg.errors import FlexsegError, embedded_error
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 EXAMPLE = """\
 Example experiment (experiments/nbm.yaml, shortened):
@@ -83,7 +86,7 @@ OS_ERROR_HINTS = {
 }
 
 
-def handles_errors(fn):
+def handles_errors(fn: Callable) -> Callable:
     """Turn FlexsegError (and any other failure) into one line on stderr and an exit code."""
 
     @functools.wraps(fn)
@@ -445,7 +448,7 @@ def main() -> None:
     _exit(code)
 
 
-def _exit(code) -> None:
+def _exit(code: int) -> None:
     """End the process. Once TensorFlow is loaded, without running the interpreter's teardown: its
     input-pipeline threads, still calling into Python after an error, made a finished process
     abort ("terminate called without an active exception", rc 134) or hang. Every file flexseg

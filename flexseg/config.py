@@ -38,7 +38,7 @@ class _ExperimentLoader(yaml.SafeLoader):
     """yaml.safe_load, plus: a key given twice in a mapping is an error (not "the last wins"),
     and nesting depth and the size of the document with its aliases expanded are bounded."""
 
-    def compose_node(self, parent, index):
+    def compose_node(self, parent: yaml.Node | None, index: object):
         self._depth = getattr(self, "_depth", 0) + 1
         try:
             if self._depth > MAX_YAML_DEPTH:
@@ -51,7 +51,7 @@ class _ExperimentLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: yaml.Node, deep: bool = False):
         seen: dict = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
@@ -68,7 +68,7 @@ class _ExperimentLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _expanded_size(node, memo: dict) -> int:
+def _expanded_size(node: yaml.Node, memo: dict) -> int:
     """Nodes in the document with every alias expanded, counted without expanding (memoised)."""
     key = id(node)
     if key not in memo:
@@ -84,7 +84,7 @@ def _expanded_size(node, memo: dict) -> int:
     return memo[key]
 
 
-def parse_yaml(text: str, source: str):
+def parse_yaml(text: str, source: str) -> object:
     """The one YAML reader of flexseg: safe (no Python tags), no duplicate keys, bounded."""
     if len(text) > MAX_YAML_BYTES:
         raise ConfigError(f"{source}: {len(text):,} characters; an experiment is a few KB (limit {MAX_YAML_BYTES:,})")

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from rich.progress import Progress
 
 _console = Console(stderr=True)
 _quiet = False
@@ -44,7 +50,7 @@ class _NoProgress:
         pass
 
 
-def live_progress(*fields: str):
+def live_progress(*fields: str) -> Progress | None:
     """A rich Progress on stderr (bar, count, ETA and the given text columns), or None when
     quiet or when stderr is not a terminal, where callers print plain lines instead."""
     if _quiet or not _console.is_terminal:
@@ -69,7 +75,7 @@ def live_progress(*fields: str):
 
 
 @contextlib.contextmanager
-def progress_bar(label: str, total: int):
+def progress_bar(label: str, total: int) -> Iterator[_NoProgress]:
     """A bar over ``total`` items on a terminal; nothing otherwise (a summary line follows)."""
     bar = live_progress(label)
     if bar is None:

@@ -4,10 +4,12 @@ Exit codes (documented in the README for CI users):
   0 success · 1 quality gate failed · 2 usage or experiment error · 3 data error · 4 run or model error
 """
 
+from __future__ import annotations
+
 import re
 
 
-def excerpt(value, limit: int = 60) -> str:
+def excerpt(value: object, limit: int = 60) -> str:
     """A value as an error message quotes it: its repr, cut to ``limit`` characters (a value can be
     megabytes long, and an error is one line)."""
     text = repr(value)
@@ -50,7 +52,7 @@ def embedded_error(error: Exception) -> FlexsegError | None:
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM: the process ends with 128 + the signal number (130, 143)."""
 
-    def __init__(self, signum: int = 2):
+    def __init__(self, signum: int = 2) -> None:
         super().__init__(signum)
         self.signum = signum
 

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from flexseg.errors import Interrupted
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 _deferring = False
 _pending: int | None = None
 
 
-def _handler(signum, frame) -> None:
+def _handler(signum: int, frame: FrameType | None) -> None:
     global _pending
     if _deferring and _pending is None:
         _pending = signum

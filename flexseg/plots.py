@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from matplotlib.figure import (
     Figure,  # no pyplot: nothing global (backend, open figures) is touched
 )
 
 from flexseg.fsutil import atomic_path  # noqa: E402
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def plot_history(rows: list[dict], keys: list[str], title: str, path: Path) -> None:
@@ -67,7 +71,9 @@ def plot_montage(images: list, titles: list[str], title: str, path: Path, column
         fig.savefig(tmp)
 
 
-def epoch_montage(images: list, truths: list, predictions: list, names: list[str], colors, title: str):
+def epoch_montage(
+    images: list, truths: list, predictions: list, names: list[str], colors: np.ndarray, title: str
+) -> np.ndarray:
     """One RGB uint8 picture: a row per image with input | truth | prediction, under a title.
 
     ``images`` are (H, W, C) uint8, ``truths`` class indices or None when the image has no
@@ -82,7 +88,7 @@ def epoch_montage(images: list, truths: list, predictions: list, names: list[str
     width = images[0].shape[1] if images else 1
     scale = min(max(1.0, 160 / width), 256 / width)  # panels 160..256 pixels wide, whatever the model size
 
-    def panel(array, label, nearest=True):
+    def panel(array: np.ndarray, label: str, nearest: bool = True):
         rgb = np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array
         if scale != 1.0:
             size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))

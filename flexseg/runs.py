@@ -30,11 +30,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from flexseg import console as out
 from flexseg import fsutil
 from flexseg.errors import RunError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 LOCK_FILE = ".flexseg.lock"
 RECORD_FILE = ".flexseg-written"
@@ -61,7 +64,7 @@ def is_temporary_name(name: str) -> bool:
 class WrittenRecord:
     """The files flexseg wrote in one folder, as paths relative to it."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.path = folder / RECORD_FILE
         self.names: set[str] = set()
@@ -260,7 +263,9 @@ def discard_staging(handle: OutputFolder) -> bool:
 
 
 @contextlib.contextmanager
-def staged(handle: OutputFolder, fresh: bool = True, keep_on_failure=lambda: False) -> Iterator[Path]:
+def staged(
+    handle: OutputFolder, fresh: bool = True, keep_on_failure: Callable[[], bool] = lambda: False
+) -> Iterator[Path]:
     """A staging folder inside the output (emptied first when ``fresh``), recorded as its own output
     folder. The caller promotes it when the new result is whole; on failure it is removed unless
     ``keep_on_failure()`` says it can be continued, and the old result stays as it was."""

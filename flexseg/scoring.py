@@ -32,7 +32,7 @@ def overlap_scores(counts: np.ndarray, both_empty: str = "nan") -> dict[str, np.
     empty = (tp + fp + fn) == 0
     fill = np.nan if both_empty == "nan" else 1.0
 
-    def ratio(num, den):
+    def ratio(num: float, den: float):
         with np.errstate(invalid="ignore", divide="ignore"):
             value = np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)  # one side empty: 0
         return np.where(empty, fill, value)

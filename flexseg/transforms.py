@@ -7,10 +7,16 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from flexseg.errors import excerpt
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    import albumentations as A
 
 CONTAINERS = ("OneOf", "SomeOf", "Sequential")
 # transforms that need inputs flexseg does not give (boxes, reference images, 3D, callables)
@@ -57,14 +63,14 @@ def available_transforms() -> list[str]:
     )
 
 
-def build_pipeline(spec: list):
+def build_pipeline(spec: list) -> A.Compose:
     """An albumentations Compose from ``augment.transforms``; a ValueError names the bad
     transform or argument and the valid ones."""
     A = _albumentations()
     return A.Compose([_build(item, f"augment.transforms[{i}]", A) for i, item in enumerate(spec)])
 
 
-def _build(item, where: str, A):
+def _build(item: object, where: str, A: ModuleType):
     import difflib
 
     if isinstance(item, str):
@@ -99,7 +105,7 @@ def _build(item, where: str, A):
     return _construct(getattr(A, name), name, where, args)
 
 
-def _construct(cls, name: str, where: str, args: dict):
+def _construct(cls: type, name: str, where: str, args: dict):
     import difflib
 
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
@@ -116,7 +122,7 @@ def _construct(cls, name: str, where: str, args: dict):
         raise ValueError(f"{where}: {name}({shown}) is not valid: {text[:400]}") from None
 
 
-def seed_pipeline(transform, seq: np.random.SeedSequence) -> None:
+def seed_pipeline(transform: object, seq: np.random.SeedSequence) -> None:
     """Give every transform in the tree its own random stream.
 
     ``Compose.set_random_seed`` hands the same seed to every child, so the "apply with
@@ -138,11 +144,13 @@ class SeededPipeline:
     pool would have to spawn (TensorFlow does not survive a fork) and re-import everything.
     """
 
-    def __init__(self, spec: list):
+    def __init__(self, spec: list) -> None:
         self.spec = spec
         self._local = threading.local()
 
-    def __call__(self, image: np.ndarray, indices: np.ndarray, seed: np.random.SeedSequence):
+    def __call__(
+        self, image: np.ndarray, indices: np.ndarray, seed: np.random.SeedSequence
+    ) -> tuple[np.ndarray, np.ndarray]:
         if not hasattr(self._local, "pipeline"):
             self._local.pipeline = build_pipeline(self.spec)
         pipeline = self._local.pipeline

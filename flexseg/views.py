@@ -5,13 +5,26 @@ CLI hands it here."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
 from flexseg import console as out
 
+if TYPE_CHECKING:
+    from flexseg.commands.augment import AugmentResult
+    from flexseg.commands.demo import DemoResult
+    from flexseg.commands.evaluate import EvaluationReport
+    from flexseg.commands.export import ExportResult
+    from flexseg.commands.import_config import ImportResult
+    from flexseg.commands.infer import InferResult
+    from flexseg.commands.split import SplitPlan, SplitResult
+    from flexseg.commands.stats import StatsReport
+    from flexseg.commands.train import TrainResult
+    from flexseg.config import Experiment
 
-def number(v, digits: int = 4) -> str:
+
+def number(v: float | None, digits: int = 4) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
 
 
@@ -26,7 +39,7 @@ def interrupted(signal_name: str) -> None:
 # ---------------------------------------------------------------- split
 
 
-def split_plan(exp, plan) -> None:
+def split_plan(exp: Experiment, plan: SplitPlan) -> None:
     out.info(
         f"paired {len(plan.pairing.pairs)} images from {plan.images_dir} with masks from {plan.masks_dir} "
         f"(split.pairing: {exp.split.pairing}); groups: {plan.grouping}"
@@ -44,13 +57,13 @@ def split_plan(exp, plan) -> None:
     out.console().print(table)
 
 
-def split_dry_run(plan) -> None:
-    for (image, mask), group, place in list(zip(plan.pairing.pairs, plan.groups, plan.places))[:8]:
+def split_dry_run(plan: SplitPlan) -> None:
+    for (image, mask), group, place in list(zip(plan.pairing.pairs, plan.groups, plan.assignment))[:8]:
         out.info(f"  {place:>6}  {image.name}  ↔  {mask.name}  (group {group})")
     out.info(f"dry run: would write {len(plan.pairing.pairs)} pairs into {plan.output}; nothing written")
 
 
-def split_done(exp, plan, result) -> None:
+def split_done(exp: Experiment, plan: SplitPlan, result: SplitResult) -> None:
     for how, n in result.dicom_notes.items():
         example = next(i for i, m in plan.pairing.pairs if i.suffix.lower() == ".dcm")
         out.info(f"{n} DICOM image(s) → 8-bit PNG using the {how} (e.g. {example.name})")
@@ -97,7 +110,7 @@ class TrainingBar:
     """On a terminal: a live bar for the epoch in progress (steps, images/s, loss, time left), and
     one summary line per finished epoch, fitted to the width. Elsewhere (CI logs): the full line."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.progress = None
         self.task = None
 
@@ -134,14 +147,14 @@ class TrainingBar:
 # ---------------------------------------------------------------- augment, stats, train
 
 
-def augment_done(result) -> None:
+def augment_done(result: AugmentResult) -> None:
     out.info(
         f"{result.written} augmented pairs from {result.sources} originals in {result.seconds:.1f}s "
         f"({result.pairs_per_second:.1f} pairs/s) → {result.split_dir}"
     )
 
 
-def stats_report(report) -> None:
+def stats_report(report: StatsReport) -> None:
     for p in report.problems:
         if p.severity == "warning":
             out.warn(p.message)
@@ -189,11 +202,11 @@ def stats_report(report) -> None:
     out.console().print(verdict, highlight=False)
 
 
-def stats_written(report, folder: Path) -> None:
+def stats_written(report: StatsReport, folder: Path) -> None:
     out.info(f"written: {folder / 'stats.json'}, " + ", ".join(Path(f).name for f in report.figures))
 
 
-def train_done(result) -> None:
+def train_done(result: TrainResult) -> None:
     out.info(
         f"done: {result.epochs_run} epochs in {result.seconds:.0f}s ({result.images_per_second:.2f} img/s), "
         f"best val_loss {result.best_val_loss:.4f} at epoch {result.best_epoch} → {result.run_dir}"
@@ -203,7 +216,7 @@ def train_done(result) -> None:
 # ---------------------------------------------------------------- evaluate, infer, export, import-config
 
 
-def evaluation_report(report, folder: Path) -> None:
+def evaluation_report(report: EvaluationReport, folder: Path) -> None:
     if out.is_quiet():
         return
     from rich import box
@@ -251,21 +264,21 @@ def gates_met(gates: list[str]) -> None:
     out.info(f"quality gates met: {', '.join(gates)}")
 
 
-def infer_done(result) -> None:
+def infer_done(result: InferResult) -> None:
     out.info(
         f"{result.images} masks in {result.seconds:.1f}s ({result.images_per_second:.2f} img/s) "
         f"with {result.model_dir} → {result.output_dir}"
     )
 
 
-def export_done(result) -> None:
+def export_done(result: ExportResult) -> None:
     out.info(
         f"{result.format}: {result.path} (max |probability difference| vs Keras {result.max_abs_diff:.2g} "
         f"on {result.images_checked} images, tolerance {result.tolerance:g}); model.json beside it"
     )
 
 
-def import_done(result) -> None:
+def import_done(result: ImportResult) -> None:
     for message in result.warnings:
         out.warn(message)
     out.info(
@@ -277,7 +290,7 @@ def import_done(result) -> None:
 # ---------------------------------------------------------------- demo
 
 
-def demo_summary(result) -> None:
+def demo_summary(result: DemoResult) -> None:
     report, trained = result.report, result.trained
     stats_report(result.stats)
     evaluation_report(report, trained.run_dir)

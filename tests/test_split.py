@@ -58,11 +58,11 @@ def raw(tmp_path):
 
 
 def test_assign_groups_matches_ratios_with_single_files():
-    places = assign_groups({f"f{i}": 1 for i in range(100)}, {"train": 0.7, "valid": 0.2, "test": 0.1}, seed=137)
-    assert Counter(places.values()) == {"train": 70, "valid": 20, "test": 10}
+    assigned = assign_groups({f"f{i}": 1 for i in range(100)}, {"train": 0.7, "valid": 0.2, "test": 0.1}, seed=137)
+    assert Counter(assigned.values()) == {"train": 70, "valid": 20, "test": 10}
     again = assign_groups({f"f{i}": 1 for i in range(100)}, {"train": 0.7, "valid": 0.2, "test": 0.1}, seed=137)
     other = assign_groups({f"f{i}": 1 for i in range(100)}, {"train": 0.7, "valid": 0.2, "test": 0.1}, seed=1)
-    assert places == again and places != other
+    assert assigned == again and assigned != other
 
 
 def test_assign_folds_balances_sizes():
@@ -134,8 +134,8 @@ def test_groups_from_csv(tmp_path, raw):
     rows = ["file,group"] + [f"pat{p}_s{k}.png,{'A' if p < 5 else 'B'}{p % 5}" for p in range(10) for k in range(4)]
     (tmp_path / "groups.csv").write_text("\n".join(rows) + "\n")
     plan = plan_split(experiment(tmp_path, group_pattern=None, groups_csv="groups.csv"))
-    places = {g: {p for gg, p in zip(plan.groups, plan.places) if gg == g} for g in set(plan.groups)}
-    assert len(places) == 10 and all(len(p) == 1 for p in places.values())
+    splits_of_group = {g: {p for gg, p in zip(plan.groups, plan.assignment) if gg == g} for g in set(plan.groups)}
+    assert len(splits_of_group) == 10 and all(len(p) == 1 for p in splits_of_group.values())
 
 
 def test_k_fold_writes_one_dataset_per_fold(tmp_path, raw):
@@ -211,7 +211,7 @@ def test_real_nbm_mini_group_regex_keeps_groups_apart(tmp_path):
     plan = plan_split(exp)
     assert len(plan.pairing.pairs) == 24
     homes: dict[str, set] = {}
-    for g, place in zip(plan.groups, plan.places):
+    for g, place in zip(plan.groups, plan.assignment):
         homes.setdefault(g, set()).add(place)
     assert len(homes) >= 3 and all(len(p) == 1 for p in homes.values())
     result = write_split(exp, plan)

@@ -15,6 +15,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,10 @@ from flexseg.data.augmented import (
 )
 from flexseg.errors import ConfigError, DataError
 from flexseg.transforms import SeededPipeline
+
+if TYPE_CHECKING:
+    from flexseg.config import Experiment
+    from flexseg.data.classes import ClassMap
 
 # ---------------------------------------------------------------- running it
 
@@ -50,7 +55,7 @@ def copy_seed(seed: int, stem: str, copy: int) -> np.random.SeedSequence:
 class _PairAugmenter:
     """Writes the augmented copies of one pair."""
 
-    def __init__(self, spec: list, class_map, copies: int, seed: int):
+    def __init__(self, spec: list, class_map: ClassMap, copies: int, seed: int) -> None:
         self.pipeline, self.class_map, self.copies, self.seed = SeededPipeline(spec), class_map, copies, seed
         self.palette = class_map.palette()
 
@@ -78,7 +83,7 @@ class _PairAugmenter:
         return self.copies
 
 
-def augment(exp, split: str = "train", force: bool = False, workers: int = 2) -> AugmentResult:
+def augment(exp: Experiment, split: str = "train", force: bool = False, workers: int = 2) -> AugmentResult:
     """Write ``augment.copies`` augmented copies of every original pair of ``split``."""
     from flexseg import runs
     from flexseg.data.classes import ClassMap

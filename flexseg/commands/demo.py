@@ -6,6 +6,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,10 @@ from flexseg.data.io import write_image, write_palette_mask
 from flexseg.data.synthetic import synthetic_slice
 from flexseg.errors import ConfigError, RunError
 from flexseg.fsutil import atomic_write_text
+
+if TYPE_CHECKING:
+    from flexseg.config import Experiment
+    from flexseg.training.callbacks import ProgressReporter
 
 MARKER = ".flexseg-demo"  # a folder holding this file was written by the demo and may be rewritten
 PATIENTS, SLICES_PER_PATIENT = 20, 10  # split keeps each patient's slices together
@@ -45,7 +50,7 @@ def write_demo_dataset(root: Path, class_map: ClassMap, size: int = 128, seed: i
     return {"slices": PATIENTS * SLICES_PER_PATIENT, "patients": PATIENTS, "mini_test": MINI_TEST}
 
 
-def _check_demo_owns(exp, raw: Path) -> None:
+def _check_demo_owns(exp: Experiment, raw: Path) -> None:
     """The demo replaces its own dataset and run only: a data.root or run_dir pointed at a real
     split or run is refused before anything is written."""
     import json
@@ -87,7 +92,7 @@ class DemoResult:
     seconds: float
 
 
-def run_demo(exp, source: Path, reporter=None) -> DemoResult:
+def run_demo(exp: Experiment, source: Path, reporter: ProgressReporter | None = None) -> DemoResult:
     """The whole pipeline as a user runs it: write a raw dataset into split.images' parent,
     split it by patient, augment the train split, check it (stats), train (replacing the demo's
     own earlier run), evaluate, infer on its mini_test folder."""

@@ -36,14 +36,16 @@ def true_class_probability(indices: np.ndarray, probs: np.ndarray) -> np.ndarray
     return np.take_along_axis(probs, indices[..., None].astype(np.intp), axis=-1)[..., 0]
 
 
-def legacy_dice_coef_multiclass(indices: np.ndarray, probs: np.ndarray, smooth: float = 1.0, p_true=None) -> float:
+def legacy_dice_coef_multiclass(
+    indices: np.ndarray, probs: np.ndarray, smooth: float = 1.0, p_true: np.ndarray | None = None
+) -> float:
     """The legacy scripts' metric for one image (all classes, background included): with a one-hot truth,
     Σ onehot·probs is the summed true-class probability and Σ onehot is the pixel count."""
     p_true = true_class_probability(indices, probs) if p_true is None else p_true
     return (2 * float(p_true.sum()) + smooth) / (indices.size + float(probs.sum()) + smooth)
 
 
-def cross_entropy(indices: np.ndarray, probs: np.ndarray, p_true=None) -> float:
+def cross_entropy(indices: np.ndarray, probs: np.ndarray, p_true: np.ndarray | None = None) -> float:
     p_true = true_class_probability(indices, probs) if p_true is None else p_true
     return float(-np.log(np.clip(p_true, EPSILON, 1.0)).mean())
 
@@ -128,7 +130,7 @@ class EvaluationReport:
 class EvaluationAccumulator:
     """Collects per-image scores as predictions stream in."""
 
-    def __init__(self, class_map: ClassMap, both_empty: str = "nan"):
+    def __init__(self, class_map: ClassMap, both_empty: str = "nan") -> None:
         self.class_map = class_map
         self.both_empty = both_empty
         self.images: list[dict] = []
@@ -214,7 +216,7 @@ def _nanmean(values: np.ndarray) -> float | None:
     return float(finite.mean()) if finite.size else None
 
 
-def _nan_to_none(value) -> float | None:
+def _nan_to_none(value: object) -> float | None:
     value = float(value)
     return None if math.isnan(value) else value
 
@@ -251,7 +253,7 @@ def _evaluate_run(exp: Experiment, run_dir: Path, batch_size: int | None) -> Eva
     from flexseg.data.audit import check_pairs
     from flexseg.data.io import read_mask, resize
     from flexseg.data.pipeline import image_dataset
-    from flexseg.model.batches import evaluation_batch_size, predict
+    from flexseg.model.prediction import evaluation_batch_size, predict
     from flexseg.model.store import check_model_fits, load_model, read_card
 
     card = read_card(run_dir)
@@ -370,7 +372,7 @@ def write_report(report: EvaluationReport, folder: Path) -> None:
     atomic_write_text(folder / "per_image.csv", buf.getvalue())
 
 
-def _cell(value) -> str:
+def _cell(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, list):

@@ -14,6 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from flexseg import runs
 from flexseg.errors import ConfigError, RunError
 from flexseg.fsutil import atomic_write_text
 from flexseg.model.store import CARD_FILE, MODEL_FILE, ModelCard, is_run_folder, load_model, read_card
+
+if TYPE_CHECKING:
+    import keras
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 OUTPUT_NAMES = {"savedmodel": "savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}
@@ -49,7 +53,7 @@ def check_images(run_dir: Path, card: ModelCard, count: int = 4) -> np.ndarray:
         folder = None
     if folder is not None and folder.is_dir():
         paths = list_images(folder, RAW_IMAGE_SUFFIXES)[:count]
-        if len(paths) >= 2:  # never a batch of one (flexseg.model.batches)
+        if len(paths) >= 2:  # never a batch of one (flexseg.model.prediction)
             return np.stack([resize(read_image(p, card.channels), card.width, card.height) for p in paths]).astype(
                 np.float32
             )
@@ -119,7 +123,7 @@ def export(
     return ExportResult(fmt, target, diff, len(images), tolerance)
 
 
-def _to_savedmodel(model, card: ModelCard, path: Path) -> None:
+def _to_savedmodel(model: keras.Model, card: ModelCard, path: Path) -> None:
     """A SavedModel whose ``serve`` endpoint (also the ``serving_default`` signature) takes one
     float32 tensor ``image`` (N, H, W, C) and returns the probabilities."""
     import keras
@@ -171,7 +175,7 @@ def _run_tflite(path: Path, images: np.ndarray) -> np.ndarray:
     return np.stack(results)
 
 
-def _to_onnx(model, path: Path) -> None:
+def _to_onnx(model: keras.Model, path: Path) -> None:
     import importlib.util
 
     if importlib.util.find_spec("tf2onnx") is None or importlib.util.find_spec("onnxruntime") is None:

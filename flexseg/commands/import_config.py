@@ -85,14 +85,14 @@ def _literal(text: str, where: str):
         ) from None
 
 
-def _set(tree: dict, dotted: str, value) -> None:
+def _set(tree: dict, dotted: str, value: object) -> None:
     *parents, leaf = dotted.split(".")
     for part in parents:
         tree = tree.setdefault(part, {})
     tree[leaf] = value
 
 
-def _classes(rgb_map, where: str) -> list[dict]:
+def _classes(rgb_map: object, where: str) -> list[dict]:
     if not isinstance(rgb_map, dict) or not rgb_map:
         raise ConfigError(
             f"{where}: rgb_map must be a dict of (r, g, b): class index, e.g. {{(0,0,0):0, (255,255,255):1}}"
@@ -113,7 +113,7 @@ def _classes(rgb_map, where: str) -> list[dict]:
     return [{"name": "background" if i == 0 else f"class{i}", "color": list(by_index[i])} for i in sorted(by_index)]
 
 
-def _path(value, where: str, config_dir: Path, output_dir: Path) -> str:
+def _path(value: object, where: str, config_dir: Path, output_dir: Path) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{where} must be a path string, got {value!r}")
     p = Path(value).expanduser()
@@ -201,7 +201,7 @@ def _literals(raw: dict[str, dict[str, str]], path: Path, warnings: list[str]) -
     for section, keys in raw.items():
         values[section] = {}
         for key, text in keys.items():
-            known = (
+            used_by_flexseg = (
                 (section, key) in DIRECT
                 or (section, key) in TYPOS
                 or key == "rgb_map"
@@ -210,7 +210,7 @@ def _literals(raw: dict[str, dict[str, str]], path: Path, warnings: list[str]) -
             try:
                 values[section][key] = _literal(text, f"{path.name} [{section}] {key}")
             except ConfigError:
-                if known:  # flexseg needs it: refuse
+                if used_by_flexseg:  # flexseg needs it: refuse
                     raise
                 warnings.append(
                     f"[{section}] {key} = {excerpt(text.strip())}: not a plain literal (or too long); not imported"
@@ -219,38 +219,45 @@ def _literals(raw: dict[str, dict[str, str]], path: Path, warnings: list[str]) -
 
 
 def _map_value(
-    tree: dict, section: str, key: str, value, path: Path, config_dir: Path, output_dir: Path, warnings: list[str]
+    tree: dict,
+    section: str,
+    key: str,
+    value: object,
+    path: Path,
+    config_dir: Path,
+    output_dir: Path,
+    warnings: list[str],
 ) -> None:
     """One legacy key onto the experiment, or a warning saying why not."""
-    spot = (section, key)
-    if spot in TYPOS:
-        fixed = TYPOS[spot]
+    section_key = (section, key)
+    if section_key in TYPOS:
+        fixed = TYPOS[section_key]
         warnings.append(
             f"[{section}] {key} is the legacy scripts' typo for {fixed[1]}; imported as "
             f"{DIRECT[fixed]} = {value!r} (the legacy scripts never applied it)"
         )
         _set(tree, DIRECT[fixed], value)
-    elif spot in DIRECT:
-        _set(tree, DIRECT[spot], list(value) if isinstance(value, tuple) else value)
+    elif section_key in DIRECT:
+        _set(tree, DIRECT[section_key], list(value) if isinstance(value, tuple) else value)
     elif key == "rgb_map":
         tree["classes"] = _classes(value, f"{path.name} [{section}] rgb_map")
-    elif spot == ("model", "loss"):
+    elif section_key == ("model", "loss"):
         if value in LOSSES:
             _set(tree, "train.loss", LOSSES[value])
         else:
             warnings.append(
                 f"[model] loss = {value!r} is not in flexseg; using categorical_crossentropy (others: dice, ce+dice)"
             )
-    elif spot == ("model", "optimizer"):
+    elif section_key == ("model", "optimizer"):
         if str(value).lower() != "adam":
             warnings.append(f"[model] optimizer = {value!r}: flexseg trains with Adam")
     elif key in ("images_dir", "masks_dir") and section in ("train", "valid", "test"):
         return  # paired by _split_folder
-    elif spot in (("infer", "images_dir"), ("infer", "output_dir")):
+    elif section_key in (("infer", "images_dir"), ("infer", "output_dir")):
         target = "infer.images" if key == "images_dir" else "infer.output"
         _set(tree, target, _path(value, f"[infer] {key}", config_dir, output_dir))
-    elif spot in BUILT_IN:
-        warnings.append(f"[{section}] {key} = {excerpt(value)}: not imported; {BUILT_IN[spot]}")
+    elif section_key in BUILT_IN:
+        warnings.append(f"[{section}] {key} = {excerpt(value)}: not imported; {BUILT_IN[section_key]}")
     else:
         warnings.append(f"[{section}] {key} = {excerpt(value)}: flexseg has no such setting; not imported")
 

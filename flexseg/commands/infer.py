@@ -11,6 +11,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,9 +25,15 @@ from flexseg.data.io import (
     write_palette_mask,
 )
 from flexseg.errors import DataError, RunError
-from flexseg.model.batches import predict
+from flexseg.model.prediction import predict
 from flexseg.model.store import ModelCard, load_model, read_card
 from flexseg.runs import open_output, refuse_inputs
+
+if TYPE_CHECKING:
+    import keras
+
+    from flexseg.config import Experiment
+    from flexseg.data.classes import ClassMap
 
 DEFAULT_OUTPUT = "mini_test_output"  # the legacy scripts' name, inside the run folder
 OVERLAY_DIR = "overlay"
@@ -57,7 +64,7 @@ class InferResult:
         return self.images / max(self.seconds, 1e-9)
 
 
-def resolve_output(output: Path | None, model_dir: Path, images: list[Path] | None, exp=None) -> Path:
+def resolve_output(output: Path | None, model_dir: Path, images: list[Path] | None, exp: Experiment = None) -> Path:
     """Where masks go: --output; else, for the experiment's own infer.images, its infer.output or
     <run>/mini_test_output; else <run>/infer/<name of the (first) images folder>."""
     if output is not None:
@@ -105,7 +112,7 @@ def planned_files(images: list[Path], options: InferOptions) -> list[str]:
     return names
 
 
-def check_output(folder, images: list[Path], force: bool, options: InferOptions | None = None) -> None:
+def check_output(folder: Path, images: list[Path], force: bool, options: InferOptions | None = None) -> None:
     """Masks of two images never share a name; --force replaces only files flexseg wrote there."""
     names = [mask_name(p) for p in images]
     if len(set(names)) != len(names):
@@ -138,7 +145,7 @@ def check_not_a_run(output_dir: Path) -> None:
 # ---------------------------------------------------------------- prediction
 
 
-def predict_batch(model, batch: np.ndarray, tta: bool = False) -> np.ndarray:
+def predict_batch(model: keras.Model, batch: np.ndarray, tta: bool = False) -> np.ndarray:
     """Class probabilities (N, H, W, classes) for a float32 batch; with ``tta`` the mean over the
     four flips, each prediction flipped back."""
     if not tta:
@@ -171,7 +178,9 @@ def window_starts(length: int, window: int, overlap: float) -> list[int]:
     return starts + [length - window]
 
 
-def predict_tiled(model, image: np.ndarray, card: ModelCard, options: InferOptions, batch_size: int) -> np.ndarray:
+def predict_tiled(
+    model: keras.Model, image: np.ndarray, card: ModelCard, options: InferOptions, batch_size: int
+) -> np.ndarray:
     """Probabilities (H, W, classes) of one image at its own resolution by sliding windows of the
     model's size, blended with Gaussian weights so no seams show. An image smaller than the
     window in a direction is padded by reflection there and cropped back."""
@@ -219,7 +228,7 @@ def postprocess(labels: np.ndarray, num_classes: int, largest_component: bool = 
     return result
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, class_map, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+def overlay(image: np.ndarray, labels: np.ndarray, class_map: ClassMap, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
     """The image (grey or RGB uint8) with each foreground class blended in its colour."""
     rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
     blended = rgb.astype(np.float32)
@@ -231,7 +240,7 @@ def overlay(image: np.ndarray, labels: np.ndarray, class_map, alpha: float = OVE
 class _Writer:
     """Writes one image's outputs: the mask, and the overlay and probabilities when asked."""
 
-    def __init__(self, output_dir: Path, card: ModelCard, options: InferOptions):
+    def __init__(self, output_dir: Path, card: ModelCard, options: InferOptions) -> None:
         self.output_dir, self.card, self.options = output_dir, card, options
         self.class_map = card.class_map()
         self.palette = self.class_map.palette()
@@ -280,7 +289,7 @@ def infer(
 
 
 def _infer(
-    model,
+    model: keras.Model,
     card: ModelCard,
     model_dir: Path,
     images: list[Path],
@@ -359,7 +368,7 @@ def _infer(
 
 
 def infer_for(
-    exp,
+    exp: Experiment,
     *,
     model: Path | None,
     images: list[Path],

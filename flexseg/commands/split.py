@@ -20,6 +20,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,6 +43,9 @@ from flexseg.errors import ConfigError, DataError
 from flexseg.fsutil import atomic_write_text, exchange, public_mode
 from flexseg.runs import clean_leftovers, folder_lock
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 MANIFEST = "split.json"
 # what a folder written by `flexseg split` may hold; --force replaces only such a folder
 SPLIT_OUTPUTS = (*SPLITS, MANIFEST)
@@ -57,25 +61,25 @@ class SplitPlan:
     output: Path
     pairing: Pairing
     groups: list[str]  # one per pair
-    places: list[str]  # one per pair: train | valid | test, or "test" / "fold_K" with folds
+    assignment: list[str]  # one per pair: train | valid | test, or "test" / "fold_K" with folds
     folds: int | None = None
     grouping: str = "each file is its own group"
     force: bool = False  # the output may be replaced (when it holds only a flexseg split)
 
     def counts(self) -> dict[str, int]:
-        return dict(sorted(Counter(self.places).items(), key=lambda kv: _place_order(kv[0])))
+        return dict(sorted(Counter(self.assignment).items(), key=lambda kv: _place_order(kv[0])))
 
     def group_counts(self) -> dict[str, int]:
         groups: dict[str, set] = {}
-        for g, place in zip(self.groups, self.places):
+        for g, place in zip(self.groups, self.assignment):
             groups.setdefault(place, set()).add(g)
         return {place: len(groups[place]) for place in self.counts()}
 
     def datasets(self) -> list[tuple[Path, dict[str, list[int]]]]:
         """Each dataset folder to write, with the pair indices of its train/valid/test."""
         if not self.folds:
-            return [(Path("."), {s: [i for i, p in enumerate(self.places) if p == s] for s in SPLITS})]
-        test = [i for i, p in enumerate(self.places) if p == "test"]
+            return [(Path("."), {s: [i for i, p in enumerate(self.assignment) if p == s] for s in SPLITS})]
+        test = [i for i, p in enumerate(self.assignment) if p == "test"]
         out_ = []
         for k in range(self.folds):
             fold = f"fold_{k}"
@@ -83,8 +87,8 @@ class SplitPlan:
                 (
                     Path(fold),
                     {
-                        "train": [i for i, p in enumerate(self.places) if p.startswith("fold_") and p != fold],
-                        "valid": [i for i, p in enumerate(self.places) if p == fold],
+                        "train": [i for i, p in enumerate(self.assignment) if p.startswith("fold_") and p != fold],
+                        "valid": [i for i, p in enumerate(self.assignment) if p == fold],
                         "test": test,
                     },
                 )
@@ -315,13 +319,13 @@ def _check_pairs(pairs: list[tuple[Path, Path]]) -> None:
 # ---------------------------------------------------------------- writing
 
 
-def mask_converter(exp: Experiment):
+def mask_converter(exp: Experiment) -> Callable[[np.ndarray], tuple[np.ndarray, int]]:
     """Raw mask RGB → (class indices, far pixels): via split.mask_values when given, else the class colours."""
     class_map = ClassMap.from_experiment(exp)
     values = exp.split.mask_values
     if not values:
 
-        def convert(rgb):
+        def convert(rgb: np.ndarray) -> tuple[np.ndarray, int]:
             conv = class_map.to_indices(rgb)
             return conv.indices, conv.far_pixels
 
@@ -330,7 +334,7 @@ def mask_converter(exp: Experiment):
     raw_map = ClassMap(list(values.values()), [parse_mask_value(k) for k in values], exp.data.mask_tolerance)
     lut = np.array([names.index(n) for n in values.values()], np.uint8)
 
-    def convert(rgb):
+    def convert(rgb: np.ndarray) -> tuple[np.ndarray, int]:
         conv = raw_map.to_indices(rgb)
         return lut[conv.indices], conv.far_pixels
 
@@ -371,7 +375,7 @@ def _write_locked(exp: Experiment, plan: SplitPlan, workers: int) -> SplitResult
     return result
 
 
-def _write_pairs(exp, plan: SplitPlan, tmp: Path, workers: int, result: SplitResult) -> list[dict]:
+def _write_pairs(exp: Experiment, plan: SplitPlan, tmp: Path, workers: int, result: SplitResult) -> list[dict]:
     """Write every pair once (into its first dataset folder); return what was written per pair."""
     convert = mask_converter(exp)
     palette = ClassMap.from_experiment(exp).palette()
@@ -436,9 +440,9 @@ def _link_folds(plan: SplitPlan, tmp: Path, written: list[dict]) -> None:
                 (tmp / folder / split / kind).mkdir(parents=True, exist_ok=True)
 
 
-def _manifest(exp, plan: SplitPlan, written: list[dict]) -> dict:
+def _manifest(exp: Experiment, plan: SplitPlan, written: list[dict]) -> dict:
     files = []
-    for (image, mask), group, place, info in zip(plan.pairing.pairs, plan.groups, plan.places, written):
+    for (image, mask), group, place, info in zip(plan.pairing.pairs, plan.groups, plan.assignment, written):
         entry = {"image": image.name, "mask": mask.name, "group": group}
         if plan.folds:
             entry["split"] = "test" if place == "test" else "train/valid"

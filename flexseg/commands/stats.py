@@ -232,9 +232,9 @@ def _leakage(facts: dict[str, list[_FileFacts]]) -> list[Problem]:
     for split, files in facts.items():
         for f in files:
             where.setdefault(f.digest, []).append((split, f.name))
-    for places in where.values():
-        splits = {s for s, _ in places}
-        listed = [f"{s}/images/{n}" for s, n in places]
+    for same_content in where.values():
+        splits = {s for s, _ in same_content}
+        listed = [f"{s}/images/{n}" for s, n in same_content]
         if len(splits) > 1:
             problems.append(
                 Problem(
@@ -244,12 +244,12 @@ def _leakage(facts: dict[str, list[_FileFacts]]) -> list[Problem]:
                     listed,
                 )
             )
-        elif len(places) > 1 and not any(source_stem(Path(n).stem) for _, n in places):
+        elif len(same_content) > 1 and not any(source_stem(Path(n).stem) for _, n in same_content):
             problems.append(
                 Problem(
                     "duplicate_image",
                     "warning",
-                    f"identical images within {places[0][0]}: {' = '.join(listed)}",
+                    f"identical images within {same_content[0][0]}: {' = '.join(listed)}",
                     listed,
                 )
             )

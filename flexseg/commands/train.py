@@ -8,6 +8,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -23,14 +24,14 @@ from flexseg.data.pairing import split_pairs
 from flexseg.data.pipeline import OnlineAugmenter, segmentation_dataset
 from flexseg.errors import ConfigError, RunError
 from flexseg.fsutil import atomic_write_text
-from flexseg.model.batches import (
+from flexseg.model.flexunet import build_from_experiment
+from flexseg.model.losses import get_loss
+from flexseg.model.metrics import ForegroundDice, dice_coef_multiclass
+from flexseg.model.prediction import (
     drops_last_single,
     evaluation_batch_size,
     steps_per_epoch,
 )
-from flexseg.model.flexunet import build_from_experiment
-from flexseg.model.losses import get_loss
-from flexseg.model.metrics import ForegroundDice, dice_coef_multiclass
 from flexseg.model.store import ModelCard, write_card
 from flexseg.tfenv import onednn_enabled
 from flexseg.training.callbacks import (
@@ -53,6 +54,9 @@ from flexseg.training.resume import (
     read_state,
     restore_model,
 )
+
+if TYPE_CHECKING:
+    from flexseg.training.callbacks import ProgressReporter
 
 ENVIRONMENT_FILE = "environment.json"
 # keys a resumed run must share with the run it continues (epochs, patience, learning rate may change)
@@ -81,7 +85,7 @@ class TrainResult:
     model: keras.Model | None = None  # as after the last epoch (the best epoch's weights are in run_dir)
 
 
-def _epoch_change_images(exp: Experiment, valid_pairs, class_map: ClassMap):
+def _epoch_change_images(exp: Experiment, valid_pairs: list[tuple[Path, Path]], class_map: ClassMap):
     """The images predicted after each epoch: ``infer.images`` (the legacy scripts' mini_test) when that
     folder exists, else the first validation images; with their truth masks where there are
     any (``masks/`` beside ``images/``, by file stem)."""
@@ -134,7 +138,7 @@ def _check_same_experiment(folder: Path, exp: Experiment) -> None:
         ) from None
     now = exp.model_dump(mode="json")
 
-    def flat(tree, prefix=""):
+    def flat(tree: dict, prefix: str = ""):
         if isinstance(tree, dict):
             return {k: v for key, value in tree.items() for k, v in flat(value, f"{prefix}{key}.").items()}
         return {prefix.rstrip("."): tree}
@@ -157,7 +161,7 @@ def _check_same_experiment(folder: Path, exp: Experiment) -> None:
 PRECISION_POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
-def build_in_precision(exp: Experiment):
+def build_in_precision(exp: Experiment) -> keras.Model:
     """The model with the experiment's dtype policy (layers keep the policy they were built
     with, so the global policy is put back at once). Under mixed_float16 Keras wraps the
     optimizer in a LossScaleOptimizer at compile time."""
@@ -169,7 +173,7 @@ def build_in_precision(exp: Experiment):
         keras.config.set_dtype_policy(previous)
 
 
-def compiled_model(exp: Experiment):
+def compiled_model(exp: Experiment) -> keras.Model:
     """The experiment's model, compiled with its optimizer, loss and metrics (call under the
     distribution strategy's scope)."""
     model = build_in_precision(exp)
@@ -240,7 +244,13 @@ def _check_tensorboard(exp: Experiment) -> None:
         )
 
 
-def input_datasets(exp: Experiment, dist: Distribution, train_pairs, valid_pairs, class_map: ClassMap):
+def input_datasets(
+    exp: Experiment,
+    dist: Distribution,
+    train_pairs: list[tuple[Path, Path]],
+    valid_pairs: list[tuple[Path, Path]],
+    class_map: ClassMap,
+) -> tuple[tf.data.Dataset, tf.data.Dataset, int]:
     """(train, valid, steps per epoch). The global batch is train.batch_size per replica.
 
     Under multi_worker each worker reads its own shard of the (shuffled) training files, padded
@@ -253,7 +263,7 @@ def input_datasets(exp: Experiment, dist: Distribution, train_pairs, valid_pairs
     augment = OnlineAugmenter(exp.augment.transforms) if exp.augment.online else None
     seed = exp.train.seed
     steps = steps_per_epoch(len(train_pairs), global_batch)
-    if len(valid_pairs) == 1:  # never a batch of one (flexseg.model.batches); the mean of two copies is exact
+    if len(valid_pairs) == 1:  # never a batch of one (flexseg.model.prediction); the mean of two copies is exact
         valid_pairs = valid_pairs * 2
     if dist.kind != "multi_worker":
         return (
@@ -294,7 +304,9 @@ def input_datasets(exp: Experiment, dist: Distribution, train_pairs, valid_pairs
     )
 
 
-def train(exp: Experiment, *, force: bool = False, resume: bool = False, reporter=None) -> TrainResult:
+def train(
+    exp: Experiment, *, force: bool = False, resume: bool = False, reporter: ProgressReporter | None = None
+) -> TrainResult:
     """Train into the run folder; ``reporter`` shows progress (default: a line per epoch, see
     ``training.callbacks.EpochLines``). A run that replaces an earlier one (``force``) is written into
     the folder's staging area and put in place only when it has finished: until then, and if it
@@ -367,9 +379,9 @@ def _fit(
     write_dir: Path,
     state: dict | None,
     class_map: ClassMap,
-    train_pairs,
-    valid_pairs,
-    reporter=None,
+    train_pairs: list[tuple[Path, Path]],
+    valid_pairs: list[tuple[Path, Path]],
+    reporter: ProgressReporter | None = None,
 ) -> TrainResult:
     keras.utils.set_random_seed(exp.train.seed)
     ds_train, ds_valid, steps = input_datasets(exp, dist, train_pairs, valid_pairs, class_map)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from flexseg.config import Experiment
 
 
 @dataclass
@@ -26,7 +30,7 @@ class MaskConversion:
 class ClassMap:
     """Ordered classes with their RGB colours; index 0 is the background."""
 
-    def __init__(self, names: list[str], colors: list[tuple[int, int, int]], tolerance: float = 60.0):
+    def __init__(self, names: list[str], colors: list[tuple[int, int, int]], tolerance: float = 60.0) -> None:
         if len(names) != len(colors):
             raise ValueError("one colour per class")
         self.names = list(names)
@@ -34,7 +38,7 @@ class ClassMap:
         self.tolerance = float(tolerance)
 
     @classmethod
-    def from_experiment(cls, exp) -> "ClassMap":
+    def from_experiment(cls, exp: Experiment) -> "ClassMap":
         return cls([c.name for c in exp.classes], [tuple(c.color) for c in exp.classes], exp.data.mask_tolerance)
 
     def __len__(self) -> int:

@@ -102,7 +102,7 @@ def dicom_pixel_spacing(path: Path) -> tuple[float, float] | None:
     return (row, col) if row > 0 and col > 0 else None
 
 
-def _first(value) -> float:
+def _first(value: object) -> float:
     """The first of a multi-valued DICOM element (pydicom's MultiValue is a Sequence), or the value."""
     return float(value[0] if isinstance(value, Sequence) and not isinstance(value, str) else value)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flexseg.data.io import (
     IMAGE_SUFFIXES,
@@ -24,6 +25,11 @@ from flexseg.data.io import (
     list_images,
 )
 from flexseg.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from flexseg.config import Experiment
 
 _NUMBER = re.compile(r"\d+")
 
@@ -116,7 +122,7 @@ def pair_by_stem(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
     return sorted(pairing.pairs, key=lambda pair: pair[0].stem)
 
 
-def split_pairs(exp, split: str) -> list[tuple[Path, Path]]:
+def split_pairs(exp: Experiment, split: str) -> list[tuple[Path, Path]]:
     """The (image, mask) pairs of one split (train, valid or test) of an experiment."""
     folder = exp.data.split_dir(split)
     from flexseg.runs import COMPLETE_MARK, STAGING_DIR
@@ -148,7 +154,7 @@ def _regex_key(pattern: str):
     return key
 
 
-def _keyed(files: list[Path], key, kind: str) -> dict:
+def _keyed(files: list[Path], key: Callable[[Path], str], kind: str) -> dict:
     out: dict = {}
     for path in files:
         k = key(path)

@@ -21,9 +21,9 @@ def load_pair(
     height: int,
     channels: int,
     class_map: ClassMap,
-    augment=None,
+    augment: OnlineAugmenter | None = None,
     seed: int = 0,
-):
+) -> tuple[np.ndarray, np.ndarray]:
     """Image (H, W, C) uint8 and class indices (H, W) uint8 at the model's size.
 
     ``augment`` (an :class:`OnlineAugmenter`) transforms the pair at its own size first, as
@@ -46,12 +46,12 @@ class OnlineAugmenter:
     seeded with a number the input pipeline draws from the experiment's seed, so the augmented
     stream does not depend on which thread runs which element."""
 
-    def __init__(self, transforms: list):
+    def __init__(self, transforms: list) -> None:
         from flexseg.transforms import SeededPipeline
 
         self.pipeline = SeededPipeline(transforms)
 
-    def __call__(self, image: np.ndarray, indices: np.ndarray, seed: int):
+    def __call__(self, image: np.ndarray, indices: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         return self.pipeline(image, indices, np.random.SeedSequence(int(seed) & 0xFFFFFFFFFFFFFFFF))
 
 
@@ -71,7 +71,7 @@ def segmentation_dataset(
 ) -> tf.data.Dataset:
     """Batches of (image float32 0..255, one-hot mask float32).
 
-    ``drop_single`` leaves out a last batch of one pair (see flexseg.model.batches).
+    ``drop_single`` leaves out a last batch of one pair (see flexseg.model.prediction).
 
     With ``augment`` every element gets a fresh random transform each epoch, drawn from a
     random stream seeded by ``seed``. ``shard=(n, i)`` keeps every n-th element from the i-th
@@ -79,12 +79,12 @@ def segmentation_dataset(
     """
     num_classes = len(class_map)
 
-    def _load(img_path, mask_path, element_seed):
+    def _load(img_path: tf.Tensor, mask_path: tf.Tensor, element_seed: tf.Tensor):
         return load_pair(
             Path(img_path.decode()), Path(mask_path.decode()), width, height, channels, class_map, augment, element_seed
         )
 
-    def _map(paths, element_seed):
+    def _map(paths: tf.Tensor, element_seed: tf.Tensor):
         image, indices = tf.numpy_function(_load, [paths[0], paths[1], element_seed], [tf.uint8, tf.uint8])
         image = tf.ensure_shape(tf.cast(image, tf.float32), (height, width, channels))
         onehot = tf.one_hot(tf.ensure_shape(indices, (height, width)), num_classes, dtype=tf.float32)
@@ -112,7 +112,7 @@ def image_dataset(
     whether to skip it (infer) or stop (evaluate); an error raised here would reach it wrapped in
     a TensorFlow error and end the whole stream. ``errors`` receives the reason, by index."""
 
-    def _load(index, path):
+    def _load(index: tf.Tensor, path: tf.Tensor):
         try:
             img = read_image(Path(path.decode()), channels)
         except DataError as e:
@@ -121,7 +121,7 @@ def image_dataset(
             return np.zeros((height, width, channels), np.uint8), np.zeros(2, np.int32)
         return resize(img, width, height), np.array(img.shape[:2], np.int32)
 
-    def _map(index, path):
+    def _map(index: tf.Tensor, path: tf.Tensor):
         image, size = tf.numpy_function(_load, [index, path], [tf.uint8, tf.int32])
         image = tf.ensure_shape(tf.cast(image, tf.float32), (height, width, channels))
         return image, tf.ensure_shape(size, (2,)), index

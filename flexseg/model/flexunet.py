@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import keras
 from keras import layers
+
+if TYPE_CHECKING:
+    from flexseg.config import Experiment
 
 
 def kernel_schedule(base_kernel: int, num_layers: int) -> list[int]:
@@ -37,7 +42,7 @@ def build_flexunet(
     kernels = kernel_schedule(base_kernels[0], num_layers)
     dilations = dilation_schedule(dilation[0], num_layers)
 
-    def conv(x, filters, level):
+    def conv(x: keras.KerasTensor, filters: int, level: int):
         x = layers.Conv2D(
             filters,
             kernels[level],
@@ -73,7 +78,7 @@ def build_flexunet(
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_from_experiment(exp) -> keras.Model:
+def build_from_experiment(exp: Experiment) -> keras.Model:
     m = exp.model
     return build_flexunet(
         width=exp.image.width,

@@ -6,11 +6,17 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flexseg import __version__
 from flexseg.data.classes import ClassMap
 from flexseg.errors import RunError
 from flexseg.fsutil import atomic_path, atomic_write_text
+
+if TYPE_CHECKING:
+    import keras
+
+    from flexseg.config import Experiment
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "model.json"
@@ -33,7 +39,7 @@ class ModelCard:
     training: dict = field(default_factory=dict)  # epochs run, best epoch, best val_loss
 
     @classmethod
-    def from_experiment(cls, exp) -> "ModelCard":
+    def from_experiment(cls, exp: Experiment) -> "ModelCard":
         return cls(
             experiment=exp.name,
             class_names=[c.name for c in exp.classes],
@@ -78,7 +84,7 @@ class ModelCard:
         if not isinstance(self.mask_tolerance, (int, float)) or not 0 <= self.mask_tolerance <= 255:
             raise bad("mask_tolerance must be 0..255")
 
-    def check_model(self, model, path: Path) -> None:
+    def check_model(self, model: keras.Model, path: Path) -> None:
         """The model's input and output agree with the description."""
         expected_in = (self.height, self.width, self.channels)
         got_in = tuple(model.input_shape[1:])
@@ -94,7 +100,7 @@ class ModelCard:
         return ClassMap(self.class_names, [tuple(c) for c in self.class_colors], self.mask_tolerance)
 
 
-def check_model_fits(card: ModelCard, exp, run_dir: Path) -> None:
+def check_model_fits(card: ModelCard, exp: Experiment, run_dir: Path) -> None:
     """A model is only used with an experiment whose classes (names and colours, in order) it was trained for."""
     expected = ModelCard.from_experiment(exp)
     if (card.class_names, card.class_colors) != (expected.class_names, expected.class_colors):
@@ -123,21 +129,21 @@ def read_card(run_dir: Path) -> ModelCard:
     return card
 
 
-def save_model(model, run_dir: Path) -> None:
+def save_model(model: keras.Model, run_dir: Path) -> None:
     """Write the model atomically. Keras 3 stores optimizer state only for a compiled model,
     so callers pass an uncompiled view of the trained one (``inference_view``): weights only."""
     with atomic_path(run_dir / MODEL_FILE) as tmp:
         model.save(tmp)
 
 
-def inference_view(model):
+def inference_view(model: keras.Model) -> keras.Model:
     """A new, uncompiled functional model over the same layers: shares the weights, no copy."""
     import keras
 
     return keras.Model(model.inputs, model.outputs, name=model.name)
 
 
-def load_model(run_dir: Path, card: "ModelCard | None" = None):
+def load_model(run_dir: Path, card: ModelCard | None = None) -> keras.Model:
     """Load with Keras safe mode on: a model that needs arbitrary code to deserialise is refused.
     With ``card``, a model whose input or classes disagree with it is refused too."""
     import keras

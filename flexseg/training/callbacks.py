@@ -7,6 +7,7 @@ import io
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import keras
 import numpy as np
@@ -17,34 +18,49 @@ from flexseg.fsutil import atomic_write_text
 from flexseg.model.store import inference_view, save_model
 from flexseg.plots import plot_history
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from flexseg.data.classes import ClassMap
+    from flexseg.training.callbacks import ProgressReporter
+
 LOSS_KEYS = ["loss", "val_loss"]
 
 
 class StopAtStepBoundary(keras.callbacks.Callback):
     """Raise a Ctrl-C or SIGTERM that arrived during a step once the step is over (flexseg.interrupts)."""
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         interrupts.raise_if_pending()
 
-    def on_test_batch_end(self, batch, logs=None):
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
         interrupts.raise_if_pending()
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         interrupts.raise_if_pending()
 
 
 class EpochTimer(keras.callbacks.Callback):
     """Wall time of each epoch (training, validation and the callbacks before it)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.seconds: list[float] = []
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.t0 = time.perf_counter()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.seconds.append(time.perf_counter() - self.t0)
+
+
+class ProgressReporter(Protocol):
+    """What training tells about its progress: ``EpochLines`` (plain lines) or the CLI's live bar."""
+
+    def start(self, epochs: int, steps: int) -> None: ...
+    def step(self, epoch: int, done: int, loss: float | None, rate: float) -> None: ...
+    def epoch_done(self, epoch: int, epochs: int, logs: dict, rate: float, seconds: float) -> None: ...
+    def stop(self) -> None: ...
 
 
 class EpochLines:
@@ -68,29 +84,31 @@ class EpochLines:
 class TrainingProgress(EpochTimer):
     """Measures steps and epochs and tells a reporter (``EpochLines`` or the CLI's live bar)."""
 
-    def __init__(self, epochs: int, steps: int, batch_size: int, images: int, reporter=None):
+    def __init__(
+        self, epochs: int, steps: int, batch_size: int, images: int, reporter: ProgressReporter | None = None
+    ) -> None:
         super().__init__()
         self.epochs, self.steps, self.batch_size, self.images = epochs, steps, batch_size, images
         self.reporter = reporter or EpochLines()
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self.reporter.start(self.epochs, self.steps)
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         super().on_epoch_begin(epoch, logs)
         self.epoch = epoch + 1
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         rate = (batch + 1) * self.batch_size / max(1e-9, time.perf_counter() - self.t0)
         loss = (logs or {}).get("loss")
         self.reporter.step(self.epoch, batch + 1, None if loss is None else float(loss), rate)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         super().on_epoch_end(epoch, logs)
         seconds = self.seconds[-1]
         self.reporter.epoch_done(self.epoch, self.epochs, dict(logs or {}), self.images / max(1e-9, seconds), seconds)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict | None = None) -> None:
         self.reporter.stop()
 
 
@@ -102,21 +120,21 @@ def short_metric_name(key: str) -> str:
     return ("val_" if key.startswith("val_") else "") + SHORT_NAMES.get(base, base)
 
 
-def _fmt(logs) -> str:
+def _fmt(logs: dict | None) -> str:
     return " ".join(f"{short_metric_name(k)}={float(v):.4g}" for k, v in (logs or {}).items())
 
 
 class BestModel(keras.callbacks.Callback):
     """Save the model (weights only, atomically) whenever val_loss improves."""
 
-    def __init__(self, run_dir: Path, on_save=None):
+    def __init__(self, run_dir: Path, on_save: Callable[[int, float], None] | None = None) -> None:
         super().__init__()
         self.run_dir = run_dir
         self.best = math.inf
         self.best_epoch = 0
         self.on_save = on_save
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = float((logs or {}).get("val_loss", math.nan))
         if value < self.best:
             self.best, self.best_epoch = value, epoch + 1
@@ -130,7 +148,7 @@ class HistoryFiles(keras.callbacks.Callback):
     redrawn after an epoch when ``plot_every`` seconds have passed since the last drawing, and always
     at the end of training (a run of short epochs spent a fifth of its time drawing them)."""
 
-    def __init__(self, run_dir: Path, plot_every: float = 30.0):
+    def __init__(self, run_dir: Path, plot_every: float = 30.0) -> None:
         super().__init__()
         self.run_dir = run_dir
         self.rows: list[dict] = []
@@ -171,14 +189,14 @@ class EpochChangeInference(keras.callbacks.Callback):
     """After each epoch, predict a few images: their masks go to epoch_change_infer/epoch_NNN/
     and one montage (input | truth | prediction per row) to epoch_change_infer/epoch_NNN.png."""
 
-    def __init__(self, images: np.ndarray, truths: list, names: list[str], folder: Path, class_map):
+    def __init__(self, images: np.ndarray, truths: list, names: list[str], folder: Path, class_map: ClassMap) -> None:
         super().__init__()
         self.images, self.truths, self.names, self.folder = images, truths, names, folder
         self.class_map = class_map
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         from flexseg.data.io import write_image, write_palette_mask
-        from flexseg.model.batches import predict
+        from flexseg.model.prediction import predict
         from flexseg.plots import epoch_montage
 
         if not len(self.images):

@@ -16,10 +16,14 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
 from flexseg.errors import ConfigError
+
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclass
@@ -105,7 +109,7 @@ def make_distribution(mode: str) -> Distribution:
     return Distribution(strategy, "multi_worker", is_chief_task(config), cluster_size(config), task)
 
 
-def work_around_keras_symbolic_build(model, strategy: tf.distribute.Strategy) -> None:
+def work_around_keras_symbolic_build(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
     """Let ``model.fit`` take a distributed dataset whose batches are (image, mask) pairs.
 
     Before the first step Keras 3 builds the model's metrics from one batch, and under a
@@ -119,14 +123,14 @@ def work_around_keras_symbolic_build(model, strategy: tf.distribute.Strategy) ->
     if not hasattr(model, "_maybe_symbolic_build") or not hasattr(model, "_symbolic_build"):
         return  # a Keras without the step this works around
 
-    def local(value):
+    def local(value: object):
         return (
             strategy.experimental_local_results(value)[0]
             if isinstance(value, tf.distribute.DistributedValues)
             else value
         )
 
-    def symbolic_build(iterator=None, data_batch=None):
+    def symbolic_build(iterator: object = None, data_batch: object = None) -> None:
         if iterator is not None:
             for _, _, it in iterator:
                 data_batch = tree.map_structure(local, next(it))
@@ -137,7 +141,7 @@ def work_around_keras_symbolic_build(model, strategy: tf.distribute.Strategy) ->
     model._maybe_symbolic_build = symbolic_build
 
 
-def reduce_metrics_across_workers(model) -> None:
+def reduce_metrics_across_workers(model: keras.Model) -> None:
     """Make ``model.fit`` able to average its loss and metrics over the workers.
 
     Keras 3 averages each step's metric values over replicas with ``strategy.reduce("MEAN",
@@ -153,7 +157,7 @@ def reduce_metrics_across_workers(model) -> None:
 
     train_step, test_step = model.train_step, model.test_step
 
-    def with_replica_axis(logs):
+    def with_replica_axis(logs: dict | None):
         return {name: ops.expand_dims(value, 0) for name, value in logs.items()}
 
     model.train_step = lambda data: with_replica_axis(train_step(data))

@@ -19,11 +19,15 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 
 from flexseg.errors import RunError
 from flexseg.fsutil import atomic_write_text, note_write
+
+if TYPE_CHECKING:
+    from flexseg.training.callbacks import BestModel, HistoryFiles
 
 RESUME_DIR = "resume"
 STATE_FILE = "state.json"
@@ -50,14 +54,22 @@ class ResumeCheckpoint(keras.callbacks.Callback):
     theirs (which reset themselves) and its on_epoch_end sees their updated state.
     """
 
-    def __init__(self, run_dir: Path, best, reducer, stopper, history, state: dict | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        best: BestModel,
+        reducer: keras.callbacks.ReduceLROnPlateau,
+        stopper: keras.callbacks.EarlyStopping,
+        history: HistoryFiles,
+        state: dict | None = None,
+    ) -> None:
         super().__init__()
         self.folder = run_dir / RESUME_DIR
         self.best, self.reducer, self.stopper, self.history = best, reducer, stopper, history
         self.state = state
         self.epoch = state["epoch"] if state else 0  # the last epoch that finished with a finite loss
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         if self.state is None:
             return  # (files a hard kill left half-written are removed when the run folder is opened: flexseg.runs)
         s = self.state
@@ -121,7 +133,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             old.unlink()
 
 
-def restore_model(model, run_dir: Path, state: dict) -> None:
+def restore_model(model: keras.Model, run_dir: Path, state: dict) -> None:
     """Weights and optimizer state of the last finished epoch into a compiled ``model``."""
     path = run_dir / RESUME_DIR / state["weights"]
     if not path.exists():
@@ -140,21 +152,21 @@ class StopOnNaN(keras.callbacks.Callback):
     """Stop at the first batch whose loss is not finite, or after an epoch whose val_loss is not;
     the trainer turns it into an error."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.epoch = 0
         self.nan_epoch: int | None = None
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch = epoch + 1
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self._check(logs, ("loss",))
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._check(logs, ("val_loss",))
 
-    def _check(self, logs, keys) -> None:
+    def _check(self, logs: dict | None, keys: tuple[str, ...]) -> None:
         if any(not math.isfinite(float((logs or {}).get(key, 0.0))) for key in keys):
             self.nan_epoch = self.epoch
             self.model.stop_training = True

@@ -1,6 +1,6 @@
-"""Batch sizes that keep clear of oneDNN's batch-of-one trap.
+"""Prediction, and batch sizes that keep clear of oneDNN's batch-of-one trap.
 
-flexseg turns TensorFlow's oneDNN kernels on (flexseg/__init__.py): on CPUs without AVX-512
+flexseg turns TensorFlow's oneDNN kernels on (tfenv.prepare): on CPUs without AVX-512
 they make training 1.4× faster. But for some convolutions oneDNN has no fast kernel at batch 1
 and falls back to a reference loop: NBM's 7×7 64→32 convolution at 256×256 takes 128 s at
 batch 1 and 0.15 s at batch 2. So flexseg never runs a model on a batch of one image.
@@ -8,12 +8,17 @@ batch 1 and 0.15 s at batch 2. So flexseg never runs a model on a batch of one i
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
 
 MIN_BATCH = 2
 
 
-def predict(model, images, *, direct: bool = False) -> np.ndarray:
+def predict(model: keras.Model, images: np.ndarray, *, direct: bool = False) -> np.ndarray:
     """Class probabilities for a batch of images. A batch of one is padded with a copy of its
     image and the copy's output dropped. ``direct`` calls the model instead of
     ``predict_on_batch`` (no cross-replica step, for callbacks under tf.distribute)."""

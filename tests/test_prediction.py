@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from flexseg.model.batches import (
+from flexseg.model.prediction import (
     drops_last_single,
     evaluation_batch_size,
     predict,
