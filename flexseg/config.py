@@ -8,6 +8,7 @@ paths are resolved against the folder of the YAML file (not the working director
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -329,6 +330,54 @@ class InferSpec(_Section):
     output: ResolvedPath | None = None  # default: <run_dir>/mini_test_output
 
 
+# CT windows (centre, width) in Hounsfield units, as radiology viewers name them
+WINDOW_PRESETS: dict[str, tuple[float, float]] = {
+    "bone": (400.0, 1800.0),
+    "soft_tissue": (40.0, 400.0),
+    "lung": (-600.0, 1500.0),
+    "brain": (40.0, 80.0),
+}
+
+
+class VolumeSpec(_Section):
+    """How slices are taken from 3D volumes (NIfTI) and mapped to 8-bit pixels. Recorded with a
+    trained model, so ``infer`` maps a volume exactly as the training slices were mapped."""
+
+    plane: Literal["axial", "coronal", "sagittal"] = "axial"  # in patient space, not by array axis
+    # CT: a preset name or [centre, width] in HU; None: per-volume percentiles (MR)
+    window: str | tuple[float, float] | None = None
+    percentiles: tuple[float, float] = (0.5, 99.5)
+
+    @field_validator("window")
+    @classmethod
+    def _known_window(cls, v: str | tuple[float, float] | None) -> str | tuple[float, float] | None:
+        if isinstance(v, str) and v not in WINDOW_PRESETS:
+            close = difflib.get_close_matches(v, list(WINDOW_PRESETS), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(
+                f"{v!r} is not a window preset; {hint}presets: {', '.join(WINDOW_PRESETS)}, or [centre, width]"
+            )
+        if isinstance(v, tuple) and not (math.isfinite(v[0]) and math.isfinite(v[1]) and v[1] > 0):
+            raise ValueError(f"[centre, width] = {list(v)}: both finite and the width above 0")
+        return v
+
+    @field_validator("percentiles")
+    @classmethod
+    def _ordered_percentiles(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= v[0] < v[1] <= 100.0:
+            raise ValueError(f"{list(v)}: need 0 <= low < high <= 100")
+        return v
+
+    def mapping(self) -> dict:
+        """What a model card records: the plane and the window as numbers, or the percentiles."""
+        window = WINDOW_PRESETS[self.window] if isinstance(self.window, str) else self.window
+        return {
+            "plane": self.plane,
+            "window": None if window is None else [float(window[0]), float(window[1])],
+            "percentiles": None if window is not None else [float(p) for p in self.percentiles],
+        }
+
+
 class Experiment(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     run_dir: ResolvedPath | None = None  # default: ./runs/<name>
@@ -341,6 +390,7 @@ class Experiment(_Section):
     augment: AugmentSpec = AugmentSpec()
     evaluate: EvaluateSpec = EvaluateSpec()
     infer: InferSpec = InferSpec()
+    volume: VolumeSpec = VolumeSpec()
 
     @field_validator("classes")
     @classmethod

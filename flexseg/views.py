@@ -265,10 +265,16 @@ def gates_met(gates: list[str]) -> None:
 
 
 def infer_done(result: InferResult) -> None:
-    out.info(
-        f"{result.images} masks in {result.seconds:.1f}s ({result.images_per_second:.2f} img/s) "
-        f"with {result.model_dir} → {result.output_dir}"
+    flat = result.images - result.volumes
+    what = [f"{flat} masks"] if flat else []
+    if result.volumes:
+        what.append(f"{result.volumes} label volume{'s' if result.volumes != 1 else ''} ({result.slices} slices)")
+    rate = (
+        f"{result.images_per_second:.2f} img/s"
+        if not result.volumes
+        else f"{result.seconds / result.images:.1f} s each"
     )
+    out.info(f"{' and '.join(what)} in {result.seconds:.1f}s ({rate}) with {result.model_dir} → {result.output_dir}")
 
 
 def export_done(result: ExportResult) -> None:

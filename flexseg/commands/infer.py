@@ -1,5 +1,10 @@
 """flexseg infer: batched prediction over folders or files, masks written at each input's original size.
 
+A 3D volume (NIfTI) gets a label volume of the same name (``.nii.gz``) on its own grid: it is
+cut into slices by the slice convention (``data.volumes``), its intensities mapped as the model's
+training slices were (recorded in model.json), predicted in batches of slices, reassembled and
+turned back to the input's voxel order.
+
 Options: test-time augmentation by flips, sliding-window (tiled) prediction for images larger
 than the model input, post-processing of the masks, overlays and probability maps.
 """
@@ -24,7 +29,17 @@ from flexseg.data.io import (
     write_image,
     write_palette_mask,
 )
-from flexseg.errors import DataError, RunError
+from flexseg.data.volumes import (
+    from_display,
+    intensity_to_uint8,
+    is_volume,
+    label_volume_bytes,
+    read_volume,
+    to_display,
+    volume_stem,
+)
+from flexseg.errors import ConfigError, DataError, RunError
+from flexseg.fsutil import atomic_write_bytes
 from flexseg.model.prediction import predict
 from flexseg.model.store import ModelCard, load_model, read_card
 from flexseg.runs import open_output, refuse_inputs
@@ -56,8 +71,10 @@ class InferOptions:
 class InferResult:
     model_dir: Path
     output_dir: Path
-    images: int
+    images: int  # 2D images and volumes
     seconds: float
+    volumes: int = 0
+    slices: int = 0  # of the volumes
 
     @property
     def images_per_second(self) -> float:
@@ -88,8 +105,9 @@ def resolve_images(images: list[Path] | None, experiment_images: Path | None) ->
     for source in sources:
         if source.is_dir():
             found = list_images(source, RAW_IMAGE_SUFFIXES)
+            found += sorted(p for p in source.iterdir() if is_volume(p) and p.is_file())
             if not found:
-                raise DataError(f"{source}: no images (png, jpg, tif, bmp, dcm) to infer")
+                raise DataError(f"{source}: no images (png, jpg, tif, bmp, dcm) or volumes (nii, nii.gz) to infer")
             files += found
         elif source.is_file():
             files.append(source)
@@ -99,16 +117,18 @@ def resolve_images(images: list[Path] | None, experiment_images: Path | None) ->
 
 
 def mask_name(image: Path) -> str:
-    return image.stem + ".png"
+    """``a.png`` → ``a.png`` (a mask); ``a.nii.gz`` / ``a.nii`` → ``a.nii.gz`` (a label volume)."""
+    return volume_stem(image) + ".nii.gz" if is_volume(image) else image.stem + ".png"
 
 
 def planned_files(images: list[Path], options: InferOptions) -> list[str]:
     """Every file infer writes for ``images``, relative to the output folder."""
     names = [mask_name(p) for p in images]
+    flat = [p for p in images if not is_volume(p)]
     if options.overlay:
-        names += [f"{OVERLAY_DIR}/{mask_name(p)}" for p in images]
+        names += [f"{OVERLAY_DIR}/{mask_name(p)}" for p in flat]
     if options.probabilities:
-        names += [f"{PROBABILITIES_DIR}/{p.stem}.npz" for p in images]
+        names += [f"{PROBABILITIES_DIR}/{p.stem}.npz" for p in flat]
     return names
 
 
@@ -228,6 +248,53 @@ def postprocess(labels: np.ndarray, num_classes: int, largest_component: bool = 
     return result
 
 
+def postprocess_volume(
+    labels: np.ndarray, num_classes: int, largest_component: bool = False, min_size: int = 0
+) -> np.ndarray:
+    """``postprocess`` in 3D: components are 26-connected across slices, sizes counted in voxels."""
+    from scipy import ndimage
+
+    if not largest_component and min_size <= 0:
+        return labels
+    result = labels.copy()
+    for c in range(1, num_classes):
+        components, count = ndimage.label(labels == c, structure=np.ones((3, 3, 3), bool))
+        if count <= 1 and not (count == 1 and min_size > 0):
+            continue
+        sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
+        keep = np.ones(count, bool)
+        if largest_component:
+            keep &= np.arange(count) == sizes.argmax()
+        if min_size > 0:
+            keep &= sizes >= min_size
+        drop = np.flatnonzero(~keep) + 1
+        result[np.isin(components, drop)] = 0
+    return result
+
+
+def infer_volume(
+    model: keras.Model, card: ModelCard, path: Path, batch_size: int, options: InferOptions
+) -> tuple[bytes, int]:
+    """The label volume of one NIfTI volume (gzipped NIfTI bytes, on the input's own grid) and its
+    number of slices. Memory: the volume, its 8-bit slices and labels, and one batch of slices."""
+    volume = read_volume(path)
+    mapping = card.volume
+    plane = mapping["plane"]
+    pixels = intensity_to_uint8(to_display(volume.data, volume.affine, plane), mapping)
+    slices, rows, cols = pixels.shape
+    labels = np.empty((slices, rows, cols), np.uint8)
+    for start in range(0, slices, batch_size):
+        images = [np.repeat(s[..., None], card.channels, axis=-1) for s in pixels[start : start + batch_size]]
+        if options.tiles:
+            probs = [predict_tiled(model, image, card, options, batch_size) for image in images]
+        else:
+            batch = np.stack([resize(image, card.width, card.height) for image in images]).astype(np.float32)
+            probs = [resize(p, cols, rows) for p in predict_batch(model, batch, options.tta)]
+        labels[start : start + len(images)] = np.stack([p.argmax(-1) for p in probs])
+    labels = postprocess_volume(labels, len(card.class_names), options.largest_component, options.min_size)
+    return label_volume_bytes(from_display(labels, volume.affine, plane), volume), slices
+
+
 def overlay(image: np.ndarray, labels: np.ndarray, class_map: ClassMap, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
     """The image (grey or RGB uint8) with each foreground class blended in its colour."""
     rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
@@ -280,6 +347,14 @@ def infer(
     card: ModelCard = read_card(model_dir)
     if not images:
         raise DataError("no images to infer")
+    volumes = [p for p in images if is_volume(p)]
+    if volumes and (options.overlay or options.probabilities):
+        raise ConfigError("--overlay and --probabilities are for 2D images; a volume gets its label volume only")
+    if volumes and not card.volume:
+        raise RunError(
+            f"{model_dir}: this model does not record how volume slices become pixels (trained before "
+            "flexseg read volumes); train it again to infer on volumes, or infer on 2D slices"
+        )
     refuse_inputs(output_dir, [("images folder", p) for p in sorted({p.parent for p in images})], "--output")
     check_not_a_run(output_dir)
     model = load_model(model_dir, card)  # a model that cannot be used is refused before anything is created
@@ -297,11 +372,57 @@ def _infer(
     batch_size: int,
     options: InferOptions,
 ) -> InferResult:
+    t0 = time.perf_counter()
+    volumes = [p for p in images if is_volume(p)]
+    images = [p for p in images if not is_volume(p)]
+    unreadable: list[Path] = []
+    slices = 0
+    if images:
+        unreadable += _infer_images(model, card, images, output_dir, batch_size, options)
+    if volumes:
+        with out.progress_bar("volumes", len(volumes)) as bar:
+            for path in volumes:
+                try:
+                    data, count = infer_volume(model, card, path, batch_size, options)
+                except DataError as e:
+                    unreadable.append(path)
+                    out.warn(f"{e}; no label volume written")
+                else:
+                    atomic_write_bytes(output_dir / mask_name(path), data)
+                    slices += count
+                bar.advance(1)
+    seconds = time.perf_counter() - t0
+    total = len(images) + len(volumes)
+    if unreadable:
+        names = ", ".join(p.name for p in unreadable[:5]) + (
+            f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        )
+        raise DataError(
+            f"{len(unreadable)} of {total} inputs could not be read and have no mask ({names}); "
+            f"the other masks are in {output_dir}. Fix or remove those files and run again with --force"
+        )
+    return InferResult(
+        model_dir=model_dir,
+        output_dir=output_dir,
+        images=total,
+        seconds=seconds,
+        volumes=len(volumes),
+        slices=slices,
+    )
+
+
+def _infer_images(
+    model: keras.Model,
+    card: ModelCard,
+    images: list[Path],
+    output_dir: Path,
+    batch_size: int,
+    options: InferOptions,
+) -> list[Path]:
+    """Masks of 2D images; returns the unreadable ones (warned about, no mask)."""
     from flexseg.data.pipeline import image_dataset
 
     write = _Writer(output_dir, card, options)
-
-    t0 = time.perf_counter()
     unreadable: list[Path] = []
 
     reasons: dict[int, str] = {}
@@ -355,16 +476,7 @@ def _infer(
                 bar.advance(len(indices))
         while pending:
             pending.popleft().result()
-    seconds = time.perf_counter() - t0
-    if unreadable:
-        names = ", ".join(p.name for p in unreadable[:5]) + (
-            f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
-        )
-        raise DataError(
-            f"{len(unreadable)} of {len(images)} images could not be read and have no mask ({names}); "
-            f"the other masks are in {output_dir}. Fix or remove those files and run again with --force"
-        )
-    return InferResult(model_dir=model_dir, output_dir=output_dir, images=len(images), seconds=seconds)
+    return unreadable
 
 
 def infer_for(

@@ -37,6 +37,9 @@ class ModelCard:
     mask_tolerance: float = 60.0
     flexseg_version: str = __version__
     training: dict = field(default_factory=dict)  # epochs run, best epoch, best val_loss
+    # how slices of a 3D volume become pixels (config.VolumeSpec.mapping); None: a model from
+    # before volumes, which infer on volumes refuses
+    volume: dict | None = None
 
     @classmethod
     def from_experiment(cls, exp: Experiment) -> "ModelCard":
@@ -49,6 +52,7 @@ class ModelCard:
             channels=exp.image.channels,
             input_normalize=exp.model.input_normalize,
             mask_tolerance=exp.data.mask_tolerance,
+            volume=exp.volume.mapping(),
         )
 
     def check(self, path: Path) -> None:

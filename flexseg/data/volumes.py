@@ -1,0 +1,161 @@
+"""3D volumes (NIfTI): reading, the one slice convention, intensity mapping, writing label volumes.
+
+The slice convention: a slice looks as a DICOM viewer shows it (radiological display), whatever
+order the file stores its axes in. The volume is turned, without resampling, so that its array
+axes run (slice, row, column) along patient directions:
+
+- axial: slices inferior → superior; rows anterior → posterior (anterior at the top); columns
+  the patient's right → left (the patient's right on the image's left);
+- coronal: slices anterior → posterior; rows superior → inferior; columns right → left;
+- sagittal: slices right → left; rows superior → inferior; columns anterior → posterior.
+
+The turn is a permutation and flips of the array axes, read from the affine (nibabel's
+``io_orientation``: for an oblique affine, the nearest axes). Applying its inverse to a label
+volume puts it back on the input's own grid: same shape, same voxel order.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from flexseg.errors import DataError
+
+if TYPE_CHECKING:
+    import nibabel as nib
+
+VOLUME_SUFFIXES = (".nii.gz", ".nii")
+# nibabel axis codes of the (slice, row, column) axes: each names the direction its index grows to
+PLANE_AXES = {"axial": ("S", "P", "L"), "coronal": ("P", "I", "L"), "sagittal": ("L", "I", "P")}
+OBLIQUE_DEGREES = 1.0  # an affine further than this from the nearest axes is reported
+
+
+def is_volume(path: Path) -> bool:
+    return path.name.lower().endswith(VOLUME_SUFFIXES)
+
+
+def volume_stem(path: Path) -> str:
+    """``case_001.nii.gz`` → ``case_001``."""
+    name = path.name
+    for suffix in VOLUME_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+@dataclass
+class Volume:
+    """A volume as read: its voxels in storage order and the image they came from (affine, header)."""
+
+    path: Path
+    data: np.ndarray  # (x, y, z) in the file's own voxel order
+    image: nib.Nifti1Image
+
+    @property
+    def affine(self) -> np.ndarray:
+        return self.image.affine
+
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along the storage axes."""
+        return tuple(float(v) for v in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))
+
+    def obliquity_degrees(self) -> float:
+        """The largest angle between a voxel axis and the patient axis nearest to it."""
+        import nibabel as nib
+
+        return float(np.degrees(np.max(np.abs(nib.affines.obliquity(self.affine)))))
+
+
+def read_volume(path: Path) -> Volume:
+    """A NIfTI volume; a named DataError for anything that is not a readable 3D volume."""
+    import nibabel as nib
+
+    try:
+        image = nib.load(str(path))
+        data = np.asanyarray(image.dataobj)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such volume") from None
+    except Exception as e:  # nibabel raises many types (ImageFileError, EOFError, zlib.error, ValueError)
+        raise DataError(f"{path}: not a readable NIfTI volume ({type(e).__name__}: {str(e)[:160]})") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3 or min(data.shape) < 1:
+        raise DataError(f"{path}: a volume of shape {data.shape}; flexseg takes 3D volumes (one channel)")
+    if not np.isfinite(image.affine).all() or abs(np.linalg.det(image.affine[:3, :3])) < 1e-12:
+        raise DataError(f"{path}: its affine is not a valid voxel-to-patient transform")
+    return Volume(path=path, data=data, image=image)
+
+
+def _orientation(affine: np.ndarray, plane: str) -> tuple[np.ndarray, np.ndarray]:
+    """The nibabel orientation transforms storage → display and display → storage."""
+    import nibabel.orientations as no
+
+    start = no.io_orientation(affine)
+    end = no.axcodes2ornt(PLANE_AXES[plane])
+    return no.ornt_transform(start, end), no.ornt_transform(end, start)
+
+
+def to_display(data: np.ndarray, affine: np.ndarray, plane: str) -> np.ndarray:
+    """The volume turned to (slice, row, column) of the slice convention (a view, no copy)."""
+    import nibabel.orientations as no
+
+    forward, _ = _orientation(affine, plane)
+    return no.apply_orientation(data, forward)
+
+
+def from_display(display: np.ndarray, affine: np.ndarray, plane: str) -> np.ndarray:
+    """A (slice, row, column) array back in the storage order of the volume ``affine`` describes."""
+    import nibabel.orientations as no
+
+    _, back = _orientation(affine, plane)
+    return np.ascontiguousarray(no.apply_orientation(display, back))
+
+
+def display_spacing(volume: Volume, plane: str) -> tuple[float, float, float]:
+    """Voxel size in mm along (slice, row, column)."""
+    forward, _ = _orientation(volume.affine, plane)
+    spacing = volume.spacing()
+    order = [0, 0, 0]
+    for storage_axis, (display_axis, _) in enumerate(forward):
+        order[int(display_axis)] = storage_axis
+    return tuple(spacing[a] for a in order)
+
+
+def intensity_to_uint8(data: np.ndarray, mapping: dict) -> np.ndarray:
+    """Voxel values → 0..255: through the CT window [centre, width] when the mapping has one,
+    else between the volume's own low and high percentiles (MR)."""
+    values = np.asarray(data, dtype=np.float32)
+    if mapping.get("window"):
+        centre, width = mapping["window"]
+        low, high = centre - width / 2.0, centre + width / 2.0
+    else:
+        finite = values[np.isfinite(values)]
+        if not finite.size:
+            raise DataError("a volume with no finite voxel value")
+        low, high = (float(v) for v in np.percentile(finite, mapping.get("percentiles") or (0.5, 99.5)))
+    scale = 255.0 / max(high - low, 1e-6)
+    mapped = np.clip((np.nan_to_num(values, nan=low) - low) * scale, 0, 255)
+    return np.rint(mapped).astype(np.uint8)
+
+
+def label_volume_bytes(labels: np.ndarray, like: Volume) -> bytes:
+    """A gzipped NIfTI of uint8 class indices on ``like``'s grid: its shape, voxel order, affine
+    and qform/sform with their codes; no intensity scaling."""
+    import nibabel as nib
+
+    if labels.shape != like.data.shape:
+        raise ValueError(f"labels of shape {labels.shape} for a volume of shape {like.data.shape}")
+    header = like.image.header.copy()
+    out = nib.Nifti1Image(labels.astype(np.uint8), like.affine, header=header)
+    out.set_data_dtype(np.uint8)
+    qform, qcode = like.image.get_qform(coded=True)
+    sform, scode = like.image.get_sform(coded=True)
+    out.set_qform(qform if qform is not None else like.affine, code=int(qcode or 0))
+    out.set_sform(sform if sform is not None else like.affine, code=int(scode or 0))
+    out.header.set_slope_inter(1.0, 0.0)
+    out.header["descrip"] = b"flexseg label volume (class indices)"
+    return gzip.compress(out.to_bytes(), compresslevel=6, mtime=0)
