@@ -323,6 +323,30 @@ class EvaluateSpec(_Section):
     # a class in neither the truth nor the prediction of an image: "nan" leaves that image out
     # of the class's mean (and counts it); "one" scores it 1.0 (HD95 0)
     both_empty: Literal["nan", "one"] = "nan"
+    # normalised surface Dice of label volumes: how far (mm) a boundary may lie from the true one
+    # and still count; one value for every class or {class: mm}. 2 mm: about two voxels of a
+    # typical CT/MR scan, the order of boundary disagreement between human raters
+    nsd_tolerance_mm: float | dict[str, float] = 2.0
+
+    @field_validator("nsd_tolerance_mm")
+    @classmethod
+    def _positive_tolerances(cls, v: float | dict[str, float]) -> float | dict[str, float]:
+        values = v.values() if isinstance(v, dict) else [v]
+        if not all(math.isfinite(x) and x >= 0 for x in values):
+            raise ValueError("tolerances are distances in mm: finite and not negative")
+        return v
+
+    def tolerances_mm(self, classes: list[str]) -> dict[str, float]:
+        """The NSD tolerance of each foreground class."""
+        v = self.nsd_tolerance_mm
+        if not isinstance(v, dict):
+            return dict.fromkeys(classes, float(v))
+        unknown = sorted(set(v) - set(classes))
+        if unknown:
+            raise ConfigError(
+                f"evaluate.nsd_tolerance_mm: {unknown[0]!r} is not a foreground class ({', '.join(classes)})"
+            )
+        return {c: float(v.get(c, 2.0)) for c in classes}
 
 
 class InferSpec(_Section):

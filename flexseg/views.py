@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from flexseg.commands.augment import AugmentResult
     from flexseg.commands.demo import DemoResult
     from flexseg.commands.evaluate import EvaluationReport
+    from flexseg.commands.evaluate_volumes import VolumeReport
     from flexseg.commands.export import ExportResult
     from flexseg.commands.import_config import ImportResult
     from flexseg.commands.infer import InferResult
@@ -216,11 +217,15 @@ def train_done(result: TrainResult) -> None:
 # ---------------------------------------------------------------- evaluate, infer, export, import-config
 
 
-def evaluation_report(report: EvaluationReport, folder: Path) -> None:
+def evaluation_report(report: EvaluationReport | VolumeReport, folder: Path) -> None:
     if out.is_quiet():
         return
     from rich import box
     from rich.table import Table
+
+    if hasattr(report, "volumes"):
+        volume_report(report, folder)
+        return
 
     unit = {"mm": "mm", "pixels": "px"}.get(report.distance_unit, "px/mm")
     table = Table(title=f"{len(report.images)} images scored", box=box.SIMPLE_HEAD)
@@ -258,6 +263,34 @@ def evaluation_report(report: EvaluationReport, folder: Path) -> None:
     rule = "left out of the means" if report.both_empty_rule == "nan" else "scored 1.0"
     out.info(f"*images where the class is in neither truth nor prediction: {rule} (evaluate.both_empty)")
     out.info(f"written: {folder / 'evaluation.csv'}, evaluation.json, per_image.csv")
+
+
+def volume_report(report: VolumeReport, folder: Path) -> None:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=f"{len(report.volumes)} volumes scored in 3D (mean / median)", box=box.SIMPLE_HEAD)
+    table.add_column("class")
+    for col in ("Dice", "IoU", "HD95 mm", "NSD", "tol. mm", "vol. diff", "pooled Dice"):
+        table.add_column(col, justify="right")
+    for name, m in report.per_class.items():
+
+        def pair(key: str, digits: int = 4, m: dict = m) -> str:
+            return f"{number(m[key], digits)} / {number(m[key + '_median'], digits)}"
+
+        table.add_row(
+            escape(name),
+            pair("dice"),
+            pair("iou"),
+            pair("hd95_mm", 2),
+            pair("nsd"),
+            f"{report.nsd_tolerance_mm[name]:g}",
+            pair("volume_rel_diff", 3),
+            number(m["dice_pooled"]),
+        )
+    out.console().print(table)
+    out.info("vol. diff: (predicted − true) / true volume; NSD: share of both boundaries within the tolerance")
+    out.info(f"written: {folder / 'evaluation.csv'}, evaluation.json, per_volume.csv")
 
 
 def gates_met(gates: list[str]) -> None:

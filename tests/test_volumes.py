@@ -172,3 +172,76 @@ def test_a_truncated_volume_is_named_and_the_others_are_written(learned_project,
     result = CliRunner().invoke(app, ["infer", "--model", str(run), "--images", str(scans), "--output", str(out)])
     assert result.exit_code == 3 and "bad.nii.gz" in result.output and "Traceback" not in result.output
     assert (out / "good.nii.gz").is_file() and not (out / "bad.nii.gz").exists()
+
+
+# ---------------------------------------------------------------- scores in 3D
+
+
+def ball(shape, spacing, centre_mm, radius_mm) -> np.ndarray:
+    grid = np.indices(shape).astype(float) * np.array(spacing)[:, None, None, None]
+    return ((grid - np.array(centre_mm)[:, None, None, None]) ** 2).sum(0) <= radius_mm**2
+
+
+def test_a_sphere_and_a_shifted_sphere_with_anisotropic_voxels():
+    """r = 10 mm, shifted d = 4 mm along the 2-mm axis. By hand: on a sphere the distance to the
+    shifted one is about d·|cos θ|, and |cos θ| is uniform on [0, 1] over the surface, so
+    HD95 ≈ 0.95·d = 3.8 mm. NSD weighs the voxel faces of the boundary: where the normal is n,
+    a unit of sphere area holds |n₀| + |n₁| + |n₂| of face area, so at τ = 2 mm (t = τ/d = ½)
+    NSD = [2πt² + 8(t√(1 − t²) + asin t)] / 6π = 0.489. Dice = V∩/V with
+    V∩ = π(4r + d)(2r − d)²/12, so 0.704; the volume 4/3·π·r³ = 4.19 ml."""
+    from flexseg.commands.evaluate_volumes import score_volume
+    from flexseg.scoring import hd95, surface_dice
+
+    spacing, shape = (2.0, 1.0, 1.0), (24, 40, 40)
+    truth = ball(shape, spacing, (22.0, 20.0, 20.0), 10.0)
+    shifted = ball(shape, spacing, (26.0, 20.0, 20.0), 10.0)
+    assert hd95(truth, shifted, spacing) == pytest.approx(3.8, abs=0.5)
+    assert hd95(truth, shifted) == pytest.approx(1.9, abs=0.5)  # counted in voxels the shift halves: spacing matters
+    assert surface_dice(truth, shifted, spacing, 2.0) == pytest.approx(0.489, abs=0.04)
+    assert surface_dice(truth, shifted, spacing, 4.0) > 0.97
+    assert hd95(truth, truth, spacing) == 0.0 and surface_dice(truth, truth, spacing, 0.0) == 1.0
+
+    labels_t, labels_p = truth.astype(np.uint8), shifted.astype(np.uint8)
+    row = score_volume(labels_t, labels_p, spacing, ["bone"], {"bone": 2.0})
+    v_intersection = np.pi * (4 * 10 + 4) * (2 * 10 - 4) ** 2 / 12
+    assert row["dice_bone"] == pytest.approx(v_intersection / (4 / 3 * np.pi * 1000), abs=0.03)
+    assert row["true_ml_bone"] == pytest.approx(4 / 3 * np.pi * 1000 / 1000, rel=0.04)
+    assert row["volume_rel_diff_bone"] == pytest.approx(0.0, abs=0.02)
+    assert row["hd95_mm_bone"] == pytest.approx(3.8, abs=0.5) and row["nsd_bone"] == pytest.approx(0.489, abs=0.04)
+
+
+def write_labels(path, labels, spacing) -> None:
+    write_volume(path, labels.astype(np.uint8), np.diag([*spacing, 1.0]))
+
+
+def test_evaluate_scores_label_volume_folders_and_refuses_another_grid(tmp_path):
+    import json
+
+    from tests.conftest import tiny_experiment, write_yaml
+
+    exp = write_yaml(tmp_path / "exp.yaml", tiny_experiment(run_dir=str(tmp_path / "run")))
+    spacing, shape = (2.0, 1.0, 1.0), (24, 40, 40)
+    truth = ball(shape, spacing, (22.0, 20.0, 20.0), 10.0).astype(np.uint8)  # bone
+    truth[ball(shape, spacing, (22.0, 20.0, 20.0), 4.0)] = 2  # a lesion inside
+    pred = np.roll(truth, 2, axis=0)  # 4 mm along the 2-mm axis
+    for folder, volumes in (("truth", {"a": truth, "b": truth}), ("pred", {"a": pred, "b": truth})):
+        (tmp_path / folder).mkdir()
+        for name, labels in volumes.items():
+            write_labels(tmp_path / folder / f"{name}.nii.gz", labels, spacing)
+    args = ["evaluate", str(exp), "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth"), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["volumes_scored"] == 2 and report["hd95_unit"] == "mm"
+    a, b = report["volumes"]
+    assert b["dice_bone"] == 1.0 and b["hd95_mm_bone"] == 0.0 and b["nsd_lesion"] == 1.0
+    assert a["hd95_mm_bone"] == pytest.approx(3.8, abs=0.6)
+    bone = report["per_class"]["bone"]
+    assert bone["dice"] == pytest.approx((a["dice_bone"] + 1.0) / 2) and bone["dice_median"] == bone["dice"]
+    assert (tmp_path / "run" / "evaluate" / "pred" / "per_volume.csv").read_text().startswith("volume,spacing_mm,")
+    gate = CliRunner().invoke(app, [*args[:-1], "--fail-under", "nsd_bone=0.99", "--output", str(tmp_path / "o2")])
+    assert gate.exit_code == 1 and "nsd_bone" in gate.output
+
+    write_labels(tmp_path / "pred" / "b.nii.gz", truth, (1.0, 1.0, 1.0))  # right shape, another affine
+    other = CliRunner().invoke(app, [*args, "--output", str(tmp_path / "o3")])
+    assert other.exit_code == 3 and "not on the grid" in other.output

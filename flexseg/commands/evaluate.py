@@ -304,6 +304,12 @@ def score(
     if output is not None and pred is None:
         raise ConfigError("--output is for --pred/--truth; a model's evaluation goes into its run folder")
     if pred is not None:
+        from flexseg.data.volumes import is_volume
+
+        if pred.is_dir() and any(is_volume(p) for p in pred.iterdir()):
+            from flexseg.commands.evaluate_volumes import evaluate_volume_folders
+
+            return evaluate_volume_folders(exp, pred.resolve(), truth.resolve(), output)
         return evaluate_folders(exp, pred.resolve(), truth.resolve(), output)
     return evaluate(exp), exp.resolved_run_dir
 

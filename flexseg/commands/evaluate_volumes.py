@@ -1,0 +1,224 @@
+"""flexseg evaluate --pred P --truth T on label volumes (NIfTI): scores per volume in 3D.
+
+Per volume and foreground class: Dice, IoU, HD95 in mm (anisotropic voxels), normalised surface
+Dice (NSD) at a tolerance in mm, and the predicted and true volume in ml with their relative
+difference. Over volumes: mean and median, and Dice/IoU pooled over all voxels. Predictions
+from any tool (an nnU-Net prediction folder) are scored the same way; files pair by name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from flexseg.data.volumes import is_volume, read_volume, volume_stem
+from flexseg.errors import ConfigError, DataError
+from flexseg.fsutil import atomic_write_text
+from flexseg.runs import open_output, refuse_inputs
+from flexseg.scoring import confusion_counts, hd95, overlap_scores, surface_dice
+
+if TYPE_CHECKING:
+    from flexseg.config import Experiment
+
+PER_VOLUME_METRICS = ("dice", "iou", "hd95_mm", "nsd", "pred_ml", "true_ml", "volume_rel_diff")
+HIGHER_IS_BETTER = ("dice", "iou", "nsd")
+
+
+@dataclass
+class VolumeReport:
+    source: dict
+    class_names: list[str]  # the foreground classes
+    volumes: list[dict]  # one row per volume: name, spacing_mm, then <metric>_<class>
+    per_class: dict[str, dict]  # mean and median over volumes, and pooled Dice/IoU
+    nsd_tolerance_mm: dict[str, float]
+    both_empty_rule: str
+    both_empty: dict[str, int] = field(default_factory=dict)  # volumes where a class is in neither
+
+    @property
+    def foreground_dice(self) -> float | None:
+        return self._mean_over_classes("dice")
+
+    def _mean_over_classes(self, name: str) -> float | None:
+        values = [m[name] for m in self.per_class.values() if m[name] is not None]
+        return float(np.mean(values)) if values else None
+
+    def to_json(self) -> dict:
+        return {
+            **self.source,
+            "volumes_scored": len(self.volumes),
+            "foreground_dice": self.foreground_dice,
+            "foreground_nsd": self._mean_over_classes("nsd"),
+            "per_class": self.per_class,
+            "nsd_tolerance_mm": self.nsd_tolerance_mm,
+            "hd95_unit": "mm",
+            "both_empty": self.both_empty,
+            "both_empty_rule": self.both_empty_rule,
+            "volumes": self.volumes,
+        }
+
+    def csv_rows(self) -> list[tuple[str, float | None]]:
+        rows: list[tuple[str, float | None]] = [("foreground_dice", self.foreground_dice)]
+        for name, m in self.per_class.items():
+            rows += [(f"{key}_{name}", value) for key, value in m.items()]
+        return rows
+
+    def score(self, key: str) -> float | None:
+        """A score by the name --fail-under uses: ``dice`` (foreground mean over classes of the mean
+        over volumes), ``nsd_bone`` (one class), ``dice_pooled``."""
+        metric, _, rest = key.partition("_")
+        pooled = rest == "pooled" or rest.startswith("pooled_")
+        cls = rest.removeprefix("pooled").removeprefix("_") if pooled else rest
+        if metric not in HIGHER_IS_BETTER or (pooled and metric == "nsd"):
+            raise ConfigError(
+                f"--fail-under {key}: for volumes use dice, iou or nsd (foreground mean), e.g. "
+                f"nsd_{self.class_names[-1]} for one class, or dice_pooled"
+            )
+        if cls and cls not in self.per_class:
+            raise ConfigError(f"--fail-under {key}: no foreground class {cls!r}; classes: {', '.join(self.per_class)}")
+        name = f"{metric}_pooled" if pooled else metric
+        return self.per_class[cls][name] if cls else self._mean_over_classes(name)
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _summary(values: list[float]) -> tuple[float | None, float | None]:
+    finite = [v for v in values if math.isfinite(v)]
+    return (float(np.mean(finite)), float(np.median(finite))) if finite else (None, None)
+
+
+def pair_volumes(pred_dir: Path, truth_dir: Path) -> list[tuple[Path, Path]]:
+    """Label volumes paired by name (``case_001.nii.gz`` ↔ ``case_001.nii.gz`` or ``.nii``)."""
+    preds = {volume_stem(p): p for p in sorted(pred_dir.iterdir()) if is_volume(p)}
+    truths = {volume_stem(p): p for p in sorted(truth_dir.iterdir()) if is_volume(p)}
+    missing = sorted(set(preds) - set(truths))
+    if missing:
+        raise DataError(f"--truth {truth_dir}: no label volume for {len(missing)} prediction(s), e.g. {missing[0]!r}")
+    if not preds:
+        raise DataError(f"--pred {pred_dir}: no label volumes (nii, nii.gz)")
+    unscored = sorted(set(truths) - set(preds))
+    if unscored:
+        raise DataError(
+            f"--pred {pred_dir}: no prediction for {len(unscored)} truth volume(s), e.g. {unscored[0]!r}; "
+            "a missing prediction would be left out of the scores"
+        )
+    return [(preds[k], truths[k]) for k in sorted(preds)]
+
+
+def _labels(path: Path, num_classes: int) -> tuple[np.ndarray, object]:
+    volume = read_volume(path)
+    data = np.asarray(volume.data)
+    if not np.issubdtype(data.dtype, np.integer):
+        rounded = np.rint(data)
+        if not np.array_equal(rounded, data):
+            raise DataError(f"{path}: not a label volume (it holds non-integer values)")
+        data = rounded
+    top = int(data.max()) if data.size else 0
+    if data.min() < 0 or top >= num_classes:
+        raise DataError(
+            f"{path}: holds label {top if top >= num_classes else int(data.min())}; the experiment has "
+            f"{num_classes} classes (labels 0..{num_classes - 1})"
+        )
+    return data.astype(np.uint8), volume
+
+
+def score_volume(
+    truth: np.ndarray,
+    pred: np.ndarray,
+    spacing: tuple[float, ...],
+    class_names: list[str],
+    tolerances: dict[str, float],
+    both_empty: str = "nan",
+) -> dict:
+    """One volume's row: <metric>_<class> for each foreground class (class index = position + 1)."""
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    counts = confusion_counts(truth, pred, len(class_names) + 1)[1:]
+    overlap = overlap_scores(counts, both_empty)
+    row: dict = {}
+    for i, name in enumerate(class_names):
+        c = i + 1
+        t, p = truth == c, pred == c
+        true_ml, pred_ml = float(t.sum()) * voxel_ml, float(p.sum()) * voxel_ml
+        row[f"dice_{name}"] = float(overlap["dice"][i])
+        row[f"iou_{name}"] = float(overlap["iou"][i])
+        row[f"hd95_mm_{name}"] = hd95(t, p, spacing, both_empty)
+        row[f"nsd_{name}"] = surface_dice(t, p, spacing, tolerances[name], both_empty)
+        row[f"pred_ml_{name}"] = pred_ml
+        row[f"true_ml_{name}"] = true_ml
+        row[f"volume_rel_diff_{name}"] = (pred_ml - true_ml) / true_ml if true_ml > 0 else math.nan
+        row[f"_counts_{name}"] = counts[i]
+    return row
+
+
+def evaluate_volume_folders(
+    exp: Experiment, pred_dir: Path, truth_dir: Path, output: Path | None = None
+) -> tuple[VolumeReport, Path]:
+    """Score a folder of predicted label volumes against a folder of truth label volumes; writes
+    evaluation.json, evaluation.csv and per_volume.csv into ``output`` (default
+    ``<run_dir>/evaluate/<pred folder>``)."""
+    names = [c.name for c in exp.classes]
+    foreground = names[1:]
+    tolerances = exp.evaluate.tolerances_mm(foreground)
+    rows, pooled = [], np.zeros((len(foreground), 3), np.int64)
+    both_empty = dict.fromkeys(foreground, 0)
+    for pred_path, truth_path in pair_volumes(pred_dir, truth_dir):
+        truth, truth_volume = _labels(truth_path, len(names))
+        pred, pred_volume = _labels(pred_path, len(names))
+        if pred.shape != truth.shape or not np.allclose(pred_volume.affine, truth_volume.affine, atol=1e-3):
+            raise DataError(
+                f"{pred_path.name}: not on the grid of its truth {truth_path} (shape {pred.shape} vs {truth.shape}, "
+                "or another affine); resample the prediction onto the truth's grid"
+            )
+        spacing = truth_volume.spacing()
+        row = score_volume(truth, pred, spacing, foreground, tolerances, exp.evaluate.both_empty)
+        for i, name in enumerate(foreground):
+            counts = row.pop(f"_counts_{name}")
+            pooled[i] += counts
+            both_empty[name] += int(counts.sum() == 0)
+        rows.append({"volume": truth_path.name, "spacing_mm": "x".join(f"{s:.4g}" for s in spacing), **row})
+    pooled_scores = overlap_scores(pooled, exp.evaluate.both_empty)
+    per_class = {}
+    for i, name in enumerate(foreground):
+        m: dict = {}
+        for metric in ("dice", "iou", "hd95_mm", "nsd", "volume_rel_diff"):
+            m[metric], m[f"{metric}_median"] = _summary([r[f"{metric}_{name}"] for r in rows])
+        m["dice_pooled"] = _nan_to_none(float(pooled_scores["dice"][i]))
+        m["iou_pooled"] = _nan_to_none(float(pooled_scores["iou"][i]))
+        per_class[name] = m
+    volumes = [{k: (_nan_to_none(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+    report = VolumeReport(
+        source={"predictions": str(pred_dir), "truth": str(truth_dir)},
+        class_names=foreground,
+        volumes=volumes,
+        per_class=per_class,
+        nsd_tolerance_mm=tolerances,
+        both_empty_rule=exp.evaluate.both_empty,
+        both_empty=both_empty,
+    )
+    folder = (output or exp.resolved_run_dir / "evaluate" / pred_dir.name).resolve()
+    refuse_inputs(folder, [("--pred", pred_dir), ("--truth", truth_dir)], "--output")
+    with open_output(folder, "evaluate"):
+        write_volume_report(report, folder)
+    return report, folder
+
+
+def write_volume_report(report: VolumeReport, folder: Path) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerows((k, "" if v is None else f"{v:.6f}") for k, v in report.csv_rows())
+    atomic_write_text(folder / "evaluation.csv", buf.getvalue())
+    atomic_write_text(folder / "evaluation.json", json.dumps(report.to_json(), indent=2) + "\n")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(report.volumes[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in report.volumes:
+        writer.writerow({k: "" if v is None else (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write_text(folder / "per_volume.csv", buf.getvalue())
