@@ -254,6 +254,8 @@ class SplitSpec(_Section):
     group_pattern: str | None = None  # regex on the image file name; its first group is the patient
     groups_csv: ResolvedPath | None = None  # CSV with columns file,group
     folds: int | None = Field(None, ge=2, le=100)  # k-fold: valid = one fold, train = the others
+    # volumes: the share of slices without foreground that is kept (all slices with foreground are)
+    empty_slices: float = Field(1.0, ge=0.0, le=1.0)
 
     @field_validator("image_pattern", "mask_pattern")
     @classmethod

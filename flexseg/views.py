@@ -71,9 +71,10 @@ def split_done(exp: Experiment, plan: SplitPlan, result: SplitResult) -> None:
     warning = result.audit.summary(exp.data.mask_tolerance)
     if warning:
         out.warn(warning.replace("data.mask_tolerance", "split.mask_values / data.mask_tolerance"))
-    out.info(
-        f"wrote {sum(result.counts.values())} pairs in {result.seconds:.1f}s → {result.output} (manifest split.json)"
-    )
+    what = f"{sum(result.counts.values())} pairs"
+    if result.volume_slices:
+        what = f"{result.volume_slices} slice pairs of {len(plan.pairing.pairs)} volumes ({exp.volume.plane})"
+    out.info(f"wrote {what} in {result.seconds:.1f}s → {result.output} (manifest split.json)")
 
 
 # ---------------------------------------------------------------- training progress

@@ -245,3 +245,81 @@ def test_evaluate_scores_label_volume_folders_and_refuses_another_grid(tmp_path)
     write_labels(tmp_path / "pred" / "b.nii.gz", truth, (1.0, 1.0, 1.0))  # right shape, another affine
     other = CliRunner().invoke(app, [*args, "--output", str(tmp_path / "o3")])
     assert other.exit_code == 3 and "not on the grid" in other.output
+
+
+# ---------------------------------------------------------------- split from volumes
+
+
+def stored_three_ways(display: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A (slice, row, column) volume stored in RAS, LPS and permuted order, with their affines."""
+    nz, ny, nx = display.shape
+    ras = display.transpose(2, 1, 0)[::-1, ::-1, :]  # i = NX-1-column, j = NY-1-row, k = slice
+    ras_affine = SHIFT @ SPACING
+    return {
+        "RAS": (np.ascontiguousarray(ras), ras_affine),
+        "LPS": (
+            np.ascontiguousarray(ras[::-1, ::-1, :]),
+            ras_affine @ np.array([[-1, 0, 0, nx - 1], [0, -1, 0, ny - 1], [0, 0, 1, 0], [0, 0, 0, 1.0]]),
+        ),
+        "permuted": (
+            np.ascontiguousarray(ras.transpose(2, 0, 1)),
+            ras_affine @ np.array([[0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 1.0]]),
+        ),
+    }
+
+
+def test_split_of_volumes_gives_the_same_slices_whatever_the_storage_order(tmp_path):
+    import json
+
+    from flexseg.data.synthetic import synthetic_slice
+    from tests.conftest import tiny_experiment, write_yaml
+
+    rng = np.random.default_rng(5)
+    made = [synthetic_slice(rng, 64, 72) for _ in range(5)]
+    scan = np.stack([image[..., 0] for image, _ in made]).astype(np.int16) * 4 - 1000  # HU-like
+    labels = np.stack([lab for _, lab in made]).astype(np.uint8)
+    labels[[0, 4]] = 0  # two slices without foreground
+    outputs = {}
+    for order, ((scan_data, affine), (label_data, _)) in zip(
+        stored_three_ways(scan), zip(stored_three_ways(scan).values(), stored_three_ways(labels).values())
+    ):
+        raw = tmp_path / order
+        for kind in ("images", "masks"):
+            (raw / kind).mkdir(parents=True)
+        write_volume(raw / "images" / "case_001_0000.nii.gz", scan_data, affine)  # nnU-Net's names
+        write_volume(raw / "masks" / "case_001.nii.gz", label_data, affine)
+        exp = write_yaml(
+            tmp_path / f"{order}.yaml",
+            tiny_experiment(
+                data={"root": str(tmp_path / f"data-{order}")},
+                split={
+                    "images": str(raw / "images"),
+                    "masks": str(raw / "masks"),
+                    "ratios": {"train": 1.0},
+                    "empty_slices": 0.5,
+                },
+                volume={"window": [-500, 1500]},
+            ),
+        )
+        result = CliRunner().invoke(app, ["split", str(exp)])
+        assert result.exit_code == 0, result.output
+        assert "4 slice pairs of 1 volumes (axial)" in result.output
+        outputs[order] = tmp_path / f"data-{order}" / "train"
+
+    names = sorted(p.name for p in (outputs["RAS"] / "images").iterdir())
+    assert len(names) == 4 and names[0].startswith("case_001_0000_")  # one of the two empty slices kept
+    pixels = intensity_to_uint8(scan, {"window": [-500.0, 1500.0]})
+    for order, folder in outputs.items():
+        assert sorted(p.name for p in (folder / "images").iterdir()) == names, order
+        for name in names:
+            assert (folder / "images" / name).read_bytes() == (outputs["RAS"] / "images" / name).read_bytes()
+            k = int(name.rsplit("_", 1)[1].removesuffix(".png"))
+            np.testing.assert_array_equal(np.asarray(Image.open(folder / "images" / name)), pixels[k])
+            np.testing.assert_array_equal(np.asarray(Image.open(folder / "masks" / name)), labels[k])
+    manifest = json.loads((outputs["permuted"].parent / "split.json").read_text())
+    entry = manifest["files"][0]
+    assert entry["volume"] == "case_001_0000.nii.gz" and entry["group"] == "case_001"
+    assert entry["pixel_spacing_mm"] == [0.7, 0.8]  # rows run along y (0.7 mm), columns along x (0.8 mm)
+    geometry = manifest["volumes"]["case_001_0000.nii.gz"]
+    assert geometry["shape"] == [5, 72, 64] and geometry["spacing_mm"] == [2.5, 0.7, 0.8]
+    assert geometry["empty_slices_left_out"] == 1 and manifest["counts"] == {"train": 4}

@@ -38,7 +38,15 @@ from flexseg.data.io import (
     write_image,
     write_palette_mask,
 )
-from flexseg.data.pairing import Pairing, natural_key, pair_folders
+from flexseg.data.pairing import Pairing, natural_key, pair_folders, pair_volume_folders
+from flexseg.data.volumes import (
+    display_spacing,
+    intensity_to_uint8,
+    is_volume,
+    read_volume,
+    to_display,
+    volume_stem,
+)
 from flexseg.errors import ConfigError, DataError
 from flexseg.fsutil import atomic_write_text, exchange, public_mode
 from flexseg.runs import clean_leftovers, folder_lock
@@ -102,6 +110,7 @@ class SplitResult:
     counts: dict[str, int]
     seconds: float
     dicom_notes: Counter = field(default_factory=Counter)
+    volume_slices: int = 0  # slices written from volumes
     audit: MaskAudit = field(default_factory=MaskAudit)
 
 
@@ -130,7 +139,10 @@ def plan_split(
             )
     _check_output(output, [images_dir, masks_dir], force)
 
-    pairing = pair_folders(images_dir, masks_dir, spec.pairing, spec.image_pattern, spec.mask_pattern)
+    if any(is_volume(p) for p in images_dir.iterdir()):
+        pairing = pair_volume_folders(images_dir, masks_dir)  # each volume becomes slices (data.volumes)
+    else:
+        pairing = pair_folders(images_dir, masks_dir, spec.pairing, spec.image_pattern, spec.mask_pattern)
     if not pairing.complete:
         message = f"unpaired files (split.pairing: {spec.pairing}): {pairing.describe_unpaired()}"
         if not allow_unpaired:
@@ -227,7 +239,13 @@ def _groups(exp: Experiment, images: list[Path]) -> tuple[list[str], str]:
                 f"e.g. {missing[:3]}; add rows file,group for them"
             )
         return groups, f"groups_csv {spec.groups_csv}"
+    if images and is_volume(images[0]):
+        return [_volume_group(p) for p in images], "each volume is its own group (its slices stay together)"
     return [p.stem for p in images], "each file is its own group (no split.group_pattern or split.groups_csv)"
+
+
+def _volume_group(path: Path) -> str:
+    return re.sub(r"_\d{4}$", "", volume_stem(path))  # nnU-Net's channel suffix is not part of the case
 
 
 def _read_groups_csv(path: Path) -> dict[str, str]:
@@ -298,6 +316,8 @@ def foreign_files(output: Path) -> list[str]:
 
 
 def _check_pairs(pairs: list[tuple[Path, Path]]) -> None:
+    if pairs and is_volume(pairs[0][0]):
+        return  # volumes: shapes and grids are checked as each is read (_write_volume)
     stems = Counter(image.stem for image, _ in pairs)
     clash = [s for s, n in stems.items() if n > 1]
     if clash:
@@ -364,6 +384,8 @@ def _write_locked(exp: Experiment, plan: SplitPlan, workers: int) -> SplitResult
     result = SplitResult(output, plan.counts(), 0.0)
     try:
         written = _write_pairs(exp, plan, tmp, workers, result)
+        if result.volume_slices:  # count slices, not volumes
+            result.counts = dict(Counter(p for p, info in zip(plan.assignment, written) for _ in info["slices"]))
         _link_folds(plan, tmp, written)
         atomic_write_text(tmp / MANIFEST, json.dumps(_manifest(exp, plan, written), indent=1))
         os.chmod(tmp, public_mode(directory=True))
@@ -388,6 +410,8 @@ def _write_pairs(exp: Experiment, plan: SplitPlan, tmp: Path, workers: int, resu
     def one(i: int) -> dict:
         image, mask = plan.pairing.pairs[i]
         home = tmp / first_home[i]
+        if is_volume(image):
+            return {**_write_volume(exp, image, mask, home, palette), "home": str(first_home[i])}
         if is_dicom(image):
             pixels, how = read_dicom(image)
             image_name = image.stem + ".png"
@@ -414,9 +438,66 @@ def _write_pairs(exp: Experiment, plan: SplitPlan, tmp: Path, workers: int, resu
             written.append(info)
             bar.advance()
             result.audit.add(str(plan.pairing.pairs[i][1]), info["pixels"], info["far"])
-            if info["how"] != "copied":
+            if "slices" in info:
+                result.volume_slices += len(info["slices"])
+            elif info["how"] != "copied":
                 result.dicom_notes["header window" if info["how"].startswith("header") else "percentiles"] += 1
     return written
+
+
+def _write_volume(exp: Experiment, image: Path, mask: Path, home: Path, palette: np.ndarray) -> dict:
+    """One image volume and its label volume as slices (the slice convention of data.volumes):
+    ``<volume>_<index>.png`` grey images mapped by ``volume`` (window or percentiles) and palette
+    masks; slices without foreground are kept at the rate ``split.empty_slices`` (seeded)."""
+    spec = exp.volume
+    scan, labels = read_volume(image), read_volume(mask)
+    if scan.data.shape != labels.data.shape or not np.allclose(scan.affine, labels.affine, atol=1e-3):
+        raise DataError(
+            f"{mask.name} is not on the grid of {image.name} (shape {labels.data.shape} vs {scan.data.shape}, or "
+            "another affine); a label volume must match its image voxel for voxel"
+        )
+    indices = np.asarray(to_display(labels.data, labels.affine, spec.plane))
+    if not np.array_equal(np.rint(indices), indices) or indices.min() < 0 or indices.max() >= exp.num_classes:
+        raise DataError(
+            f"{mask}: a label volume holds class indices 0..{exp.num_classes - 1} (0 = background); "
+            f"found values from {indices.min():g} to {indices.max():g}"
+        )
+    indices = indices.astype(np.uint8)
+    pixels = intensity_to_uint8(to_display(scan.data, scan.affine, spec.plane), spec.mapping())
+    empty = [k for k in range(len(indices)) if not indices[k].any()]
+    rng = np.random.default_rng([int(exp.split.seed or 0), *map(ord, volume_stem(image))])
+    dropped = set(rng.permutation(empty)[: len(empty) - round(exp.split.empty_slices * len(empty))].tolist())
+    stem, digits = volume_stem(image), max(4, len(str(len(indices) - 1)))
+    slices = []
+    for k in range(len(indices)):
+        if k in dropped:
+            continue
+        name = f"{stem}_{k:0{digits}d}.png"
+        write_image(home / "images" / name, pixels[k])
+        write_palette_mask(home / "masks" / name, indices[k], palette)
+        slices.append({"image_name": name, "mask_name": name, "index": k})
+    spacing = display_spacing(scan, spec.plane)
+    return {
+        "slices": slices,
+        "how": "volume " + ("window" if spec.window is not None else "percentiles"),
+        "far": 0,
+        "pixels": int(indices[0].size) * len(slices),
+        "volume": {
+            "shape": list(scan.data.shape),
+            "affine": np.round(scan.affine, 6).tolist(),
+            "plane": spec.plane,
+            "spacing_mm": [round(v, 6) for v in spacing],  # slice, row, column
+            "slices": len(indices),
+            "empty_slices_left_out": len(dropped),
+        },
+    }
+
+
+def _names(info: dict) -> list[tuple[str, str]]:
+    """(image, mask) file names a pair was written as: one pair, or a volume's slices."""
+    if "slices" in info:
+        return [(s["image_name"], s["mask_name"]) for s in info["slices"]]
+    return [(info["image_name"], info["mask_name"])]
 
 
 def _link_folds(plan: SplitPlan, tmp: Path, written: list[dict]) -> None:
@@ -427,13 +508,14 @@ def _link_folds(plan: SplitPlan, tmp: Path, written: list[dict]) -> None:
                 home = tmp / written[i]["home"]
                 if home == tmp / folder / split:
                     continue
-                for kind, name in (("images", written[i]["image_name"]), ("masks", written[i]["mask_name"])):
-                    target = tmp / folder / split / kind / name
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    try:
-                        os.link(home / kind / name, target)
-                    except OSError:
-                        shutil.copyfile(home / kind / name, target)
+                for image_name, mask_name in _names(written[i]):
+                    for kind, name in (("images", image_name), ("masks", mask_name)):
+                        target = tmp / folder / split / kind / name
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        try:
+                            os.link(home / kind / name, target)
+                        except OSError:
+                            shutil.copyfile(home / kind / name, target)
     for folder, _ in plan.datasets():  # an empty split still gets its folders, so training says what is missing
         for split in SPLITS:
             for kind in ("images", "masks"):
@@ -441,7 +523,7 @@ def _link_folds(plan: SplitPlan, tmp: Path, written: list[dict]) -> None:
 
 
 def _manifest(exp: Experiment, plan: SplitPlan, written: list[dict]) -> dict:
-    files = []
+    files, volumes = [], {}
     for (image, mask), group, place, info in zip(plan.pairing.pairs, plan.groups, plan.assignment, written):
         entry = {"image": image.name, "mask": mask.name, "group": group}
         if plan.folds:
@@ -449,12 +531,27 @@ def _manifest(exp: Experiment, plan: SplitPlan, written: list[dict]) -> dict:
             entry["fold"] = None if place == "test" else int(place.removeprefix("fold_"))
         else:
             entry["split"] = place
+        entry["image_conversion"] = info["how"]
+        if "slices" in info:  # a volume: an entry per slice, the volume's geometry once
+            volumes[image.name] = {"mask": mask.name, **info["volume"]}
+            for piece in info["slices"]:
+                files.append(
+                    {
+                        **entry,
+                        "volume": image.name,
+                        "slice_index": piece["index"],
+                        "output_image": f"images/{piece['image_name']}",
+                        "output_mask": f"masks/{piece['mask_name']}",
+                        "pixel_spacing_mm": info["volume"]["spacing_mm"][1:],
+                    }
+                )
+            continue
         entry["output_image"] = f"images/{info['image_name']}"
         entry["output_mask"] = f"masks/{info['mask_name']}"
-        entry["image_conversion"] = info["how"]
         if is_dicom(image) and (spacing := dicom_pixel_spacing(image)) is not None:
             entry["pixel_spacing_mm"] = list(spacing)  # row, column: evaluate gives HD95 in mm
         files.append(entry)
+    counts = Counter(f["split"] for f in files) if volumes else plan.counts()
     return {
         "flexseg_version": __version__,
         "experiment": exp.name,
@@ -466,8 +563,9 @@ def _manifest(exp: Experiment, plan: SplitPlan, written: list[dict]) -> dict:
         "ratios": exp.split.ratios,
         "seed": exp.split.seed,
         "folds": plan.folds,
-        "counts": plan.counts(),
+        "counts": dict(counts),
         "groups": plan.group_counts(),
+        **({"volumes": volumes, "volume_mapping": exp.volume.mapping()} if volumes else {}),
         "unpaired_images": [p.name for p in plan.pairing.lonely_images],
         "unpaired_masks": [p.name for p in plan.pairing.lonely_masks],
         "files": files,

@@ -174,3 +174,25 @@ def _keyed(files: list[Path], key: Callable[[Path], str], kind: str) -> dict:
 def _some(paths: list, n: int = 3) -> str:
     names = [p.name if isinstance(p, Path) else str(p) for p in paths]
     return ", ".join(repr(x) for x in names[:n]) + (" …" if len(names) > n else "")
+
+
+def pair_volume_folders(images_dir: Path, masks_dir: Path) -> Pairing:
+    """Image volumes with label volumes of the same name; nnU-Net's channel suffix is allowed on
+    the image (``case_001_0000.nii.gz`` ↔ ``case_001.nii.gz``)."""
+    from flexseg.data.volumes import is_volume, volume_stem
+
+    def volumes(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if is_volume(p) and p.is_file() and not p.name.startswith("."))
+
+    labels = {volume_stem(p): p for p in volumes(masks_dir)}
+    pairs, lonely = [], []
+    used: set[str] = set()
+    for image in volumes(images_dir):
+        stem = volume_stem(image)
+        key = stem if stem in labels else re.sub(r"_\d{4}$", "", stem)
+        if key in labels and key not in used:
+            pairs.append((image, labels[key]))
+            used.add(key)
+        else:
+            lonely.append(image)
+    return Pairing(pairs, lonely, [p for k, p in labels.items() if k not in used])
