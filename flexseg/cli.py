@@ -317,7 +317,7 @@ def infer(
     images: List[Path] = typer.Option(
         [],
         "--images",
-        help="A folder of images (png, jpg, tif, bmp, dcm) or one image file. Repeatable.",
+        help="A folder of images (png, jpg, tif, bmp, dcm) or volumes (nii, nii.gz), or one file. Repeatable.",
         show_default=False,
     ),
     output: Optional[Path] = typer.Option(None, "--output", help="Folder for the masks."),
@@ -345,13 +345,20 @@ def infer(
         "--probabilities",
         help="Also write probabilities/<name>.npz: the per-class probabilities (float16, H×W×classes).",
     ),
+    volumes: bool = typer.Option(
+        False,
+        "--volumes",
+        help="Group the DICOM files into series (by SeriesInstanceUID, ordered along the slice normal) and "
+        "write one label volume per series, <SeriesInstanceUID>.nii.gz.",
+    ),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images (or windows) per prediction call."),
     force: bool = typer.Option(False, "--force", help="Overwrite masks that already exist in the output folder."),
     overrides: List[str] = SetOption,
 ) -> None:
     """Predict masks for folders or files of images; each mask is a palette PNG in the class
     colours, at the image's original size, named after the image (x.jpg → x.png). DICOM slices
-    are windowed as flexseg split does.
+    are windowed as flexseg split does. A NIfTI volume (x.nii.gz) gets a label volume x.nii.gz of
+    class indices on its own grid; with --volumes, so does each DICOM series.
 
     The model: --model RUN_DIR, else the experiment's run folder, else $FLEXSEG_MODEL, else the only
     trained run under ./runs/. The output: --output, else the experiment's infer.output, else
@@ -369,6 +376,7 @@ def infer(
         min_size=min_size,
         overlay=overlay,
         probabilities=probabilities,
+        volumes=volumes,
     )
     views.infer_done(
         infer_for(exp, model=model, images=images, output=output, batch_size=batch_size, force=force, options=options)

@@ -370,18 +370,19 @@ class VolumeSpec(_Section):
     trained model, so ``infer`` maps a volume exactly as the training slices were mapped."""
 
     plane: Literal["axial", "coronal", "sagittal"] = "axial"  # in patient space, not by array axis
-    # CT: a preset name or [centre, width] in HU; None: per-volume percentiles (MR)
+    # CT: a preset name or [centre, width] in HU; "header": each DICOM file's own display window,
+    # as `split` reads single DICOM files; None: per-volume percentiles (MR)
     window: str | tuple[float, float] | None = None
     percentiles: tuple[float, float] = (0.5, 99.5)
 
     @field_validator("window")
     @classmethod
     def _known_window(cls, v: str | tuple[float, float] | None) -> str | tuple[float, float] | None:
-        if isinstance(v, str) and v not in WINDOW_PRESETS:
+        if isinstance(v, str) and v not in WINDOW_PRESETS and v != "header":
             close = difflib.get_close_matches(v, list(WINDOW_PRESETS), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ValueError(
-                f"{v!r} is not a window preset; {hint}presets: {', '.join(WINDOW_PRESETS)}, or [centre, width]"
+                f"{v!r} is not a window preset; {hint}presets: {', '.join(WINDOW_PRESETS)}, header, or [centre, width]"
             )
         if isinstance(v, tuple) and not (math.isfinite(v[0]) and math.isfinite(v[1]) and v[1] > 0):
             raise ValueError(f"[centre, width] = {list(v)}: both finite and the width above 0")
@@ -396,6 +397,8 @@ class VolumeSpec(_Section):
 
     def mapping(self) -> dict:
         """What a model card records: the plane and the window as numbers, or the percentiles."""
+        if self.window == "header":
+            return {"plane": self.plane, "window": "header", "percentiles": None}
         window = WINDOW_PRESETS[self.window] if isinstance(self.window, str) else self.window
         return {
             "plane": self.plane,

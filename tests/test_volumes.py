@@ -7,6 +7,8 @@ patient's Right, j towards Anterior, k towards Superior."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from typer.testing import CliRunner
 
 from flexseg.cli import app
 from flexseg.data.volumes import from_display, intensity_to_uint8, to_display
-from tests.conftest import copy_of
+from tests.conftest import CLASSES, KNEE_RAW, copy_of, tiny_experiment, write_yaml
 
 NX, NY, NZ = 6, 5, 4
 RAS = np.arange(NX * NY * NZ, dtype=np.int16).reshape(NX, NY, NZ)  # every voxel its own value
@@ -217,8 +219,6 @@ def write_labels(path, labels, spacing) -> None:
 def test_evaluate_scores_label_volume_folders_and_refuses_another_grid(tmp_path):
     import json
 
-    from tests.conftest import tiny_experiment, write_yaml
-
     exp = write_yaml(tmp_path / "exp.yaml", tiny_experiment(run_dir=str(tmp_path / "run")))
     spacing, shape = (2.0, 1.0, 1.0), (24, 40, 40)
     truth = ball(shape, spacing, (22.0, 20.0, 20.0), 10.0).astype(np.uint8)  # bone
@@ -272,7 +272,6 @@ def test_split_of_volumes_gives_the_same_slices_whatever_the_storage_order(tmp_p
     import json
 
     from flexseg.data.synthetic import synthetic_slice
-    from tests.conftest import tiny_experiment, write_yaml
 
     rng = np.random.default_rng(5)
     made = [synthetic_slice(rng, 64, 72) for _ in range(5)]
@@ -323,3 +322,90 @@ def test_split_of_volumes_gives_the_same_slices_whatever_the_storage_order(tmp_p
     geometry = manifest["volumes"]["case_001_0000.nii.gz"]
     assert geometry["shape"] == [5, 72, 64] and geometry["spacing_mm"] == [2.5, 0.7, 0.8]
     assert geometry["empty_slices_left_out"] == 1 and manifest["counts"] == {"train": 4}
+
+
+# ---------------------------------------------------------------- DICOM series (real data)
+
+
+def gt_label_volume(knee: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The GT-Masks as one label volume, built here from the headers (not by flexseg's reader):
+    slices ordered by ImagePositionPatient along the normal, voxels (column, row, slice), RAS."""
+    import pydicom
+
+    rows = []
+    for path in (knee / "Data").glob("*.dcm"):
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        iop = np.array(ds.ImageOrientationPatient, float)
+        normal = np.cross(iop[:3], iop[3:])
+        rows.append((float(np.array(ds.ImagePositionPatient, float) @ normal), int(ds.InstanceNumber), ds, iop, normal))
+    rows.sort(key=lambda r: r[0])
+    masks = [np.asarray(Image.open(knee / "GT-Masks" / f"Mask_{n:03d}.png").convert("L")) > 0 for _, n, *_ in rows]
+    _, _, first, iop, normal = rows[0]
+    row_spacing, col_spacing = (float(v) for v in first.PixelSpacing)
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1] = iop[:3] * col_spacing, iop[3:] * row_spacing
+    lps[:3, 2] = normal * np.median(np.diff([r[0] for r in rows]))
+    lps[:3, 3] = np.array(first.ImagePositionPatient, float)
+    return np.stack([m.T for m in masks], axis=-1).astype(np.uint8), np.diag([-1.0, -1, 1, 1]) @ lps
+
+
+@pytest.mark.skipif(not KNEE_RAW.is_dir(), reason="needs ../shared/datasets/kneebones3dify-raw")
+def test_the_kneebones_slices_are_one_sparse_series_ordered_by_position():
+    import pydicom
+
+    from flexseg.data.dicom_series import group_series
+
+    files = sorted((KNEE_RAW / "Data").glob("*.dcm"))
+    (series,) = group_series(files)
+    numbers = [int(pydicom.dcmread(str(p), stop_before_pixels=True).InstanceNumber) for p in series.files]
+    assert len(numbers) == 24 and numbers == sorted(numbers, reverse=True)  # IN 1 is the top: inferior first
+    assert [p.name for p in series.files] != [p.name for p in files]  # not the name order (_108 before _12)
+    notes = " ".join(series.notes)
+    # normal = row × column direction = (0.0306, -0.0446, 0.9985): acos(0.9985) = 3.1° from the z axis
+    assert "sparse: slices 4.22 mm apart, 0.352 mm thick" in notes and "oblique" in notes and "3.1°" in notes
+
+
+@pytest.mark.skipif(not KNEE_RAW.is_dir(), reason="needs ../shared/datasets/kneebones3dify-raw")
+def test_infer_volumes_on_the_kneebones_series_matches_the_per_slice_masks(learned_project, tmp_path_factory):
+    """The series as one label volume: each of its slices is the mask the same model gives the
+    DICOM file alone; evaluate scores it against the GT masks built into a volume here."""
+    import json
+
+    run = copy_of(learned_project / "runs" / "tiny", tmp_path_factory, "knee")
+    card = json.loads((run / "model.json").read_text())
+    card["volume"] = {"plane": "axial", "window": "header", "percentiles": None}  # as single DICOM files are read
+    (run / "model.json").write_text(json.dumps(card))
+    home = run.parent
+    args = ["infer", "--model", str(run), "--images", str(KNEE_RAW / "Data")]
+    result = CliRunner().invoke(app, [*args, "--volumes", "--output", str(home / "vol")])
+    assert result.exit_code == 0, result.output
+    assert "1 label volume (24 slices)" in result.output and "sparse" in result.output
+    (written,) = (home / "vol").glob("*.nii.gz")
+    assert written.name.startswith("1.3.76.2.1.1.4.1") and written.name.endswith(".nii.gz")
+    volume = nib.load(str(written))
+    labels = np.asarray(volume.dataobj)
+    assert labels.shape == (512, 512, 24) and labels.dtype == np.uint8
+    assert CliRunner().invoke(app, [*args, "--output", str(home / "flat")]).exit_code == 0
+
+    from flexseg.data.dicom_series import group_series
+
+    (series,) = group_series(sorted((KNEE_RAW / "Data").glob("*.dcm")))
+    for k, path in enumerate(series.files):
+        mask = np.asarray(Image.open(home / "flat" / (path.stem + ".png")))
+        assert (labels[:, :, k].T == mask).mean() > 0.999, path.name
+
+    truth, affine = gt_label_volume(KNEE_RAW)
+    np.testing.assert_allclose(volume.affine, affine, atol=1e-3)
+    (home / "gt").mkdir()
+    write_volume(home / "gt" / written.name, truth, affine)
+    exp = write_yaml(home / "knee.yaml", tiny_experiment(classes=CLASSES[:2], run_dir=str(run)))
+    (home / "pred").mkdir()
+    binary = nib.Nifti1Image((labels > 0).astype(np.uint8), volume.affine, header=volume.header)
+    nib.save(binary, str(home / "pred" / written.name))  # bone vs background, as the GT masks
+    scored = CliRunner().invoke(
+        app, ["evaluate", str(exp), "--pred", str(home / "pred"), "--truth", str(home / "gt"), "--json"]
+    )
+    assert scored.exit_code == 0, scored.output
+    report = json.loads(scored.stdout)
+    assert report["volumes_scored"] == 1 and 0.0 <= report["per_class"]["bone"]["dice"] <= 1.0
+    assert report["volumes"][0]["true_ml_bone"] > 1.0  # bone in the truth: the volume was built right

@@ -23,6 +23,7 @@ import numpy as np
 from flexseg import console as out
 from flexseg.data.io import (
     RAW_IMAGE_SUFFIXES,
+    is_dicom,
     list_images,
     read_image,
     resize,
@@ -30,12 +31,12 @@ from flexseg.data.io import (
     write_palette_mask,
 )
 from flexseg.data.volumes import (
+    Volume,
+    display_pixels,
     from_display,
-    intensity_to_uint8,
     is_volume,
     label_volume_bytes,
     read_volume,
-    to_display,
     volume_stem,
 )
 from flexseg.errors import ConfigError, DataError, RunError
@@ -65,6 +66,7 @@ class InferOptions:
     min_size: int = 0  # drop connected components smaller than this many pixels
     overlay: bool = False  # also write the image with the classes blended in their colours
     probabilities: bool = False  # also write the per-class probabilities (npz, float16)
+    volumes: bool = False  # DICOM files grouped into series, one label volume per series
 
 
 @dataclass
@@ -132,13 +134,16 @@ def planned_files(images: list[Path], options: InferOptions) -> list[str]:
     return names
 
 
-def check_output(folder: Path, images: list[Path], force: bool, options: InferOptions | None = None) -> None:
+def check_output(
+    folder: Path, images: list[Path], force: bool, options: InferOptions | None = None, series: tuple = ()
+) -> None:
     """Masks of two images never share a name; --force replaces only files flexseg wrote there."""
-    names = [mask_name(p) for p in images]
+    names = [mask_name(p) for p in images] + [f"{s.name}.nii.gz" for s in series]
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})
         raise DataError(f"images {dupes[:3]} would write masks of the same name; rename them (e.g. a.png and a.jpg)")
-    clashes = [n for n in planned_files(images, options or InferOptions()) if (folder.folder / n).exists()]
+    planned = planned_files(images, options or InferOptions()) + [f"{s.name}.nii.gz" for s in series]
+    clashes = [n for n in planned if (folder.folder / n).exists()]
     foreign = [n for n in clashes if n not in folder.record]
     if foreign:
         raise RunError(
@@ -273,14 +278,13 @@ def postprocess_volume(
 
 
 def infer_volume(
-    model: keras.Model, card: ModelCard, path: Path, batch_size: int, options: InferOptions
+    model: keras.Model, card: ModelCard, volume: Volume, batch_size: int, options: InferOptions
 ) -> tuple[bytes, int]:
-    """The label volume of one NIfTI volume (gzipped NIfTI bytes, on the input's own grid) and its
+    """The label volume of one volume (gzipped NIfTI bytes, on the input's own grid) and its
     number of slices. Memory: the volume, its 8-bit slices and labels, and one batch of slices."""
-    volume = read_volume(path)
     mapping = card.volume
     plane = mapping["plane"]
-    pixels = intensity_to_uint8(to_display(volume.data, volume.affine, plane), mapping)
+    pixels = display_pixels(volume, mapping)
     slices, rows, cols = pixels.shape
     labels = np.empty((slices, rows, cols), np.uint8)
     for start in range(0, slices, batch_size):
@@ -347,7 +351,18 @@ def infer(
     card: ModelCard = read_card(model_dir)
     if not images:
         raise DataError("no images to infer")
-    volumes = [p for p in images if is_volume(p)]
+    series = ()
+    if options.volumes:
+        from flexseg.data.dicom_series import group_series
+
+        series = tuple(group_series(images))
+        images = [p for p in images if not is_dicom(p)]
+        if not series:
+            raise DataError("--volumes: no DICOM files among the images to group into series")
+        for one_series in series:
+            for note in one_series.notes:
+                out.warn(f"series {one_series.uid}: {note}")
+    volumes = [p for p in images if is_volume(p)] + list(series)
     if volumes and (options.overlay or options.probabilities):
         raise ConfigError("--overlay and --probabilities are for 2D images; a volume gets its label volume only")
     if volumes and not card.volume:
@@ -355,12 +370,13 @@ def infer(
             f"{model_dir}: this model does not record how volume slices become pixels (trained before "
             "flexseg read volumes); train it again to infer on volumes, or infer on 2D slices"
         )
-    refuse_inputs(output_dir, [("images folder", p) for p in sorted({p.parent for p in images})], "--output")
+    parents = sorted({p.parent for p in images} | {s.files[0].parent for s in series})
+    refuse_inputs(output_dir, [("images folder", p) for p in parents], "--output")
     check_not_a_run(output_dir)
     model = load_model(model_dir, card)  # a model that cannot be used is refused before anything is created
     with open_output(output_dir, "infer") as folder:
-        check_output(folder, images, force, options)
-        return _infer(model, card, model_dir, images, output_dir, batch_size, options)
+        check_output(folder, images, force, options, series)
+        return _infer(model, card, model_dir, images, output_dir, batch_size, options, series)
 
 
 def _infer(
@@ -371,9 +387,14 @@ def _infer(
     output_dir: Path,
     batch_size: int,
     options: InferOptions,
+    series: tuple = (),
 ) -> InferResult:
+    from flexseg.data.dicom_series import series_volume
+
     t0 = time.perf_counter()
-    volumes = [p for p in images if is_volume(p)]
+    header_window = bool(card.volume) and card.volume.get("window") == "header"
+    volumes: list = [(mask_name(p), p, read_volume) for p in images if is_volume(p)]
+    volumes += [(f"{s.name}.nii.gz", s.files[0], lambda _, s=s: series_volume(s, header_window)) for s in series]
     images = [p for p in images if not is_volume(p)]
     unreadable: list[Path] = []
     slices = 0
@@ -381,14 +402,14 @@ def _infer(
         unreadable += _infer_images(model, card, images, output_dir, batch_size, options)
     if volumes:
         with out.progress_bar("volumes", len(volumes)) as bar:
-            for path in volumes:
+            for name, path, load in volumes:
                 try:
-                    data, count = infer_volume(model, card, path, batch_size, options)
+                    data, count = infer_volume(model, card, load(path), batch_size, options)
                 except DataError as e:
                     unreadable.append(path)
                     out.warn(f"{e}; no label volume written")
                 else:
-                    atomic_write_bytes(output_dir / mask_name(path), data)
+                    atomic_write_bytes(output_dir / name, data)
                     slices += count
                 bar.advance(1)
     seconds = time.perf_counter() - t0

@@ -54,6 +54,7 @@ class Volume:
     path: Path
     data: np.ndarray  # (x, y, z) in the file's own voxel order
     image: nib.Nifti1Image
+    mapped: bool = False  # data already 8-bit, each slice by its own DICOM display window
 
     @property
     def affine(self) -> np.ndarray:
@@ -125,9 +126,24 @@ def display_spacing(volume: Volume, plane: str) -> tuple[float, float, float]:
     return tuple(spacing[a] for a in order)
 
 
+def display_pixels(volume: Volume, mapping: dict) -> np.ndarray:
+    """The volume as 8-bit (slice, row, column) slices, mapped as ``mapping`` says."""
+    display = to_display(volume.data, volume.affine, mapping["plane"])
+    if volume.mapped:
+        if mapping.get("window") != "header":
+            raise DataError(f"{volume.path}: slices mapped by their DICOM windows, but the model was not trained so")
+        return np.asarray(display, np.uint8)
+    return intensity_to_uint8(display, mapping)
+
+
 def intensity_to_uint8(data: np.ndarray, mapping: dict) -> np.ndarray:
     """Voxel values → 0..255: through the CT window [centre, width] when the mapping has one,
     else between the volume's own low and high percentiles (MR)."""
+    if mapping.get("window") == "header":
+        raise DataError(
+            "volume.window: header takes each DICOM file's own display window; this volume has none "
+            "(a NIfTI file): set a CT window or percentiles"
+        )
     values = np.asarray(data, dtype=np.float32)
     if mapping.get("window"):
         centre, width = mapping["window"]

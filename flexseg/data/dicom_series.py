@@ -1,0 +1,132 @@
+"""DICOM series as volumes: files grouped by SeriesInstanceUID, slices ordered by their position
+along the slice normal (ImagePositionPatient · (row direction × column direction)), never by
+file name or InstanceNumber; tilted, uneven or missing slices are noticed and reported.
+
+A series becomes a ``data.volumes.Volume`` whose voxels are (column, row, slice) with a RAS
+affine built from the headers, so the slice convention and label volumes work as for NIfTI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from flexseg.data.io import is_dicom, read_dicom
+from flexseg.data.volumes import Volume
+from flexseg.errors import DataError
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+GAP_TOLERANCE = 0.01  # relative: gaps between slice positions that differ more are uneven
+
+
+@dataclass
+class Series:
+    uid: str
+    files: list[Path]  # in order along the slice normal
+    affine: np.ndarray  # RAS, voxel (column, row, slice) → mm
+    notes: list[str] = field(default_factory=list)  # what a user should know about its geometry
+
+    @property
+    def name(self) -> str:
+        """The label volume's file name stem: the SeriesInstanceUID."""
+        return self.uid
+
+
+def _header(path: Path):  # noqa: ANN202 (a pydicom Dataset)
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(str(path), stop_before_pixels=True)
+    except (InvalidDicomError, OSError, ValueError, EOFError) as e:
+        raise DataError(f"{path}: not a readable DICOM file ({e})") from None
+
+
+def group_series(files: list[Path]) -> list[Series]:
+    """The DICOM files among ``files`` as series, each ordered along its slice normal."""
+    by_uid: dict[str, list[tuple[Path, object]]] = {}
+    for path in files:
+        if not is_dicom(path):
+            continue
+        header = _header(path)
+        uid = str(header.get("SeriesInstanceUID", "")) or "no-series-uid"
+        by_uid.setdefault(uid, []).append((path, header))
+    return [_series(uid, members) for uid, members in sorted(by_uid.items())]
+
+
+def _series(uid: str, members: list[tuple[Path, object]]) -> Series:
+    first_path, first = members[0]
+    try:
+        orientation = np.array([float(v) for v in first.ImageOrientationPatient])
+        spacing = [float(v) for v in first.PixelSpacing]  # between rows, between columns
+    except (AttributeError, TypeError, ValueError):
+        raise DataError(
+            f"{first_path}: no ImageOrientationPatient / PixelSpacing; without them a series cannot be placed "
+            "in the patient (infer these files one by one, without --volumes)"
+        ) from None
+    row_dir, col_dir = orientation[:3], orientation[3:]
+    normal = np.cross(row_dir, col_dir)
+    positions, notes = [], []
+    for path, header in members:
+        other = np.array([float(v) for v in header.get("ImageOrientationPatient", orientation)])
+        if not np.allclose(other, orientation, atol=1e-3):
+            raise DataError(f"{path}: its orientation differs from {first_path.name}'s; a series has one orientation")
+        if (int(header.Rows), int(header.Columns)) != (int(first.Rows), int(first.Columns)):
+            raise DataError(f"{path}: {header.Rows}×{header.Columns} pixels, unlike the rest of series {uid}")
+        try:
+            position = np.array([float(v) for v in header.ImagePositionPatient])
+        except (AttributeError, TypeError, ValueError):
+            raise DataError(f"{path}: no ImagePositionPatient; its place in the series is unknown") from None
+        positions.append(float(position @ normal))
+    order = np.argsort(positions, kind="stable")
+    files = [members[i][0] for i in order]
+    along = np.array(positions)[order]
+    gaps = np.diff(along)
+    if len(gaps) and (gaps <= 1e-6).any():
+        k = int(np.argmax(gaps <= 1e-6))
+        raise DataError(f"{files[k].name} and {files[k + 1].name} lie at the same position; two series mixed?")
+    step = float(np.median(gaps)) if len(gaps) else float(first.get("SliceThickness", 1.0) or 1.0)
+    if len(gaps) and np.abs(gaps - step).max() > GAP_TOLERANCE * step:
+        missing = int(np.round(gaps / step).sum() - len(gaps))
+        what = f"about {missing} slice(s) missing" if missing > 0 else "uneven gaps"
+        notes.append(f"slices {gaps.min():.3g}–{gaps.max():.3g} mm apart ({what}); the label volume uses {step:.3g} mm")
+    tilt = float(np.degrees(np.arccos(min(1.0, np.abs(normal).max() / np.linalg.norm(normal)))))
+    if tilt > 1.0:
+        notes.append(f"oblique: the slices are tilted {tilt:.1f}° from the nearest patient plane")
+    thickness = first.get("SliceThickness")
+    if thickness is not None and len(gaps) and step > 1.5 * float(thickness):
+        notes.append(f"sparse: slices {step:.3g} mm apart, {float(thickness):.3g} mm thick")
+    origin = np.array([float(v) for v in _header(files[0]).ImagePositionPatient])
+    lps = np.eye(4)
+    lps[:3, 0] = row_dir * spacing[1]  # along a row: the next column
+    lps[:3, 1] = col_dir * spacing[0]  # down a column: the next row
+    lps[:3, 2] = normal * step
+    lps[:3, 3] = origin
+    return Series(uid=uid, files=files, affine=LPS_TO_RAS @ lps, notes=notes)
+
+
+def series_volume(series: Series, header_window: bool) -> Volume:
+    """The series' voxels (column, row, slice): 8-bit by each file's display window as single
+    DICOM files are read (``header_window``), else the rescaled values (HU for CT)."""
+    import nibabel as nib
+    import pydicom
+
+    slices = []
+    for path in series.files:
+        if header_window:
+            pixels, _ = read_dicom(path)
+        else:
+            ds = pydicom.dcmread(str(path))
+            try:
+                pixels = ds.pixel_array.astype(np.float32)
+            except Exception as e:  # pydicom raises many types for missing handlers and bad data
+                raise DataError(f"{path}: cannot decode the DICOM pixel data ({e})") from None
+            pixels = pixels * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+        slices.append(pixels.T)  # (rows, columns) → (column, row)
+    data = np.stack(slices, axis=-1)
+    image = nib.Nifti1Image(data, series.affine)
+    image.set_qform(series.affine, code=1)  # scanner coordinates
+    image.set_sform(series.affine, code=1)
+    return Volume(path=series.files[0].parent / series.uid, data=data, image=image, mapped=header_window)
