@@ -270,27 +270,27 @@ def volume_report(report: VolumeReport, folder: Path) -> None:
     from rich import box
     from rich.table import Table
 
-    table = Table(title=f"{len(report.volumes)} volumes scored in 3D (mean / median)", box=box.SIMPLE_HEAD)
+    count = len(report.volumes)
+    table = Table(title=f"{count} volume{'s' if count != 1 else ''} scored in 3D", box=box.SIMPLE_HEAD)
     table.add_column("class")
-    for col in ("Dice", "IoU", "HD95 mm", "NSD", "tol. mm", "vol. diff", "pooled Dice"):
+    table.add_column("over volumes")
+    for col in ("Dice", "IoU", "HD95 mm", "NSD", "vol. diff", "pooled Dice"):
         table.add_column(col, justify="right")
     for name, m in report.per_class.items():
-
-        def pair(key: str, digits: int = 4, m: dict = m) -> str:
-            return f"{number(m[key], digits)} / {number(m[key + '_median'], digits)}"
-
-        table.add_row(
-            escape(name),
-            pair("dice"),
-            pair("iou"),
-            pair("hd95_mm", 2),
-            pair("nsd"),
-            f"{report.nsd_tolerance_mm[name]:g}",
-            pair("volume_rel_diff", 3),
-            number(m["dice_pooled"]),
-        )
+        for i, (label, suffix) in enumerate((("mean", ""), ("median", "_median"))):
+            table.add_row(
+                escape(name) if i == 0 else "",
+                label,
+                number(m["dice" + suffix]),
+                number(m["iou" + suffix]),
+                number(m["hd95_mm" + suffix], 2),
+                number(m["nsd" + suffix]),
+                number(m["volume_rel_diff" + suffix], 3),
+                number(m["dice_pooled"]) if i == 0 else "",
+            )
     out.console().print(table)
-    out.info("vol. diff: (predicted − true) / true volume; NSD: share of both boundaries within the tolerance")
+    tolerances = ", ".join(f"{mm:g} mm ({name})" for name, mm in report.nsd_tolerance_mm.items())
+    out.info(f"NSD: boundaries within {tolerances}; vol. diff: (predicted − true) / true")
     out.info(f"written: {folder / 'evaluation.csv'}, evaluation.json, per_volume.csv")
 
 
