@@ -76,6 +76,10 @@ def _global(
 ) -> None:
     _state["debug"] = debug
     out.configure(quiet=quiet)
+    if not debug:  # TensorFlow loads where a command first needs it, its start-up chatter hidden
+        from flexseg import tfenv
+
+        tfenv.hide_import_chatter()
 
 
 OS_ERROR_HINTS = {
@@ -118,13 +122,6 @@ def _describe_failure(e: Exception) -> tuple[str, int]:
         where = f"{e.filename}: " if e.filename else ""
         return where + (e.strerror or str(e)) + OS_ERROR_HINTS.get(e.errno, ""), 4
     return f"unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback)", 4
-
-
-def _needs_tensorflow() -> None:
-    if not _state["debug"]:
-        from flexseg.tfenv import import_tensorflow_quietly
-
-        import_tensorflow_quietly()
 
 
 def _load(experiment: Path, overrides: list[str]):
@@ -250,7 +247,6 @@ def train(
     Writes model.keras (best val_loss, weights only), model.json, experiment.yaml,
     train_metrics/train_losses .csv/.png and epoch_change_infer/ into runs/<name>/.
     """
-    _needs_tensorflow()
     from flexseg.commands.train import train as run_training
 
     result = run_training(_load(experiment, overrides), force=force, resume=resume, reporter=views.TrainingBar())
@@ -292,8 +288,6 @@ def evaluate(
     from flexseg.errors import QualityGateError
 
     exp = _load(experiment, overrides)
-    if pred is None:
-        _needs_tensorflow()
     report, folder = score(exp, pred, truth, output)
     failures = failed_gates(report, fail_under)
     if as_json:
@@ -364,7 +358,6 @@ def infer(
     trained run under ./runs/. The output: --output, else the experiment's infer.output, else
     <run>/mini_test_output for the experiment's own images and <run>/infer/<folder name> for others.
     """
-    _needs_tensorflow()
     from flexseg.commands.infer import InferOptions, infer_for
 
     exp = _load(experiment, overrides) if experiment is not None else None
@@ -401,7 +394,6 @@ def export(
     """Export the trained model for another runtime: a SavedModel (serving signature `serve`, input
     `image`), TFLite or ONNX. The export is run on a few images and compared with the Keras model;
     it fails when the probabilities differ by more than --tolerance. model.json goes beside it."""
-    _needs_tensorflow()
     from flexseg.commands.export import export as run_export
 
     views.export_done(run_export(run_dir, fmt, output, tolerance=tolerance, force=force))
@@ -433,7 +425,6 @@ def demo(
     """Run the whole pipeline on a synthetic CT-like dataset made on the spot (no download):
     make raw data → split (by patient) → augment → stats → train → evaluate → infer, then print
     the foreground Dice and where outputs are. The demo rewrites its own data and run folders."""
-    _needs_tensorflow()
     from flexseg.commands.demo import run_demo
 
     views.demo_summary(run_demo(_load(experiment, overrides), experiment, reporter=views.TrainingBar()))

@@ -26,6 +26,28 @@ def quiet_tensorflow_logging() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+_quiet_import = False
+
+
+def hide_import_chatter() -> None:
+    """For the command line: the first ``load_tensorflow`` imports TensorFlow with stderr hidden."""
+    global _quiet_import
+    _quiet_import = True
+
+
+def load_tensorflow() -> None:
+    """Call before flexseg first imports TensorFlow or Keras (modules that import them at the top
+    do so first): the CPU settings, and for the command line a quiet import. TensorFlow is loaded
+    only where it is used, so a command that fails on its input says so in a fraction of a
+    second, without the 3 s of loading TensorFlow."""
+    if "tensorflow" in sys.modules:
+        return
+    if _quiet_import:
+        import_tensorflow_quietly()
+    else:
+        prepare()
+
+
 def import_tensorflow_quietly() -> None:
     """TensorFlow's absl logger prints CUDA-probe lines before TF_CPP_MIN_LOG_LEVEL applies;
     hide stderr (the file descriptor) for the import only. An import failure still raises."""

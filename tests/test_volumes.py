@@ -365,6 +365,7 @@ def test_the_kneebones_slices_are_one_sparse_series_ordered_by_position():
     assert "sparse: slices 4.22 mm apart, 0.352 mm thick" in notes and "oblique" in notes and "3.1°" in notes
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not KNEE_RAW.is_dir(), reason="needs ../shared/datasets/kneebones3dify-raw")
 def test_infer_volumes_on_the_kneebones_series_matches_the_per_slice_masks(learned_project, tmp_path_factory):
     """The series as one label volume: each of its slices is the mask the same model gives the

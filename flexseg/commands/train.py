@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flexseg import tfenv  # noqa: I001 (TensorFlow's settings before it loads)
+
+tfenv.load_tensorflow()
+
 import keras
 import numpy as np
 import tensorflow as tf

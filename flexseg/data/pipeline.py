@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from flexseg import tfenv  # noqa: I001 (TensorFlow's settings before it loads)
+
+tfenv.load_tensorflow()
+
 import tensorflow as tf
 
 from flexseg.data.classes import ClassMap

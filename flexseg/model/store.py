@@ -142,6 +142,9 @@ def save_model(model: keras.Model, run_dir: Path) -> None:
 
 def inference_view(model: keras.Model) -> keras.Model:
     """A new, uncompiled functional model over the same layers: shares the weights, no copy."""
+    from flexseg import tfenv
+
+    tfenv.load_tensorflow()
     import keras
 
     return keras.Model(model.inputs, model.outputs, name=model.name)
@@ -150,6 +153,9 @@ def inference_view(model: keras.Model) -> keras.Model:
 def load_model(run_dir: Path, card: ModelCard | None = None) -> keras.Model:
     """Load with Keras safe mode on: a model that needs arbitrary code to deserialise is refused.
     With ``card``, a model whose input or classes disagree with it is refused too."""
+    from flexseg import tfenv
+
+    tfenv.load_tensorflow()
     import keras
 
     path = run_dir / MODEL_FILE

@@ -9,6 +9,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from flexseg import tfenv  # noqa: I001 (TensorFlow's settings before it loads)
+
+tfenv.load_tensorflow()
+
 import keras
 import numpy as np
 

@@ -18,6 +18,10 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from flexseg import tfenv  # noqa: I001 (TensorFlow's settings before it loads)
+
+tfenv.load_tensorflow()
+
 import tensorflow as tf
 
 from flexseg.errors import ConfigError

@@ -21,6 +21,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flexseg import tfenv  # noqa: I001 (TensorFlow's settings before it loads)
+
+tfenv.load_tensorflow()
+
 import keras
 
 from flexseg.errors import RunError
