@@ -59,10 +59,10 @@ def main() -> None:
     import_tensorflow_quietly()
     import tensorflow as tf
 
-    from flexseg.commands.train import compiled_model, input_datasets
     from flexseg.config import load_experiment
     from flexseg.data.classes import ClassMap
     from flexseg.training.distribute import make_distribution
+    from flexseg.training.fit import compiled_model, input_datasets
 
     exp = load_experiment(
         NBM, [f"image.width={args.size}", f"image.height={args.size}", f"train.mixed_precision={args.mixed_precision}"]

@@ -15,9 +15,9 @@ def training_images_per_second(exp, pairs, *, warmup: int, steps: int) -> dict:
     left out: they run once an epoch, not once a step."""
     import keras
 
-    from flexseg.commands.train import compiled_model, input_datasets
     from flexseg.data.classes import ClassMap
     from flexseg.training.distribute import make_distribution
+    from flexseg.training.fit import compiled_model, input_datasets
 
     class StepTimes(keras.callbacks.Callback):
         def __init__(self):
@@ -51,8 +51,8 @@ def training_images_per_second(exp, pairs, *, warmup: int, steps: int) -> dict:
 
 def save_untrained_run(exp, run_dir: Path) -> Path:
     """A run folder with the experiment's untrained model (speed does not depend on the weights)."""
-    from flexseg.commands.train import build_in_precision
     from flexseg.model.store import ModelCard, save_model, write_card
+    from flexseg.training.fit import build_in_precision
 
     run_dir.mkdir(parents=True, exist_ok=True)
     save_model(build_in_precision(exp), run_dir)

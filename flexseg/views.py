@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from flexseg.commands.infer import InferResult
     from flexseg.commands.split import SplitPlan, SplitResult
     from flexseg.commands.stats import StatsReport
-    from flexseg.commands.train import TrainResult
     from flexseg.config import Experiment
+    from flexseg.training.fit import TrainResult
 
 
 def number(v: float | None, digits: int = 4) -> str:

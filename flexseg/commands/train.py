@@ -1,68 +1,32 @@
-"""flexseg train: fit a FlexUNet on the experiment's train split, validating on its valid split."""
+"""flexseg train: fit a FlexUNet on the experiment's train split, validating on its valid split.
+
+This module checks the experiment, the data and the run folder; ``training.fit`` builds and fits
+the model. TensorFlow is loaded only once the checks have passed.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
-import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flexseg import tfenv  # noqa: I001 (TensorFlow's settings before it loads)
-
-tfenv.load_tensorflow()
-
-import keras
-import numpy as np
-import tensorflow as tf
-
 from flexseg import console as out
-from flexseg import interrupts, runs
-from flexseg.config import Experiment, dump_experiment
+from flexseg import runs
+from flexseg.config import Experiment
 from flexseg.data.audit import check_pairs
 from flexseg.data.classes import ClassMap
-from flexseg.data.io import list_images, read_image, read_mask, resize
 from flexseg.data.pairing import split_pairs
-from flexseg.data.pipeline import OnlineAugmenter, segmentation_dataset
 from flexseg.errors import ConfigError, RunError
-from flexseg.fsutil import atomic_write_text
-from flexseg.model.flexunet import build_from_experiment
-from flexseg.model.losses import get_loss
-from flexseg.model.metrics import ForegroundDice, dice_coef_multiclass
-from flexseg.model.prediction import (
-    drops_last_single,
-    evaluation_batch_size,
-    steps_per_epoch,
-)
-from flexseg.model.store import ModelCard, write_card
-from flexseg.tfenv import onednn_enabled
-from flexseg.training.callbacks import (
-    BestModel,
-    EpochChangeInference,
-    HistoryFiles,
-    StopAtStepBoundary,
-    TrainingProgress,
-)
-from flexseg.training.distribute import (
-    Distribution,
-    make_distribution,
-    reduce_metrics_across_workers,
-    work_around_keras_symbolic_build,
-)
-from flexseg.training.resume import (
-    RESUME_DIR,
-    ResumeCheckpoint,
-    StopOnNaN,
-    read_state,
-    restore_model,
-)
+from flexseg.training.state import RESUME_DIR, read_state
 
 if TYPE_CHECKING:
     from flexseg.training.callbacks import ProgressReporter
+    from flexseg.training.distribute import Distribution
+    from flexseg.training.fit import TrainResult
 
-ENVIRONMENT_FILE = "environment.json"
+
 # keys a resumed run must share with the run it continues (epochs, patience, learning rate may change)
 RESUME_FIXED = (
     "classes",
@@ -75,41 +39,6 @@ RESUME_FIXED = (
     "train.mixed_precision",
     "train.distribute",
 )
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    epochs_run: int
-    best_epoch: int
-    best_val_loss: float
-    seconds: float
-    train_images: int
-    images_per_second: float  # steady state: the first epoch (graph tracing) left out when possible
-    model: keras.Model | None = None  # as after the last epoch (the best epoch's weights are in run_dir)
-
-
-def _epoch_change_images(exp: Experiment, valid_pairs: list[tuple[Path, Path]], class_map: ClassMap):
-    """The images predicted after each epoch: ``infer.images`` (the legacy scripts' mini_test) when that
-    folder exists, else the first validation images; with their truth masks where there are
-    any (``masks/`` beside ``images/``, by file stem)."""
-    n = exp.train.num_infer_images
-    folder = exp.infer.images
-    if folder is not None and folder.is_dir():
-        paths = list_images(folder)[:n]
-        mask_dir = folder.parent / "masks"
-        masks = {p.stem: p for p in list_images(mask_dir)} if mask_dir.is_dir() else {}
-        pairs = [(p, masks.get(p.stem)) for p in paths]
-    else:
-        pairs = valid_pairs[:n]
-    size = (exp.image.width, exp.image.height)
-    images = [resize(read_image(p, exp.image.channels), *size) for p, _ in pairs]
-    truths = [
-        None if m is None else resize(class_map.to_indices(read_mask(m)).indices, *size, nearest=True) for _, m in pairs
-    ]
-    shape = (0, exp.image.height, exp.image.width, exp.image.channels)
-    stack = np.stack(images).astype(np.float32) if images else np.zeros(shape, np.float32)
-    return stack, truths, [p.stem for p, _ in pairs]
 
 
 def _resume_state(folder: Path, exp: Experiment) -> dict:
@@ -162,82 +91,6 @@ def _check_same_experiment(folder: Path, exp: Experiment) -> None:
         )
 
 
-PRECISION_POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-
-
-def build_in_precision(exp: Experiment) -> keras.Model:
-    """The model with the experiment's dtype policy (layers keep the policy they were built
-    with, so the global policy is put back at once). Under mixed_float16 Keras wraps the
-    optimizer in a LossScaleOptimizer at compile time."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(PRECISION_POLICIES[exp.train.mixed_precision])
-    try:
-        return build_from_experiment(exp)
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-def compiled_model(exp: Experiment) -> keras.Model:
-    """The experiment's model, compiled with its optimizer, loss and metrics (call under the
-    distribution strategy's scope)."""
-    model = build_in_precision(exp)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=exp.train.learning_rate, clipvalue=exp.train.clipvalue),
-        loss=get_loss(exp.train.loss),
-        metrics=[dice_coef_multiclass, ForegroundDice(exp.num_classes)],
-        jit_compile=exp.train.jit_compile,
-    )
-    return model
-
-
-def write_environment(run_dir: Path, exp: Experiment, dist: Distribution) -> None:
-    """What reproducing the run needs beyond experiment.yaml: versions, command line, machine."""
-    import importlib.metadata as md
-    import json
-    import os
-    import platform
-    import sys
-
-    def version(name: str) -> str | None:
-        try:
-            return md.version(name)
-        except md.PackageNotFoundError:
-            return None
-
-    packages = (
-        "flexseg",
-        "tensorflow",
-        "keras",
-        "numpy",
-        "albumentations",
-        "opencv-python-headless",
-        "pydantic",
-        "pydicom",
-    )
-    atomic_write_text(
-        run_dir / ENVIRONMENT_FILE,
-        json.dumps(
-            {
-                "command": sys.argv,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "seed": exp.train.seed,
-                "python": sys.version.split()[0],
-                "platform": platform.platform(),
-                "cpu_count": os.cpu_count(),
-                "onednn": onednn_enabled(),
-                "distribute": {
-                    "strategy": dist.kind,
-                    "workers": dist.workers,
-                    "replicas": dist.replicas,
-                    "global_batch": dist.global_batch(exp.train.batch_size),
-                },
-                "packages": {name: version(name) for name in packages},
-            },
-            indent=1,
-        ),
-    )
-
-
 def _check_tensorboard(exp: Experiment) -> None:
     import importlib.util
 
@@ -246,66 +99,6 @@ def _check_tensorboard(exp: Experiment) -> None:
             "train.tensorboard: true needs the tensorboard package: pip install tensorboard "
             "(or pip install -e '.[tensorboard]'), or set train.tensorboard: false"
         )
-
-
-def input_datasets(
-    exp: Experiment,
-    dist: Distribution,
-    train_pairs: list[tuple[Path, Path]],
-    valid_pairs: list[tuple[Path, Path]],
-    class_map: ClassMap,
-) -> tuple[tf.data.Dataset, tf.data.Dataset, int]:
-    """(train, valid, steps per epoch). The global batch is train.batch_size per replica.
-
-    Under multi_worker each worker reads its own shard of the (shuffled) training files, padded
-    to whole global batches so every worker runs the same number of full steps; every worker
-    validates on all of the validation set (identical copies leave the pooled metrics exact).
-    """
-    size = dict(width=exp.image.width, height=exp.image.height, channels=exp.image.channels, class_map=class_map)
-    per_replica = exp.train.batch_size
-    global_batch = dist.global_batch(per_replica)
-    augment = OnlineAugmenter(exp.augment.transforms) if exp.augment.online else None
-    seed = exp.train.seed
-    steps = steps_per_epoch(len(train_pairs), global_batch)
-    if len(valid_pairs) == 1:  # never a batch of one (flexseg.model.prediction); the mean of two copies is exact
-        valid_pairs = valid_pairs * 2
-    if dist.kind != "multi_worker":
-        return (
-            segmentation_dataset(
-                train_pairs,
-                batch_size=global_batch,
-                shuffle=True,
-                seed=seed,
-                augment=augment,
-                drop_single=drops_last_single(len(train_pairs), global_batch),
-                **size,
-            ),
-            segmentation_dataset(valid_pairs, batch_size=evaluation_batch_size(len(valid_pairs), global_batch), **size),
-            steps,
-        )
-    padded = (train_pairs * -(-steps * global_batch // len(train_pairs)))[: steps * global_batch]
-
-    def train_shard(ctx: tf.distribute.InputContext):
-        return segmentation_dataset(
-            padded,
-            batch_size=ctx.get_per_replica_batch_size(global_batch),
-            shuffle=True,
-            seed=seed,
-            augment=augment,
-            shard=(ctx.num_input_pipelines, ctx.input_pipeline_id),
-            **size,
-        )
-
-    def valid_all(ctx: tf.distribute.InputContext):
-        return segmentation_dataset(
-            valid_pairs, batch_size=evaluation_batch_size(len(valid_pairs), per_replica), **size
-        )
-
-    return (
-        dist.strategy.distribute_datasets_from_function(train_shard),
-        dist.strategy.distribute_datasets_from_function(valid_all),
-        steps,
-    )
 
 
 def train(
@@ -318,16 +111,20 @@ def train(
     _check_tensorboard(exp)
     if force and resume:
         raise RunError("--force starts the run again and --resume continues it; choose one")
-    dist = make_distribution(exp.train.distribute)  # before any other TensorFlow work
+    # several processes or devices: the strategy first, before any other TensorFlow work (and this
+    # worker may not be the chief, which alone writes the run folder); one device: after the checks
+    dist = _distribution(exp) if _several(exp) else None
     run_dir = exp.resolved_run_dir
     class_map = ClassMap.from_experiment(exp)
     train_pairs = split_pairs(exp, "train")
     valid_pairs = split_pairs(exp, "valid")
-    if not dist.is_chief:  # only the chief writes the run folder; other workers write to a scratch folder
+    if dist is not None and not dist.is_chief:  # other workers write to a scratch folder
+        from flexseg.training.fit import fit
+
         scratch = Path(tempfile.mkdtemp(prefix="flexseg-worker-"))
         try:
             state = _resume_state(run_dir, exp) if resume else None
-            return _fit(exp, dist, run_dir, scratch, state, class_map, train_pairs, valid_pairs, reporter)
+            return fit(exp, dist, run_dir, scratch, state, class_map, train_pairs, valid_pairs, reporter)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     with runs.open_output(run_dir, "train", legacy_names=runs.RUN_LEGACY_NAMES) as folder:
@@ -343,14 +140,29 @@ def train(
         audit = check_pairs(train_pairs + valid_pairs, class_map)
         if (message := audit.summary(class_map.tolerance)) is not None:
             out.warn(message)
+        dist = dist or _distribution(exp)  # TensorFlow loads here
+        from flexseg.training.fit import fit
+
         if write_dir == run_dir:
             runs.discard_staging(folder)
-            return _fit(exp, dist, run_dir, run_dir, state, class_map, train_pairs, valid_pairs, reporter)
+            return fit(exp, dist, run_dir, run_dir, state, class_map, train_pairs, valid_pairs, reporter)
         out.info(f"the new run is written beside the earlier one and replaces it when it has finished ({staging})")
         with runs.staged(folder, fresh=state is None, keep_on_failure=lambda: read_state(staging) is not None):
-            result = _fit(exp, dist, run_dir, staging, state, class_map, train_pairs, valid_pairs, reporter)
+            result = fit(exp, dist, run_dir, staging, state, class_map, train_pairs, valid_pairs, reporter)
             runs.promote(folder)
         return result
+
+
+def _several(exp: Experiment) -> bool:
+    """Whether training may span several processes or devices (then the strategy comes first)."""
+    mode = exp.train.distribute
+    return mode in ("mirrored", "multi_worker") or (mode == "auto" and bool(os.environ.get("TF_CONFIG", "").strip()))
+
+
+def _distribution(exp: Experiment) -> Distribution:
+    from flexseg.training.distribute import make_distribution
+
+    return make_distribution(exp.train.distribute)
 
 
 def _holds_run(folder: runs.OutputFolder) -> bool:
@@ -374,122 +186,3 @@ def _check_run_dir_free(folder: runs.OutputFolder, staged_state: dict | None, fo
             f"{folder.folder} already holds a run ({shown}); pass --force to replace it (the earlier run "
             "stays until the new one has finished), or choose another run_dir (--set run_dir=DIR)"
         )
-
-
-def _fit(
-    exp: Experiment,
-    dist: Distribution,
-    run_dir: Path,
-    write_dir: Path,
-    state: dict | None,
-    class_map: ClassMap,
-    train_pairs: list[tuple[Path, Path]],
-    valid_pairs: list[tuple[Path, Path]],
-    reporter: ProgressReporter | None = None,
-) -> TrainResult:
-    keras.utils.set_random_seed(exp.train.seed)
-    ds_train, ds_valid, steps = input_datasets(exp, dist, train_pairs, valid_pairs, class_map)
-    with dist.strategy.scope():
-        model = compiled_model(exp)
-        if state is not None:
-            restore_model(model, write_dir, state)
-    if dist.kind != "none":
-        work_around_keras_symbolic_build(model, dist.strategy)
-    if dist.kind == "multi_worker":
-        reduce_metrics_across_workers(model)
-    write_environment(write_dir, exp, dist)
-    atomic_write_text(write_dir / "experiment.yaml", dump_experiment(exp))
-    card = ModelCard.from_experiment(exp)
-    if state is not None and state["best"]["best_epoch"]:
-        card.training.update(best_epoch=state["best"]["best_epoch"], best_val_loss=state["best"]["best"])
-
-    def record_best(epoch: int, val_loss: float) -> None:
-        card.training.update(best_epoch=epoch, best_val_loss=val_loss)
-        write_card(write_dir, card)
-
-    infer_images, infer_truths, infer_names = _epoch_change_images(exp, valid_pairs, class_map)
-    best = BestModel(write_dir, on_save=record_best)
-    progress = TrainingProgress(
-        exp.train.epochs, steps, dist.global_batch(exp.train.batch_size), len(train_pairs), reporter
-    )
-    reducer = keras.callbacks.ReduceLROnPlateau(
-        monitor="val_loss", factor=exp.train.reducer_factor, patience=exp.train.reducer_patience, verbose=0
-    )
-    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=exp.train.patience, verbose=0)
-    history_files = HistoryFiles(write_dir)
-    nan_guard = StopOnNaN()
-    checkpoint = ResumeCheckpoint(write_dir, best, reducer, stopper, history_files, state)
-    callbacks = [
-        StopAtStepBoundary(),
-        nan_guard,
-        best,
-        reducer,
-        stopper,
-        EpochChangeInference(infer_images, infer_truths, infer_names, write_dir / "epoch_change_infer", class_map),
-        history_files,
-        checkpoint,  # after the callbacks whose state it saves and restores
-        progress,  # last, so an epoch's time includes the checkpoint and the other callbacks
-    ]
-    if exp.train.tensorboard:
-        callbacks.insert(-1, keras.callbacks.TensorBoard(log_dir=str(write_dir / "tensorboard")))
-    initial_epoch = state["epoch"] if state else 0
-    online = f", online augmentation ({len(exp.augment.transforms)} transforms)" if exp.augment.online else ""
-    out.info(
-        f"training {exp.name}: {len(train_pairs)} train / {len(valid_pairs)} valid images, "
-        f"{exp.image.width}×{exp.image.height}×{exp.image.channels}, {exp.num_classes} classes, "
-        f"{model.count_params():,} parameters, {dist.describe()}{online} → "
-        + (str(run_dir) if dist.is_chief else "the chief's run folder (this worker writes nothing)")
-        + (f", resuming after epoch {initial_epoch}" if initial_epoch else "")
-    )
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        # Keras warns that fit's default shuffle=True is ignored for a tf.data input; ours shuffles itself
-        warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
-        try:
-            with interrupts.deferred():  # a signal stops training after the step in progress
-                history = model.fit(
-                    ds_train,
-                    validation_data=ds_valid,
-                    epochs=exp.train.epochs,
-                    initial_epoch=initial_epoch,
-                    callbacks=callbacks,
-                    verbose=0,
-                )
-        except KeyboardInterrupt as e:
-            history_files.plot()  # the plots of the epochs that finished
-            saved = read_state(write_dir)
-            what = (
-                f"epoch {saved['epoch']} is saved. Continue with: flexseg train EXPERIMENT --resume"
-                if saved
-                else "no epoch had finished, nothing to resume"
-            )
-            kept = "; the earlier run is untouched" if write_dir != run_dir else ""
-            out.warn(f"{getattr(e, 'signal_name', 'SIGINT')}: training stopped; {what}{kept}")
-            raise
-    seconds = time.perf_counter() - t0
-    if nan_guard.nan_epoch is not None:
-        saved = read_state(write_dir)
-        raise RunError(
-            f"the loss became NaN in epoch {nan_guard.nan_epoch}; training stopped. Kept: the best model "
-            f"(epoch {best.best_epoch}) and the state after epoch {saved['epoch'] if saved else 0}. "
-            "Lower train.learning_rate or set train.clipvalue, then --resume or --force"
-        )
-    checkpoint.mark_finished()
-    if exp.train.tensorboard and (write_dir / "tensorboard").is_dir():
-        runs.adopt(write_dir, write_dir / "tensorboard")  # written by TensorFlow's own writers
-    epochs_run = initial_epoch + len(history.history.get("loss", []))
-    if best.best_epoch == 0:
-        raise RunError("training produced no finite val_loss, so no model was saved; check the data and learning_rate")
-    card.training.update(epochs_run=epochs_run)
-    write_card(write_dir, card)
-    steady = progress.seconds[1:] or progress.seconds
-    return TrainResult(
-        run_dir=run_dir,
-        epochs_run=epochs_run,
-        best_epoch=best.best_epoch,
-        best_val_loss=best.best,
-        seconds=seconds,
-        train_images=len(train_pairs),
-        images_per_second=len(train_pairs) * len(steady) / sum(steady),
-        model=model,
-    )

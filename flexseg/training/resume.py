@@ -29,26 +29,10 @@ import keras
 
 from flexseg.errors import RunError
 from flexseg.fsutil import atomic_write_text, note_write
+from flexseg.training.state import RESUME_DIR, STATE_FILE, read_state, state_path  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from flexseg.training.callbacks import BestModel, HistoryFiles
-
-RESUME_DIR = "resume"
-STATE_FILE = "state.json"
-
-
-def state_path(run_dir: Path) -> Path:
-    return run_dir / RESUME_DIR / STATE_FILE
-
-
-def read_state(run_dir: Path) -> dict | None:
-    path = state_path(run_dir)
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise RunError(f"{path}: unreadable resume state ({e}); start again with --force") from None
 
 
 class ResumeCheckpoint(keras.callbacks.Callback):
