@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test bench bench-quick clean
+.PHONY: install demo demo-volumes test bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/flexseg demo experiments/demo.yaml
 
+# The same on NIfTI volumes: split into slices, train, label volumes for unseen volumes, 3D scores.
+demo-volumes: $(STAMP)
+	$(BIN)/flexseg demo experiments/demo-volumes.yaml --volumes
+
 # ruff first: pyflakes, import order, line length, complexity, the bandit security rules (nothing
 # user-given is executed) and the formatter's layout; the same checks as .pre-commit-config.yaml
 test: $(STAMP)
@@ -36,4 +40,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
 
 clean:
-	rm -rf runs/demo data/demo data/demo-raw
+	rm -rf runs/demo data/demo data/demo-raw runs/demo-volumes data/demo-volumes data/demo-volumes-raw

@@ -420,6 +420,9 @@ def import_config(
 @handles_errors
 def demo(
     experiment: Path = typer.Argument(Path("experiments/demo.yaml"), help="The demo experiment."),
+    volumes: bool = typer.Option(
+        False, "--volumes", help="Raw data as NIfTI volumes; unseen volumes get label volumes, scored in 3D."
+    ),
     overrides: List[str] = SetOption,
 ) -> None:
     """Run the whole pipeline on a synthetic CT-like dataset made on the spot (no download):
@@ -427,7 +430,8 @@ def demo(
     the foreground Dice and where outputs are. The demo rewrites its own data and run folders."""
     from flexseg.commands.demo import run_demo
 
-    views.demo_summary(run_demo(_load(experiment, overrides), experiment, reporter=views.TrainingBar()))
+    exp = _load(experiment, overrides)
+    views.demo_summary(run_demo(exp, experiment, reporter=views.TrainingBar(), volumes=volumes))
 
 
 def main() -> None:

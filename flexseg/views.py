@@ -344,3 +344,14 @@ def demo_summary(result: DemoResult) -> None:
         f"  predicted masks: {escape(str(result.inferred.output_dir))}",
         highlight=False,
     )
+    if result.volumes is not None:
+        scored = result.volumes
+        per_class = ", ".join(
+            f"{k} Dice {number(m['dice'])}, HD95 {number(m['hd95_mm'], 2)} mm, NSD {number(m['nsd'])}"
+            for k, m in scored.per_class.items()
+        )
+        out.console().print(
+            f"  {len(scored.volumes)} unseen volumes → label volumes in {result.inferred.seconds:.1f}s, "
+            f"scored in 3D: {escape(per_class)}",
+            highlight=False,
+        )

@@ -50,6 +50,52 @@ def write_demo_dataset(root: Path, class_map: ClassMap, size: int = 128, seed: i
     return {"slices": PATIENTS * SLICES_PER_PATIENT, "patients": PATIENTS, "mini_test": MINI_TEST}
 
 
+VOLUME_SPACING = (0.8, 0.8, 2.5)  # mm: columns, rows, slices, as a CT series
+UNSEEN_VOLUMES = 4
+
+
+def write_demo_volumes(root: Path, size: int = 96, seed: int = 0) -> dict[str, int]:
+    """A raw master folder ``root/{images,masks}`` of NIfTI volumes, one per patient (CT-like
+    values in HU, label volumes of class indices), stored in turn in RAS, LPS and permuted axis
+    order, so the slice convention is at work; plus ``root/unseen/{images,masks}`` to infer and
+    score in 3D."""
+    import nibabel as nib
+
+    if root.exists() and any(root.iterdir()) and not (root / MARKER).exists():
+        raise RunError(f"{root} exists and was not written by the demo; choose another split.images for the demo")
+    if root.exists():
+        shutil.rmtree(root)
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    (root / MARKER).write_text("written by `flexseg demo`; safe to delete\n")
+    base = np.diag([*VOLUME_SPACING, 1.0])
+    orders = [  # (axes of the stored array in (column, row, slice) terms, flips, affine change)
+        (np.eye(4), lambda v: v),
+        (np.array([[-1, 0, 0, size - 1], [0, -1, 0, size - 1], [0, 0, 1, 0], [0, 0, 0, 1.0]]), lambda v: v[::-1, ::-1]),
+        (np.array([[0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 1.0]]), lambda v: v.transpose(2, 0, 1)),
+    ]
+
+    def volume(folder: Path, name: str, slices: int, index: int) -> None:
+        made = [synthetic_slice(rng, size, size) for _ in range(slices)]
+        # display (slice, row, column) → RAS storage (column from the right, row from the front, slice)
+        scan = np.stack([image[..., 0] for image, _ in made]).astype(np.int16) * 4 - 1000
+        labels = np.stack([lab for _, lab in made]).astype(np.uint8)
+        change, store = orders[index % len(orders)]
+        for kind, data in (("images", scan), ("masks", labels)):
+            ras = data.transpose(2, 1, 0)[::-1, ::-1, :]
+            image = nib.Nifti1Image(np.ascontiguousarray(store(ras)), base @ change)
+            image.set_qform(image.affine, code=1)
+            image.set_sform(image.affine, code=1)
+            (folder / kind).mkdir(parents=True, exist_ok=True)
+            nib.save(image, str(folder / kind / f"{name}.nii.gz"))
+
+    for patient in range(PATIENTS):
+        volume(root, f"p{patient:02d}", SLICES_PER_PATIENT, patient)
+    for i in range(UNSEEN_VOLUMES):
+        volume(root / "unseen", f"unseen_{i}", SLICES_PER_PATIENT, i)
+    return {"volumes": PATIENTS, "slices": PATIENTS * SLICES_PER_PATIENT, "unseen volumes": UNSEEN_VOLUMES}
+
+
 def _check_demo_owns(exp: Experiment, raw: Path) -> None:
     """The demo replaces its own dataset and run only: a data.root or run_dir pointed at a real
     split or run is refused before anything is written."""
@@ -90,12 +136,16 @@ class DemoResult:
     inferred: object  # InferResult
     stats: object  # StatsReport
     seconds: float
+    volumes: object = None  # VolumeReport: the unseen volumes scored in 3D (demo --volumes)
 
 
-def run_demo(exp: Experiment, source: Path, reporter: ProgressReporter | None = None) -> DemoResult:
+def run_demo(
+    exp: Experiment, source: Path, reporter: ProgressReporter | None = None, volumes: bool = False
+) -> DemoResult:
     """The whole pipeline as a user runs it: write a raw dataset into split.images' parent,
     split it by patient, augment the train split, check it (stats), train (replacing the demo's
-    own earlier run), evaluate, infer on its mini_test folder."""
+    own earlier run), evaluate, infer on its mini_test folder. With ``volumes`` the raw data are
+    NIfTI volumes, and unseen volumes get label volumes that are scored in 3D."""
     from flexseg.commands.augment import augment
     from flexseg.commands.evaluate import evaluate
     from flexseg.commands.infer import infer, resolve_images, resolve_output
@@ -110,7 +160,10 @@ def run_demo(exp: Experiment, source: Path, reporter: ProgressReporter | None = 
         )
     raw = exp.split.images.parent
     _check_demo_owns(exp, raw)
-    counts = write_demo_dataset(raw, ClassMap.from_experiment(exp), size=exp.image.width, seed=exp.train.seed)
+    if volumes:
+        counts = write_demo_volumes(raw, size=exp.image.width, seed=exp.train.seed)
+    else:
+        counts = write_demo_dataset(raw, ClassMap.from_experiment(exp), size=exp.image.width, seed=exp.train.seed)
     out.info(f"synthetic raw dataset: {counts} → {raw}")
     if (exp.data.root / MARKER).exists() and not (exp.data.root / MANIFEST).exists():
         shutil.rmtree(exp.data.root)  # the layout of an older demo, written by the demo itself
@@ -125,6 +178,13 @@ def run_demo(exp: Experiment, source: Path, reporter: ProgressReporter | None = 
     out.info(f"stats: no leakage, stats.json and figures in {stats_dir}")
     trained = train(exp, force=True, reporter=reporter)
     report = evaluate(exp)
+    if volumes:
+        from flexseg.commands.evaluate_volumes import evaluate_volume_folders
+
+        output = trained.run_dir / "unseen_labels"
+        inferred = infer(trained.run_dir, resolve_images([raw / "unseen" / "images"], None), output, force=True)
+        scored, _ = evaluate_volume_folders(exp, output, raw / "unseen" / "masks", trained.run_dir / "evaluate_3d")
+        return DemoResult(trained, report, inferred, stats, time.perf_counter() - t0, scored)
     output = resolve_output(None, trained.run_dir, None, exp)
     inferred = infer(trained.run_dir, resolve_images(None, exp.infer.images), output, force=True)
     return DemoResult(trained, report, inferred, stats, time.perf_counter() - t0)
