@@ -264,9 +264,19 @@ def evaluation_report(report: EvaluationReport | VolumeReport, folder: Path) -> 
     rule = "left out of the means" if report.both_empty_rule == "nan" else "scored 1.0"
     out.info(f"*images where the class is in neither truth nor prediction: {rule} (evaluate.both_empty)")
     out.info(f"written: {folder / 'evaluation.csv'}, evaluation.json, per_image.csv")
+    for note in report.volume_notes:
+        out.warn(note)
+    if report.volumes_3d is not None:
+        out.info("the test slices stacked back into their source volumes (3D scores in evaluation.json):")
+        volume_table(report.volumes_3d)
 
 
 def volume_report(report: VolumeReport, folder: Path) -> None:
+    volume_table(report)
+    out.info(f"written: {folder / 'evaluation.csv'}, evaluation.json, per_volume.csv")
+
+
+def volume_table(report: VolumeReport) -> None:
     from rich import box
     from rich.table import Table
 
@@ -291,7 +301,6 @@ def volume_report(report: VolumeReport, folder: Path) -> None:
     out.console().print(table)
     tolerances = ", ".join(f"{mm:g} mm ({name})" for name, mm in report.nsd_tolerance_mm.items())
     out.info(f"NSD: boundaries within {tolerances}; vol. diff: (predicted − true) / true")
-    out.info(f"written: {folder / 'evaluation.csv'}, evaluation.json, per_volume.csv")
 
 
 def gates_met(gates: list[str]) -> None:

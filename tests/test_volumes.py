@@ -444,3 +444,27 @@ def test_the_volume_demo_runs_end_to_end(tmp_path):
     assert len(manifest["volumes"]) == 20 and sum(manifest["counts"].values()) == 200
     rows = (tmp_path / "run" / "evaluate_3d" / "per_volume.csv").read_text().splitlines()
     assert len(rows) == 5 and rows[0].startswith("volume,spacing_mm,dice_bone,")
+    evaluation = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert evaluation["volumes_3d"]["volumes_scored"] == 3  # the test split's 3 volumes, stacked back
+
+
+def test_test_slices_are_scored_per_source_volume_only_when_whole(tmp_path):
+    import json
+
+    from flexseg.commands.evaluate_volumes import score_slices_as_volumes
+    from flexseg.config import load_experiment
+
+    exp = load_experiment(write_yaml(tmp_path / "e.yaml", tiny_experiment(classes=CLASSES[:2])), [])
+    truth = ball((4, 20, 20), (2.5, 1.0, 1.0), (5.0, 10.0, 10.0), 4.0).astype(np.uint8)
+    files = [{"volume": "a.nii.gz", "slice_index": k, "output_image": f"images/a_{k}.png"} for k in range(4)]
+    files += [{"volume": "b.nii.gz", "slice_index": k, "output_image": f"images/b_{k}.png"} for k in (0, 2)]
+    volumes = {"a.nii.gz": {"slices": 4, "spacing_mm": [2.5, 1.0, 1.0]}, "b.nii.gz": {"slices": 4}}
+    (tmp_path / "split").mkdir()
+    (tmp_path / "split.json").write_text(json.dumps({"files": files, "volumes": volumes}))
+    slices = {f"a_{k}.png": (truth[k], truth[k]) for k in range(4)} | {
+        f"b_{k}.png": (truth[k], truth[k]) for k in (0, 2)
+    }
+    report, notes = score_slices_as_volumes(exp, slices, tmp_path / "split")
+    assert [v["volume"] for v in report.volumes] == ["a.nii.gz"] and report.volumes[0]["dice_bone"] == 1.0
+    assert report.volumes[0]["spacing_mm"] == "2.5x1x1"
+    assert notes == ["b.nii.gz: 2 of its 4 slices in the test split; not scored in 3D"]

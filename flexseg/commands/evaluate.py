@@ -63,6 +63,8 @@ class EvaluationReport:
     both_empty_rule: str = "nan"
     distance_unit: str = "pixels"  # of HD95: "mm" when every image's spacing came from DICOM
     source: dict = field(default_factory=dict)  # what was scored: model or prediction folder, truth
+    volumes_3d: object = None  # VolumeReport: test slices stacked back into their source volumes
+    volume_notes: list[str] = field(default_factory=list)
 
     @property
     def foreground_dice(self) -> float | None:
@@ -92,6 +94,8 @@ class EvaluationReport:
             "overlap scores 0, HD95 undefined (counted in hd95_undefined)",
             "hd95_unit": self.distance_unit,
             "images": self.images,
+            **({"volumes_3d": self.volumes_3d.to_json()} if self.volumes_3d is not None else {}),
+            **({"volume_notes": self.volume_notes} if self.volume_notes else {}),
         }
 
     def csv_rows(self) -> list[tuple[str, float | None]]:
@@ -273,6 +277,10 @@ def _evaluate_run(exp: Experiment, run_dir: Path, batch_size: int | None) -> Eva
         batch_size=evaluation_batch_size(len(pairs), batch_size or max(exp.train.batch_size, 4)),
     )
     acc = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
+    from flexseg.commands.evaluate_volumes import score_slices_as_volumes, slice_origins
+
+    from_volumes = bool(slice_origins(exp.data.split_dir("test"))[0])
+    slices: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for images, sizes, indices in ds:
         for probs, i, size in zip(predict(model, images), np.asarray(indices), np.asarray(sizes)):
             image_path, mask_path = pairs[int(i)]
@@ -289,7 +297,12 @@ def _evaluate_run(exp: Experiment, run_dir: Path, batch_size: int | None) -> Eva
                 )
             full = resize(probs, truth.shape[1], truth.shape[0])  # probabilities, so edges follow the soft boundary
             acc.add(image_path.name, truth, full.argmax(-1), full, spacings.get(image_path.stem))
-    return acc.report({"model": str(run_dir), "truth": str(exp.data.split_dir("test"))})
+            if from_volumes:
+                slices[image_path.name] = (truth, full.argmax(-1).astype(np.uint8))
+    report = acc.report({"model": str(run_dir), "truth": str(exp.data.split_dir("test"))})
+    if from_volumes:
+        report.volumes_3d, report.volume_notes = score_slices_as_volumes(exp, slices, exp.data.split_dir("test"))
+    return report
 
 
 def score(

@@ -165,10 +165,7 @@ def evaluate_volume_folders(
     evaluation.json, evaluation.csv and per_volume.csv into ``output`` (default
     ``<run_dir>/evaluate/<pred folder>``)."""
     names = [c.name for c in exp.classes]
-    foreground = names[1:]
-    tolerances = exp.evaluate.tolerances_mm(foreground)
-    rows, pooled = [], np.zeros((len(foreground), 3), np.int64)
-    both_empty = dict.fromkeys(foreground, 0)
+    scored = []
     for pred_path, truth_path in pair_volumes(pred_dir, truth_dir):
         truth, truth_volume = _labels(truth_path, len(names))
         pred, pred_volume = _labels(pred_path, len(names))
@@ -177,37 +174,93 @@ def evaluate_volume_folders(
                 f"{pred_path.name}: not on the grid of its truth {truth_path} (shape {pred.shape} vs {truth.shape}, "
                 "or another affine); resample the prediction onto the truth's grid"
             )
-        spacing = truth_volume.spacing()
-        row = score_volume(truth, pred, spacing, foreground, tolerances, exp.evaluate.both_empty)
-        for i, name in enumerate(foreground):
-            counts = row.pop(f"_counts_{name}")
-            pooled[i] += counts
-            both_empty[name] += int(counts.sum() == 0)
-        rows.append({"volume": truth_path.name, "spacing_mm": "x".join(f"{s:.4g}" for s in spacing), **row})
-    pooled_scores = overlap_scores(pooled, exp.evaluate.both_empty)
-    per_class = {}
-    for i, name in enumerate(foreground):
-        m: dict = {}
-        for metric in ("dice", "iou", "hd95_mm", "nsd", "volume_rel_diff"):
-            m[metric], m[f"{metric}_median"] = _summary([r[f"{metric}_{name}"] for r in rows])
-        m["dice_pooled"] = _nan_to_none(float(pooled_scores["dice"][i]))
-        m["iou_pooled"] = _nan_to_none(float(pooled_scores["iou"][i]))
-        per_class[name] = m
-    volumes = [{k: (_nan_to_none(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
-    report = VolumeReport(
-        source={"predictions": str(pred_dir), "truth": str(truth_dir)},
-        class_names=foreground,
-        volumes=volumes,
-        per_class=per_class,
-        nsd_tolerance_mm=tolerances,
-        both_empty_rule=exp.evaluate.both_empty,
-        both_empty=both_empty,
-    )
+        scored.append((truth_path.name, truth, pred, truth_volume.spacing()))
+    report = volume_report(exp, scored, {"predictions": str(pred_dir), "truth": str(truth_dir)})
     folder = (output or exp.resolved_run_dir / "evaluate" / pred_dir.name).resolve()
     refuse_inputs(folder, [("--pred", pred_dir), ("--truth", truth_dir)], "--output")
     with open_output(folder, "evaluate"):
         write_volume_report(report, folder)
     return report, folder
+
+
+def volume_report(
+    exp: Experiment, volumes: list[tuple[str, np.ndarray, np.ndarray, tuple[float, ...]]], source: dict
+) -> VolumeReport:
+    """Scores of (name, truth labels, predicted labels, voxel spacing in mm) volumes, and their
+    mean, median and pooled values per foreground class."""
+    foreground = [c.name for c in exp.classes][1:]
+    tolerances = exp.evaluate.tolerances_mm(foreground)
+    rows, pooled = [], np.zeros((len(foreground), 3), np.int64)
+    both_empty = dict.fromkeys(foreground, 0)
+    for name, truth, pred, spacing in volumes:
+        row = score_volume(truth, pred, spacing, foreground, tolerances, exp.evaluate.both_empty)
+        for i, cls in enumerate(foreground):
+            counts = row.pop(f"_counts_{cls}")
+            pooled[i] += counts
+            both_empty[cls] += int(counts.sum() == 0)
+        rows.append({"volume": name, "spacing_mm": "x".join(f"{s:.4g}" for s in spacing), **row})
+    pooled_scores = overlap_scores(pooled, exp.evaluate.both_empty)
+    per_class = {}
+    for i, cls in enumerate(foreground):
+        m: dict = {}
+        for metric in ("dice", "iou", "hd95_mm", "nsd", "volume_rel_diff"):
+            m[metric], m[f"{metric}_median"] = _summary([r[f"{metric}_{cls}"] for r in rows])
+        m["dice_pooled"] = _nan_to_none(float(pooled_scores["dice"][i]))
+        m["iou_pooled"] = _nan_to_none(float(pooled_scores["iou"][i]))
+        per_class[cls] = m
+    return VolumeReport(
+        source=source,
+        class_names=foreground,
+        volumes=[{k: (_nan_to_none(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+        per_class=per_class,
+        nsd_tolerance_mm=tolerances,
+        both_empty_rule=exp.evaluate.both_empty,
+        both_empty=both_empty,
+    )
+
+
+def slice_origins(split_dir: Path) -> tuple[dict[str, tuple[str, int]], dict[str, dict]]:
+    """From the split.json beside a split folder: image file name → (volume, slice index) for
+    slices cut from volumes, and each volume's geometry; empty when the split has no volumes."""
+    manifest = split_dir.parent / "split.json"
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
+    except (OSError, ValueError):
+        return {}, {}
+    origins = {
+        Path(f["output_image"]).name: (f["volume"], int(f["slice_index"]))
+        for f in data.get("files", [])
+        if f.get("volume") is not None and f.get("slice_index") is not None
+    }
+    return origins, data.get("volumes", {})
+
+
+def score_slices_as_volumes(
+    exp: Experiment, slices: dict[str, tuple[np.ndarray, np.ndarray]], split_dir: Path
+) -> tuple[VolumeReport | None, list[str]]:
+    """The test slices of each source volume stacked back into the volume and scored in 3D;
+    a volume only some of whose slices are in the split (split.empty_slices below 1) is left out
+    and named in the notes."""
+    origins, geometry = slice_origins(split_dir)
+    grouped: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+    for name, pair in slices.items():
+        if name in origins:
+            volume, index = origins[name]
+            grouped.setdefault(volume, {})[index] = pair
+    volumes, notes = [], []
+    for volume, members in sorted(grouped.items()):
+        total = int(geometry.get(volume, {}).get("slices", 0))
+        if total and len(members) < total:
+            notes.append(f"{volume}: {len(members)} of its {total} slices in the test split; not scored in 3D")
+            continue
+        order = sorted(members)
+        truth = np.stack([members[k][0] for k in order])
+        pred = np.stack([members[k][1] for k in order])
+        spacing = tuple(geometry.get(volume, {}).get("spacing_mm", (1.0, 1.0, 1.0)))
+        volumes.append((volume, truth, pred, spacing))
+    if not volumes:
+        return None, notes
+    return volume_report(exp, volumes, {"model_slices_from": str(split_dir)}), notes
 
 
 def write_volume_report(report: VolumeReport, folder: Path) -> None:
