@@ -468,3 +468,27 @@ def test_test_slices_are_scored_per_source_volume_only_when_whole(tmp_path):
     assert [v["volume"] for v in report.volumes] == ["a.nii.gz"] and report.volumes[0]["dice_bone"] == 1.0
     assert report.volumes[0]["spacing_mm"] == "2.5x1x1"
     assert notes == ["b.nii.gz: 2 of its 4 slices in the test split; not scored in 3D"]
+
+
+def test_a_volume_whose_header_claims_terabytes_is_refused_before_reading(tmp_path):
+    """A few hundred bytes of NIfTI header claiming 30000×30000×30000 voxels (NIfTI-1 dims are int16): refused from the
+    header, with the size and the limit, in a separate process with bounded memory."""
+    import resource
+    import subprocess
+    import sys
+
+    header = nib.Nifti1Header()
+    header.set_data_shape((30000, 30000, 30000))
+    header.set_data_dtype(np.uint8)
+    bomb = tmp_path / "bomb.nii"
+    bomb.write_bytes(header.binaryblock + b"\0" * 4 + b"\1" * 1000)
+    code = f"from pathlib import Path; from flexseg.data.volumes import read_volume; read_volume(Path({str(bomb)!r}))"
+
+    def limit_memory():  # 2 GB of address space: an attempt to read it would fail, not swap
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, preexec_fn=limit_memory
+    )
+    assert run.returncode != 0 and "DataError" in run.stderr and "over the limit" in run.stderr
+    assert "MemoryError" not in run.stderr

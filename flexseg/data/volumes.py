@@ -76,8 +76,11 @@ def read_volume(path: Path) -> Volume:
     import nibabel as nib
 
     try:
-        image = nib.load(str(path))
+        image = nib.load(str(path))  # the header only
+        _check_size(path, image.shape)
         data = np.asanyarray(image.dataobj)
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"{path}: no such volume") from None
     except Exception as e:  # nibabel raises many types (ImageFileError, EOFError, zlib.error, ValueError)
@@ -89,6 +92,25 @@ def read_volume(path: Path) -> Volume:
     if not np.isfinite(image.affine).all() or abs(np.linalg.det(image.affine[:3, :3])) < 1e-12:
         raise DataError(f"{path}: its affine is not a valid voxel-to-patient transform")
     return Volume(path=path, data=data, image=image)
+
+
+MAX_VOXELS = 1 << 31  # 2 G voxels: 8 GB as float32, far beyond any CT or MR series
+
+
+def _check_size(path: Path, shape: tuple[int, ...]) -> None:
+    """From the header, before any voxel is read: no slice over $FLEXSEG_MAX_PIXELS, no volume
+    over MAX_VOXELS (a gzipped NIfTI of a few KB can claim terabytes)."""
+    from flexseg.data.io import check_pixels
+
+    if len(shape) >= 3:
+        x, y, z = (int(v) for v in shape[:3])
+        for width, height in ((x, y), (x, z), (y, z)):
+            check_pixels(path, width, height)
+        voxels = int(np.prod([int(v) for v in shape]))
+        if voxels > MAX_VOXELS:
+            raise DataError(
+                f"{path}: {'×'.join(str(int(v)) for v in shape)} voxels is over the limit of {MAX_VOXELS:,}; not read"
+            )
 
 
 def _orientation(affine: np.ndarray, plane: str) -> tuple[np.ndarray, np.ndarray]:
