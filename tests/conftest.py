@@ -26,8 +26,15 @@ CLASSES = [
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow tests first, so that pytest-xdist starts them while the short ones fill the other cores."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the order is kept otherwise
+    """The slow tests first, so that pytest-xdist starts them while the short ones fill the other
+    cores; the other tests that need the shared trained model last, so that no worker sits waiting
+    for it while another trains it (a slow test that needs it starts the training early)."""
+
+    def order(item: pytest.Item) -> tuple[bool, bool]:
+        slow = item.get_closest_marker("slow") is not None
+        return (not slow, not slow and "learned_project" in item.fixturenames)
+
+    items.sort(key=order)  # stable: the order is kept otherwise
 
 
 def write_yaml(path: Path, data: dict) -> Path:
