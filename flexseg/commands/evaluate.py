@@ -15,6 +15,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from flexseg.errors import ConfigError, DataError
 from flexseg.fsutil import atomic_write_text
 from flexseg.runs import RUN_LEGACY_NAMES, open_output, refuse_inputs
 from flexseg.scoring import OVERLAP_METRICS, confusion_counts, hd95, overlap_scores
+
+if TYPE_CHECKING:
+    from flexseg.commands.evaluate_volumes import VolumeReport
 
 EPSILON = 1e-7  # Keras' clip for cross-entropy
 METRICS = (*OVERLAP_METRICS, "hd95")
@@ -376,12 +380,17 @@ def failed_gates(report: EvaluationReport, gates: list[str]) -> list[str]:
     return failures
 
 
-def write_report(report: EvaluationReport, folder: Path) -> None:
+def write_summary(report: EvaluationReport | VolumeReport, folder: Path) -> None:
+    """evaluation.csv (metric, value rows) and evaluation.json of a slice or volume report."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerows((k, "" if v is None else f"{v:.6f}") for k, v in report.csv_rows())
     atomic_write_text(folder / "evaluation.csv", buf.getvalue())
     atomic_write_text(folder / "evaluation.json", json.dumps(report.to_json(), indent=2) + "\n")
+
+
+def write_report(report: EvaluationReport, folder: Path) -> None:
+    write_summary(report, folder)
     columns = list(report.images[0])
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")

@@ -264,11 +264,9 @@ def score_slices_as_volumes(
 
 
 def write_volume_report(report: VolumeReport, folder: Path) -> None:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerows((k, "" if v is None else f"{v:.6f}") for k, v in report.csv_rows())
-    atomic_write_text(folder / "evaluation.csv", buf.getvalue())
-    atomic_write_text(folder / "evaluation.json", json.dumps(report.to_json(), indent=2) + "\n")
+    from flexseg.commands.evaluate import write_summary
+
+    write_summary(report, folder)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(report.volumes[0]), lineterminator="\n")
     writer.writeheader()

@@ -231,40 +231,18 @@ def predict_tiled(
 
 
 def postprocess(labels: np.ndarray, num_classes: int, largest_component: bool = False, min_size: int = 0) -> np.ndarray:
-    """Per foreground class: keep only the largest connected component (8-connected) and/or drop
-    components smaller than ``min_size`` pixels; removed pixels become background (class 0)."""
-    import cv2
-
-    if not largest_component and min_size <= 0:
-        return labels
-    result = labels.copy()
-    for c in range(1, num_classes):
-        count, components, stats, _ = cv2.connectedComponentsWithStats((labels == c).astype(np.uint8), connectivity=8)
-        if count <= 1:
-            continue
-        areas = stats[1:, cv2.CC_STAT_AREA]
-        keep = np.ones(count - 1, bool)
-        if largest_component:
-            keep &= np.arange(count - 1) == areas.argmax()
-        if min_size > 0:
-            keep &= areas >= min_size
-        drop = np.flatnonzero(~keep) + 1
-        result[np.isin(components, drop)] = 0
-    return result
-
-
-def postprocess_volume(
-    labels: np.ndarray, num_classes: int, largest_component: bool = False, min_size: int = 0
-) -> np.ndarray:
-    """``postprocess`` in 3D: components are 26-connected across slices, sizes counted in voxels."""
+    """Per foreground class: keep only the largest connected component and/or drop components
+    smaller than ``min_size`` pixels (voxels); removed pixels become background (class 0).
+    Components are fully connected: 8 neighbours in 2D, 26 in 3D (a label volume)."""
     from scipy import ndimage
 
     if not largest_component and min_size <= 0:
         return labels
     result = labels.copy()
+    structure = np.ones((3,) * labels.ndim, bool)
     for c in range(1, num_classes):
-        components, count = ndimage.label(labels == c, structure=np.ones((3, 3, 3), bool))
-        if count <= 1 and not (count == 1 and min_size > 0):
+        components, count = ndimage.label(labels == c, structure=structure)
+        if count == 0:
             continue
         sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
         keep = np.ones(count, bool)
@@ -295,7 +273,7 @@ def infer_volume(
             batch = np.stack([resize(image, card.width, card.height) for image in images]).astype(np.float32)
             probs = [resize(p, cols, rows) for p in predict_batch(model, batch, options.tta)]
         labels[start : start + len(images)] = np.stack([p.argmax(-1) for p in probs])
-    labels = postprocess_volume(labels, len(card.class_names), options.largest_component, options.min_size)
+    labels = postprocess(labels, len(card.class_names), options.largest_component, options.min_size)
     return label_volume_bytes(from_display(labels, volume.affine, plane), volume), slices
 
 
