@@ -494,3 +494,7 @@ def test_a_volume_whose_header_claims_terabytes_is_refused_before_reading(tmp_pa
     )
     assert run.returncode != 0 and "DataError" in run.stderr and "over the limit" in run.stderr
     assert "MemoryError" not in run.stderr
+    (tmp_path / "in").mkdir()
+    bomb.rename(tmp_path / "in" / "bomb.nii")
+    result = CliRunner().invoke(app, ["infer", "--model", str(tmp_path / "none"), "--images", str(tmp_path / "in")])
+    assert result.exit_code == 4  # no model: refused before the volume is touched

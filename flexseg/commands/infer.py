@@ -396,9 +396,10 @@ def _infer(
         names = ", ".join(p.name for p in unreadable[:5]) + (
             f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
         )
+        others = f"the other masks are in {output_dir}" if len(unreadable) < total else "nothing was written"
         raise DataError(
             f"{len(unreadable)} of {total} inputs could not be read and have no mask ({names}); "
-            f"the other masks are in {output_dir}. Fix or remove those files and run again with --force"
+            f"{others}. Fix or remove those files and run again with --force"
         )
     return InferResult(
         model_dir=model_dir,
