@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flexseg.data.volumes import is_volume, read_volume, volume_stem
+from flexseg.data.volumes import check_same_grid, class_indices, is_volume, read_volume, volume_stem
 from flexseg.errors import ConfigError, DataError
 from flexseg.fsutil import atomic_write_text
 from flexseg.runs import open_output, refuse_inputs
@@ -113,23 +113,6 @@ def pair_volumes(pred_dir: Path, truth_dir: Path) -> list[tuple[Path, Path]]:
     return [(preds[k], truths[k]) for k in sorted(preds)]
 
 
-def _labels(path: Path, num_classes: int) -> tuple[np.ndarray, object]:
-    volume = read_volume(path)
-    data = np.asarray(volume.data)
-    if not np.issubdtype(data.dtype, np.integer):
-        rounded = np.rint(data)
-        if not np.array_equal(rounded, data):
-            raise DataError(f"{path}: not a label volume (it holds non-integer values)")
-        data = rounded
-    top = int(data.max()) if data.size else 0
-    if data.min() < 0 or top >= num_classes:
-        raise DataError(
-            f"{path}: holds label {top if top >= num_classes else int(data.min())}; the experiment has "
-            f"{num_classes} classes (labels 0..{num_classes - 1})"
-        )
-    return data.astype(np.uint8), volume
-
-
 def score_volume(
     truth: np.ndarray,
     pred: np.ndarray,
@@ -167,13 +150,9 @@ def evaluate_volume_folders(
     names = [c.name for c in exp.classes]
     scored = []
     for pred_path, truth_path in pair_volumes(pred_dir, truth_dir):
-        truth, truth_volume = _labels(truth_path, len(names))
-        pred, pred_volume = _labels(pred_path, len(names))
-        if pred.shape != truth.shape or not np.allclose(pred_volume.affine, truth_volume.affine, atol=1e-3):
-            raise DataError(
-                f"{pred_path.name}: not on the grid of its truth {truth_path} (shape {pred.shape} vs {truth.shape}, "
-                "or another affine); resample the prediction onto the truth's grid"
-            )
+        truth_volume, pred_volume = read_volume(truth_path), read_volume(pred_path)
+        check_same_grid(pred_volume, truth_volume)
+        truth, pred = class_indices(truth_volume, len(names)), class_indices(pred_volume, len(names))
         scored.append((truth_path.name, truth, pred, truth_volume.spacing()))
     report = volume_report(exp, scored, {"predictions": str(pred_dir), "truth": str(truth_dir)})
     folder = (output or exp.resolved_run_dir / "evaluate" / pred_dir.name).resolve()

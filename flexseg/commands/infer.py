@@ -138,11 +138,11 @@ def check_output(
     folder: Path, images: list[Path], force: bool, options: InferOptions | None = None, series: tuple = ()
 ) -> None:
     """Masks of two images never share a name; --force replaces only files flexseg wrote there."""
-    names = [mask_name(p) for p in images] + [f"{s.name}.nii.gz" for s in series]
+    names = [mask_name(p) for p in images] + [s.label_file for s in series]
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})
         raise DataError(f"images {dupes[:3]} would write masks of the same name; rename them (e.g. a.png and a.jpg)")
-    planned = planned_files(images, options or InferOptions()) + [f"{s.name}.nii.gz" for s in series]
+    planned = planned_files(images, options or InferOptions()) + [s.label_file for s in series]
     clashes = [n for n in planned if (folder.folder / n).exists()]
     foreign = [n for n in clashes if n not in folder.record]
     if foreign:
@@ -372,7 +372,7 @@ def _infer(
     t0 = time.perf_counter()
     header_window = bool(card.volume) and card.volume.get("window") == "header"
     volumes: list = [(mask_name(p), p, read_volume) for p in images if is_volume(p)]
-    volumes += [(f"{s.name}.nii.gz", s.files[0], lambda _, s=s: series_volume(s, header_window)) for s in series]
+    volumes += [(s.label_file, s.files[0], lambda _, s=s: series_volume(s, header_window)) for s in series]
     images = [p for p in images if not is_volume(p)]
     unreadable: list[Path] = []
     slices = 0

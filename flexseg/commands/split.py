@@ -40,6 +40,8 @@ from flexseg.data.io import (
 )
 from flexseg.data.pairing import Pairing, natural_key, pair_folders, pair_volume_folders
 from flexseg.data.volumes import (
+    check_same_grid,
+    class_indices,
     display_spacing,
     intensity_to_uint8,
     is_volume,
@@ -451,18 +453,8 @@ def _write_volume(exp: Experiment, image: Path, mask: Path, home: Path, palette:
     masks; slices without foreground are kept at the rate ``split.empty_slices`` (seeded)."""
     spec = exp.volume
     scan, labels = read_volume(image), read_volume(mask)
-    if scan.data.shape != labels.data.shape or not np.allclose(scan.affine, labels.affine, atol=1e-3):
-        raise DataError(
-            f"{mask.name} is not on the grid of {image.name} (shape {labels.data.shape} vs {scan.data.shape}, or "
-            "another affine); a label volume must match its image voxel for voxel"
-        )
-    indices = np.asarray(to_display(labels.data, labels.affine, spec.plane))
-    if not np.array_equal(np.rint(indices), indices) or indices.min() < 0 or indices.max() >= exp.num_classes:
-        raise DataError(
-            f"{mask}: a label volume holds class indices 0..{exp.num_classes - 1} (0 = background); "
-            f"found values from {indices.min():g} to {indices.max():g}"
-        )
-    indices = indices.astype(np.uint8)
+    check_same_grid(labels, scan)
+    indices = np.ascontiguousarray(to_display(class_indices(labels, exp.num_classes), labels.affine, spec.plane))
     pixels = intensity_to_uint8(to_display(scan.data, scan.affine, spec.plane), spec.mapping())
     empty = [k for k in range(len(indices)) if not indices[k].any()]
     rng = np.random.default_rng([int(exp.split.seed or 0), *map(ord, volume_stem(image))])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flexseg.data.io import is_dicom, read_dicom
+from flexseg.data.io import dicom_header, dicom_values, is_dicom, read_dicom
 from flexseg.data.volumes import Volume
 from flexseg.errors import DataError
 
@@ -29,19 +29,9 @@ class Series:
     notes: list[str] = field(default_factory=list)  # what a user should know about its geometry
 
     @property
-    def name(self) -> str:
-        """The label volume's file name stem: the SeriesInstanceUID."""
-        return self.uid
-
-
-def _header(path: Path):  # noqa: ANN202 (a pydicom Dataset)
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        return pydicom.dcmread(str(path), stop_before_pixels=True)
-    except (InvalidDicomError, OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path}: not a readable DICOM file ({e})") from None
+    def label_file(self) -> str:
+        """The file name of the series' label volume: <SeriesInstanceUID>.nii.gz."""
+        return f"{self.uid}.nii.gz"
 
 
 def group_series(files: list[Path]) -> list[Series]:
@@ -50,7 +40,7 @@ def group_series(files: list[Path]) -> list[Series]:
     for path in files:
         if not is_dicom(path):
             continue
-        header = _header(path)
+        header = dicom_header(path)
         uid = str(header.get("SeriesInstanceUID", "")) or "no-series-uid"
         by_uid.setdefault(uid, []).append((path, header))
     return [_series(uid, members) for uid, members in sorted(by_uid.items())]
@@ -82,6 +72,7 @@ def _series(uid: str, members: list[tuple[Path, object]]) -> Series:
         positions.append(float(position @ normal))
     order = np.argsort(positions, kind="stable")
     files = [members[i][0] for i in order]
+    lowest = members[order[0]][1]
     along = np.array(positions)[order]
     gaps = np.diff(along)
     if len(gaps) and (gaps <= 1e-6).any():
@@ -98,7 +89,7 @@ def _series(uid: str, members: list[tuple[Path, object]]) -> Series:
     thickness = first.get("SliceThickness")
     if thickness is not None and len(gaps) and step > 1.5 * float(thickness):
         notes.append(f"sparse: slices {step:.3g} mm apart, {float(thickness):.3g} mm thick")
-    origin = np.array([float(v) for v in _header(files[0]).ImagePositionPatient])
+    origin = np.array([float(v) for v in lowest.ImagePositionPatient])
     lps = np.eye(4)
     lps[:3, 0] = row_dir * spacing[1]  # along a row: the next column
     lps[:3, 1] = col_dir * spacing[0]  # down a column: the next row
@@ -111,19 +102,10 @@ def series_volume(series: Series, header_window: bool) -> Volume:
     """The series' voxels (column, row, slice): 8-bit by each file's display window as single
     DICOM files are read (``header_window``), else the rescaled values (HU for CT)."""
     import nibabel as nib
-    import pydicom
 
     slices = []
     for path in series.files:
-        if header_window:
-            pixels, _ = read_dicom(path)
-        else:
-            ds = pydicom.dcmread(str(path))
-            try:
-                pixels = ds.pixel_array.astype(np.float32)
-            except Exception as e:  # pydicom raises many types for missing handlers and bad data
-                raise DataError(f"{path}: cannot decode the DICOM pixel data ({e})") from None
-            pixels = pixels * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+        pixels = read_dicom(path)[0] if header_window else dicom_values(path)[0]
         slices.append(pixels.T)  # (rows, columns) → (column, row)
     data = np.stack(slices, axis=-1)
     image = nib.Nifti1Image(data, series.affine)

@@ -107,13 +107,13 @@ def _first(value: object) -> float:
     return float(value[0] if isinstance(value, Sequence) and not isinstance(value, str) else value)
 
 
-def read_dicom(path: Path) -> tuple[np.ndarray, str]:
-    """A DICOM slice as 8-bit grey (H, W), and how it was scaled.
+def dicom_header(path: Path):  # noqa: ANN201 (a pydicom Dataset, pixels not read)
+    return _dicom(path, pixels=False)
 
-    The header's first VOI window (WindowCenter/WindowWidth, DICOM's linear formula) when it
-    has one, else the 0.5–99.5 percentiles of the slice; rescale slope/intercept first,
-    MONOCHROME1 inverted so bright is dense.
-    """
+
+def dicom_values(path: Path) -> tuple[np.ndarray, object]:
+    """A DICOM slice's values (H, W) float32 after rescale slope/intercept (HU for CT), and its
+    dataset; the size is checked from the header before the pixels are decoded."""
     ds = _dicom(path)
     if ds.get("Rows") and ds.get("Columns"):
         check_pixels(path, int(ds.Columns), int(ds.Rows))
@@ -124,6 +124,17 @@ def read_dicom(path: Path) -> tuple[np.ndarray, str]:
     if values.ndim != 2:
         raise DataError(f"{path}: a {values.ndim}-D DICOM ({values.shape}); flexseg reads single 2D slices")
     values = values * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+    return values, ds
+
+
+def read_dicom(path: Path) -> tuple[np.ndarray, str]:
+    """A DICOM slice as 8-bit grey (H, W), and how it was scaled.
+
+    The header's first VOI window (WindowCenter/WindowWidth, DICOM's linear formula) when it
+    has one, else the 0.5–99.5 percentiles of the slice; rescale slope/intercept first,
+    MONOCHROME1 inverted so bright is dense.
+    """
+    values, ds = dicom_values(path)
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
     if center is not None and width is not None and _first(width) > 1:
         c, w = _first(center), _first(width)

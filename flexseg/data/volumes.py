@@ -94,6 +94,33 @@ def read_volume(path: Path) -> Volume:
     return Volume(path=path, data=data, image=image)
 
 
+def class_indices(volume: Volume, num_classes: int) -> np.ndarray:
+    """A label volume's voxels as uint8 class indices 0..num_classes-1 (0 = background), in
+    storage order; a DataError names a volume that holds anything else."""
+    data = np.asarray(volume.data)
+    if not np.issubdtype(data.dtype, np.integer):
+        rounded = np.rint(data)
+        if not np.array_equal(rounded, data):
+            raise DataError(f"{volume.path}: not a label volume (it holds non-integer values)")
+        data = rounded
+    low, high = (float(data.min()), float(data.max())) if data.size else (0.0, 0.0)
+    if low < 0 or high >= num_classes:
+        raise DataError(
+            f"{volume.path}: holds label {high if high >= num_classes else low:g}; a label volume holds class "
+            f"indices 0..{num_classes - 1} (0 = background)"
+        )
+    return data.astype(np.uint8)
+
+
+def check_same_grid(volume: Volume, reference: Volume) -> None:
+    """Refuse a volume that does not match ``reference`` voxel for voxel (shape and affine)."""
+    if volume.data.shape != reference.data.shape or not np.allclose(volume.affine, reference.affine, atol=1e-3):
+        raise DataError(
+            f"{volume.path.name} is not on the grid of {reference.path} (shape {volume.data.shape} vs "
+            f"{reference.data.shape}, or another affine); it must match voxel for voxel: resample it onto that grid"
+        )
+
+
 MAX_VOXELS = 1 << 31  # 2 G voxels: 8 GB as float32, far beyond any CT or MR series
 
 
