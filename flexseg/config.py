@@ -137,6 +137,16 @@ class ImageSpec(_Section):
     width: int = Field(ge=1, le=16384)
     height: int = Field(ge=1, le=16384)
     channels: Literal[1, 3] = 3
+    # 2.5D: with 1, a slice of a volume enters the model with its neighbours, the three channels
+    # being the previous, the current and the next slice (an image file holds at most 3 channels,
+    # so more context than 1 slice a side is not offered)
+    context: Literal[0, 1] = 0
+
+    @model_validator(mode="after")
+    def _context_in_three_channels(self) -> "ImageSpec":
+        if self.context and self.channels != 3:
+            raise ValueError("context: 1 puts the previous, current and next slice in 3 channels; set channels: 3")
+        return self
 
 
 class ModelSpec(_Section):
@@ -420,6 +430,11 @@ class Experiment(_Section):
     evaluate: EvaluateSpec = EvaluateSpec()
     infer: InferSpec = InferSpec()
     volume: VolumeSpec = VolumeSpec()
+
+    def volume_mapping(self) -> dict:
+        """How a volume's slices become the model's pixels: plane, intensity mapping and context.
+        Recorded in split.json and with the model; infer applies exactly this to a volume."""
+        return {**self.volume.mapping(), "context": self.image.context}
 
     @field_validator("classes")
     @classmethod

@@ -324,6 +324,93 @@ def test_split_of_volumes_gives_the_same_slices_whatever_the_storage_order(tmp_p
     assert geometry["empty_slices_left_out"] == 1 and manifest["counts"] == {"train": 4}
 
 
+def test_context_slices_are_the_neighbours_in_split_train_and_infer(learned_project, tmp_path_factory, scan_display):
+    """image.context: 1: split writes each slice's PNG as (previous, current, next) slice, the edge
+    slice repeated, whatever the storage order; train refuses an experiment that no longer says how
+    the slices were made; infer on the volume feeds the model exactly those three channels."""
+    import json
+
+    home = tmp_path_factory.mktemp("context")
+    window = [-500.0, 1500.0]
+    scan = scan_display * 4 - 1000  # HU-like
+    labels = (scan_display > 120).astype(np.uint8)
+    data, affine = stored_three_ways(scan)["LPS"]
+    label_data, _ = stored_three_ways(labels)["LPS"]
+    for kind in ("images", "masks"):
+        (home / "raw" / kind).mkdir(parents=True)
+    write_volume(home / "raw" / "images" / "c.nii.gz", data, affine)
+    write_volume(home / "raw" / "masks" / "c.nii.gz", label_data, affine)
+    settings = dict(
+        data={"root": str(home / "data")},
+        split={"images": str(home / "raw" / "images"), "masks": str(home / "raw" / "masks"), "ratios": {"train": 1.0}},
+        volume={"window": window},
+    )
+    exp = write_yaml(
+        home / "e.yaml", tiny_experiment(image={"width": 32, "height": 32, "channels": 3, "context": 1}, **settings)
+    )
+    result = CliRunner().invoke(app, ["split", str(exp)])
+    assert result.exit_code == 0, result.output
+    pixels = intensity_to_uint8(scan, {"window": window})
+    nz = len(pixels)
+    for k in range(nz):
+        png = np.asarray(Image.open(home / "data" / "train" / "images" / f"c_{k:04d}.png"))
+        neighbours = [pixels[max(k - 1, 0)], pixels[k], pixels[min(k + 1, nz - 1)]]  # by hand, edges repeated
+        np.testing.assert_array_equal(png, np.stack(neighbours, axis=-1))
+    manifest = json.loads((home / "data" / "split.json").read_text())
+    assert manifest["volume_mapping"]["context"] == 1
+
+    # slices made with context, an experiment without it: train refuses before loading anything
+    plain = write_yaml(
+        home / "plain.yaml", tiny_experiment(image={"width": 32, "height": 32, "channels": 3}, **settings)
+    )
+    result = CliRunner().invoke(app, ["train", str(plain)])
+    assert result.exit_code == 2 and "context: 1 in the split, 0 now" in result.output, result.output
+    # context needs volumes to take neighbours from, and 3 channels to hold them
+    for kind in ("images", "masks"):
+        (home / "raw2d" / kind).mkdir(parents=True)
+        Image.fromarray(pixels[0]).save(home / "raw2d" / kind / "a.png")
+    flat = write_yaml(
+        home / "flat.yaml",
+        tiny_experiment(
+            image={"width": 32, "height": 32, "channels": 3, "context": 1},
+            split={"images": str(home / "raw2d" / "images"), "masks": str(home / "raw2d" / "masks")},
+        ),
+    )
+    result = CliRunner().invoke(app, ["split", str(flat)])
+    assert result.exit_code == 2 and "holds no volume" in result.output, result.output
+    grey = write_yaml(
+        home / "grey.yaml", tiny_experiment(image={"width": 32, "height": 32, "channels": 1, "context": 1})
+    )
+    result = CliRunner().invoke(app, ["check", str(grey)])
+    assert result.exit_code == 2 and "set channels: 3" in result.output, result.output
+
+    # a model that records context 1 (the shared model's card, told so): the volume's label volume
+    # equals the 2D inference of split's context PNGs, slice for slice
+    run = copy_of(learned_project / "runs" / "tiny", tmp_path_factory, "ctx-run")
+    card = json.loads((run / "model.json").read_text())
+    card["volume"] = manifest["volume_mapping"]
+    (run / "model.json").write_text(json.dumps(card))
+    out = home / "labels"
+    args = ["infer", "--model", str(run), "--images", str(home / "raw" / "images"), "--output", str(out)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    volume_labels = to_display(np.asarray(nib.load(str(out / "c.nii.gz")).dataobj), affine, "axial")
+    flat_out = home / "flat-labels"
+    args = [
+        "infer",
+        "--model",
+        str(run),
+        "--images",
+        str(home / "data" / "train" / "images"),
+        "--output",
+        str(flat_out),
+    ]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    for k in range(nz):
+        mask = np.asarray(Image.open(flat_out / f"c_{k:04d}.png"))
+        assert (mask == volume_labels[k]).mean() > 0.999, k
+    assert (volume_labels > 0).mean() > 0.01  # the model found something: the comparison is not of empties
+
+
 # ---------------------------------------------------------------- DICOM series (real data)
 
 

@@ -37,6 +37,7 @@ from flexseg.data.volumes import (
     is_volume,
     label_volume_bytes,
     read_volume,
+    slice_channels,
     volume_stem,
 )
 from flexseg.errors import ConfigError, DataError, RunError
@@ -261,12 +262,13 @@ def infer_volume(
     """The label volume of one volume (gzipped NIfTI bytes, on the input's own grid) and its
     number of slices. Memory: the volume, its 8-bit slices and labels, and one batch of slices."""
     mapping = card.volume
-    plane = mapping["plane"]
+    plane, context = mapping["plane"], int(mapping.get("context", 0))
     pixels = display_pixels(volume, mapping)
     slices, rows, cols = pixels.shape
     labels = np.empty((slices, rows, cols), np.uint8)
     for start in range(0, slices, batch_size):
-        images = [np.repeat(s[..., None], card.channels, axis=-1) for s in pixels[start : start + batch_size]]
+        stop = min(start + batch_size, slices)
+        images = [slice_channels(pixels, k, context, card.channels) for k in range(start, stop)]
         if options.tiles:
             probs = [predict_tiled(model, image, card, options, batch_size) for image in images]
         else:
@@ -340,6 +342,11 @@ def infer(
         for one_series in series:
             for note in one_series.notes:
                 out.warn(f"series {one_series.uid}: {note}")
+    if (card.volume or {}).get("context") and any(is_dicom(p) for p in images):
+        raise ConfigError(
+            "this model sees each slice with its neighbours (image.context: 1), and single DICOM files have "
+            "none: pass --volumes to read them as series"
+        )
     volumes = [p for p in images if is_volume(p)] + list(series)
     if volumes and (options.overlay or options.probabilities):
         raise ConfigError("--overlay and --probabilities are for 2D images; a volume gets its label volume only")

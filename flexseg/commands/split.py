@@ -46,6 +46,7 @@ from flexseg.data.volumes import (
     intensity_to_uint8,
     is_volume,
     read_volume,
+    slice_channels,
     to_display,
     volume_stem,
 )
@@ -139,9 +140,15 @@ def plan_split(
                 f"{folder}: folder not found; set {key} in the experiment "
                 f"to your raw {option[2:]} folder, or pass {option} DIR"
             )
+    from_volumes = any(is_volume(p) for p in images_dir.iterdir())
+    if exp.image.context and not from_volumes:
+        raise ConfigError(
+            f"image.context: {exp.image.context} takes neighbouring slices from volumes, and {images_dir} holds "
+            "no volume (nii, nii.gz); set image.context: 0 for 2D images"
+        )
     _check_output(output, [images_dir, masks_dir], force)
 
-    if any(is_volume(p) for p in images_dir.iterdir()):
+    if from_volumes:
         pairing = pair_volume_folders(images_dir, masks_dir)  # each volume becomes slices (data.volumes)
     else:
         pairing = pair_folders(images_dir, masks_dir, spec.pairing, spec.image_pattern, spec.mask_pattern)
@@ -449,13 +456,14 @@ def _write_pairs(exp: Experiment, plan: SplitPlan, tmp: Path, workers: int, resu
 
 def _write_volume(exp: Experiment, image: Path, mask: Path, home: Path, palette: np.ndarray) -> dict:
     """One image volume and its label volume as slices (the slice convention of data.volumes):
-    ``<volume>_<index>.png`` grey images mapped by ``volume`` (window or percentiles) and palette
-    masks; slices without foreground are kept at the rate ``split.empty_slices`` (seeded)."""
+    ``<volume>_<index>.png`` images mapped by ``volume`` (window or percentiles; with
+    ``image.context`` the neighbouring slices as channels) and palette masks; slices without
+    foreground are kept at the rate ``split.empty_slices`` (seeded)."""
     spec = exp.volume
     scan, labels = read_volume(image), read_volume(mask)
     check_same_grid(labels, scan)
     indices = np.ascontiguousarray(to_display(class_indices(labels, exp.num_classes), labels.affine, spec.plane))
-    pixels = intensity_to_uint8(to_display(scan.data, scan.affine, spec.plane), spec.mapping())
+    pixels = intensity_to_uint8(to_display(scan.data, scan.affine, spec.plane), exp.volume_mapping())
     empty = [k for k in range(len(indices)) if not indices[k].any()]
     rng = np.random.default_rng([int(exp.split.seed or 0), *map(ord, volume_stem(image))])
     dropped = set(rng.permutation(empty)[: len(empty) - round(exp.split.empty_slices * len(empty))].tolist())
@@ -465,7 +473,7 @@ def _write_volume(exp: Experiment, image: Path, mask: Path, home: Path, palette:
         if k in dropped:
             continue
         name = f"{stem}_{k:0{digits}d}.png"
-        write_image(home / "images" / name, pixels[k])
+        write_image(home / "images" / name, slice_channels(pixels, k, exp.image.context, 1))
         write_palette_mask(home / "masks" / name, indices[k], palette)
         slices.append({"image_name": name, "mask_name": name, "index": k})
     spacing = display_spacing(scan, spec.plane)
@@ -557,7 +565,7 @@ def _manifest(exp: Experiment, plan: SplitPlan, written: list[dict]) -> dict:
         "folds": plan.folds,
         "counts": dict(counts),
         "groups": plan.group_counts(),
-        **({"volumes": volumes, "volume_mapping": exp.volume.mapping()} if volumes else {}),
+        **({"volumes": volumes, "volume_mapping": exp.volume_mapping()} if volumes else {}),
         "unpaired_images": [p.name for p in plan.pairing.lonely_images],
         "unpaired_masks": [p.name for p in plan.pairing.lonely_masks],
         "files": files,

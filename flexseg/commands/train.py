@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from flexseg import console as out
 from flexseg import runs
 from flexseg.config import Experiment
-from flexseg.data.audit import check_pairs
+from flexseg.data.audit import check_pairs, check_slice_mapping
 from flexseg.data.classes import ClassMap
 from flexseg.data.pairing import split_pairs
 from flexseg.errors import ConfigError, RunError
@@ -116,6 +116,7 @@ def train(
     dist = _distribution(exp) if _several(exp) else None
     run_dir = exp.resolved_run_dir
     class_map = ClassMap.from_experiment(exp)
+    check_slice_mapping(exp)
     train_pairs = split_pairs(exp, "train")
     valid_pairs = split_pairs(exp, "valid")
     if dist is not None and not dist.is_chief:  # other workers write to a scratch folder

@@ -5,10 +5,46 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flexseg.data.classes import ClassMap
 from flexseg.data.io import read_image, read_mask
-from flexseg.errors import DataError
+from flexseg.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from flexseg.config import Experiment
+
+MAPPING_KEYS = ("plane", "window", "percentiles", "context")
+
+
+def check_slice_mapping(exp: Experiment) -> None:
+    """The slices a model trains on were made from volumes the way the experiment says now (plane,
+    window or percentiles, context): that is what the model records and ``infer`` applies to
+    volumes, so a mismatch would give wrong label volumes with exit 0. Read from the split.json
+    beside the train split; data prepared without ``flexseg split`` cannot be checked."""
+    import json
+
+    manifest = exp.data.split_dir("train").parent / "split.json"
+    try:
+        made = json.loads(manifest.read_text()).get("volume_mapping")
+    except (OSError, ValueError, AttributeError):
+        return
+    wanted = exp.volume_mapping()
+    if made is None:
+        if wanted["context"]:
+            raise ConfigError(
+                f"image.context: {wanted['context']}, but {manifest} lists 2D slices without neighbours; "
+                "split volumes with image.context set, or set image.context: 0"
+            )
+        return
+    made = {"context": 0, **made}
+    changed = [k for k in MAPPING_KEYS if made.get(k) != wanted.get(k)]
+    if changed:
+        shown = "; ".join(f"{k}: {made.get(k)} in the split, {wanted.get(k)} now" for k in changed)
+        raise ConfigError(
+            f"the training slices were made from volumes otherwise than the experiment says ({shown}); "
+            "run flexseg split again with --force, or set volume/image.context as they were"
+        )
 
 
 @dataclass

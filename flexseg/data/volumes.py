@@ -185,6 +185,17 @@ def display_pixels(volume: Volume, mapping: dict) -> np.ndarray:
     return intensity_to_uint8(display, mapping)
 
 
+def slice_channels(pixels: np.ndarray, index: int, context: int, channels: int) -> np.ndarray:
+    """Slice ``index`` of 8-bit display slices (slice, row, column) as an (row, column, channels)
+    image: with ``context`` k, the slices index-k … index+k in slice order (the previous, current
+    and next slice for k = 1), the edge slice repeated beyond either end; without, the slice
+    repeated into ``channels``. The same for split's PNGs and infer's volumes."""
+    if not context:
+        return np.repeat(pixels[index][..., None], channels, axis=-1)
+    last = len(pixels) - 1
+    return np.stack([pixels[min(max(index + d, 0), last)] for d in range(-context, context + 1)], axis=-1)
+
+
 def intensity_to_uint8(data: np.ndarray, mapping: dict) -> np.ndarray:
     """Voxel values → 0..255: through the CT window [centre, width] when the mapping has one,
     else between the volume's own low and high percentiles (MR)."""

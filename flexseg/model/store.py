@@ -37,7 +37,7 @@ class ModelCard:
     mask_tolerance: float = 60.0
     flexseg_version: str = __version__
     training: dict = field(default_factory=dict)  # epochs run, best epoch, best val_loss
-    # how slices of a 3D volume become pixels (config.VolumeSpec.mapping); None: a model from
+    # how slices of a 3D volume become pixels (Experiment.volume_mapping); None: a model from
     # before volumes, which infer on volumes refuses
     volume: dict | None = None
 
@@ -52,7 +52,7 @@ class ModelCard:
             channels=exp.image.channels,
             input_normalize=exp.model.input_normalize,
             mask_tolerance=exp.data.mask_tolerance,
-            volume=exp.volume.mapping(),
+            volume=exp.volume_mapping(),
         )
 
     def check(self, path: Path) -> None:
@@ -87,6 +87,15 @@ class ModelCard:
             raise bad(f"channels {str(self.channels)[:20]} must be 1 or 3")
         if not isinstance(self.mask_tolerance, (int, float)) or not 0 <= self.mask_tolerance <= 255:
             raise bad("mask_tolerance must be 0..255")
+        volume = self.volume
+        if volume is not None and not (
+            isinstance(volume, dict) and volume.get("plane") in ("axial", "coronal", "sagittal")
+        ):
+            raise bad("volume must record the plane (axial, coronal or sagittal) slices were taken in")
+        if volume is not None and volume.get("context", 0) not in (0, 1):
+            raise bad("volume context must be 0 or 1")
+        if volume is not None and volume.get("context") and self.channels != 3:
+            raise bad("a model with slice context (volume context 1) takes 3 channels")
 
     def check_model(self, model: keras.Model, path: Path) -> None:
         """The model's input and output agree with the description."""
