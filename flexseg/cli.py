@@ -345,6 +345,12 @@ def infer(
         help="Group the DICOM files into series (by SeriesInstanceUID, ordered along the slice normal) and "
         "write one label volume per series, <SeriesInstanceUID>.nii.gz.",
     ),
+    dicom_seg: bool = typer.Option(
+        False,
+        "--dicom-seg",
+        help="With --volumes: also write <SeriesInstanceUID>.seg.dcm, a DICOM-SEG referencing the series "
+        "(needs: pip install 'flexseg[dicom-seg]').",
+    ),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images (or windows) per prediction call."),
     force: bool = typer.Option(False, "--force", help="Overwrite masks that already exist in the output folder."),
     overrides: List[str] = SetOption,
@@ -352,7 +358,8 @@ def infer(
     """Predict masks for folders or files of images; each mask is a palette PNG in the class
     colours, at the image's original size, named after the image (x.jpg → x.png). DICOM slices
     are windowed as flexseg split does. A NIfTI volume (x.nii.gz) gets a label volume x.nii.gz of
-    class indices on its own grid; with --volumes, so does each DICOM series.
+    class indices on its own grid; with --volumes, so does each DICOM series (and with --dicom-seg
+    a DICOM-SEG object that a PACS viewer shows over the series).
 
     The model: --model RUN_DIR, else the experiment's run folder, else $FLEXSEG_MODEL, else the only
     trained run under ./runs/. The output: --output, else the experiment's infer.output, else
@@ -370,6 +377,7 @@ def infer(
         overlay=overlay,
         probabilities=probabilities,
         volumes=volumes,
+        dicom_seg=dicom_seg,
     )
     views.infer_done(
         infer_for(exp, model=model, images=images, output=output, batch_size=batch_size, force=force, options=options)

@@ -312,6 +312,8 @@ def infer_done(result: InferResult) -> None:
     what = [f"{flat} masks"] if flat else []
     if result.volumes:
         what.append(f"{result.volumes} label volume{'s' if result.volumes != 1 else ''} ({result.slices} slices)")
+    if result.dicom_segs:
+        what[-1] += f" with {result.dicom_segs} DICOM-SEG"
     rate = (
         f"{result.images_per_second:.2f} img/s"
         if not result.volumes

@@ -465,9 +465,9 @@ def test_infer_volumes_on_the_kneebones_series_matches_the_per_slice_masks(learn
     (run / "model.json").write_text(json.dumps(card))
     home = run.parent
     args = ["infer", "--model", str(run), "--images", str(KNEE_RAW / "Data")]
-    result = CliRunner().invoke(app, [*args, "--volumes", "--output", str(home / "vol")])
+    result = CliRunner().invoke(app, [*args, "--volumes", "--dicom-seg", "--output", str(home / "vol")])
     assert result.exit_code == 0, result.output
-    assert "1 label volume (24 slices)" in result.output and "sparse" in result.output
+    assert "1 label volume (24 slices) with 1 DICOM-SEG" in result.output and "sparse" in result.output
     (written,) = (home / "vol").glob("*.nii.gz")
     assert written.name.startswith("1.3.76.2.1.1.4.1") and written.name.endswith(".nii.gz")
     volume = nib.load(str(written))
@@ -481,6 +481,22 @@ def test_infer_volumes_on_the_kneebones_series_matches_the_per_slice_masks(learn
     for k, path in enumerate(series.files):
         mask = np.asarray(Image.open(home / "flat" / (path.stem + ".png")))
         assert (labels[:, :, k].T == mask).mean() > 0.999, path.name
+
+    # the DICOM-SEG references the series, file by file, and holds the same masks
+    import highdicom as hd
+    import pydicom
+
+    seg = hd.seg.segread(str(home / "vol" / written.name.replace(".nii.gz", ".seg.dcm")))
+    assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == written.name.removesuffix(".nii.gz")
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == card["class_names"][1:]
+    files = sorted((KNEE_RAW / "Data").glob("*.dcm"))
+    uids = [pydicom.dcmread(str(p), stop_before_pixels=True).SOPInstanceUID for p in files]
+    frames = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, combine_segments=True)
+    assert frames.shape == (24, 512, 512)
+    for path, frame in zip(files, frames):
+        assert (frame == np.asarray(Image.open(home / "flat" / (path.stem + ".png")))).mean() > 0.999, path.name
+    assert (frames > 0).mean() > 0.01  # the model found bone: the comparison is not of empty frames
 
     truth, affine = gt_label_volume(KNEE_RAW)
     np.testing.assert_allclose(volume.affine, affine, atol=1e-3)
@@ -497,6 +513,21 @@ def test_infer_volumes_on_the_kneebones_series_matches_the_per_slice_masks(learn
     report = json.loads(scored.stdout)
     assert report["volumes_scored"] == 1 and 0.0 <= report["per_class"]["bone"]["dice"] <= 1.0
     assert report["volumes"][0]["true_ml_bone"] > 1.0  # bone in the truth: the volume was built right
+
+
+def test_dicom_seg_needs_series_and_highdicom(monkeypatch, tmp_path):
+    import importlib.util
+
+    from flexseg.data.dicom_seg import require_highdicom
+    from flexseg.errors import ConfigError
+
+    args = ["infer", "--model", str(tmp_path), "--images", str(tmp_path), "--dicom-seg"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "pass --volumes too" in result.output, result.output
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "highdicom" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"pip install 'flexseg\[dicom-seg\]'"):
+        require_highdicom()
 
 
 @pytest.mark.slow

@@ -38,6 +38,7 @@ from flexseg.data.volumes import (
     label_volume_bytes,
     read_volume,
     slice_channels,
+    to_display,
     volume_stem,
 )
 from flexseg.errors import ConfigError, DataError, RunError
@@ -68,6 +69,11 @@ class InferOptions:
     overlay: bool = False  # also write the image with the classes blended in their colours
     probabilities: bool = False  # also write the per-class probabilities (npz, float16)
     volumes: bool = False  # DICOM files grouped into series, one label volume per series
+    dicom_seg: bool = False  # with volumes: also a DICOM-SEG per series, referencing it
+
+    def __post_init__(self) -> None:
+        if self.dicom_seg and not self.volumes:
+            raise ConfigError("--dicom-seg writes a DICOM-SEG for each DICOM series: pass --volumes too")
 
 
 @dataclass
@@ -78,6 +84,7 @@ class InferResult:
     seconds: float
     volumes: int = 0
     slices: int = 0  # of the volumes
+    dicom_segs: int = 0  # DICOM-SEG objects written (--dicom-seg)
 
     @property
     def images_per_second(self) -> float:
@@ -139,11 +146,13 @@ def check_output(
     folder: Path, images: list[Path], force: bool, options: InferOptions | None = None, series: tuple = ()
 ) -> None:
     """Masks of two images never share a name; --force replaces only files flexseg wrote there."""
+    options = options or InferOptions()
     names = [mask_name(p) for p in images] + [s.label_file for s in series]
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})
         raise DataError(f"images {dupes[:3]} would write masks of the same name; rename them (e.g. a.png and a.jpg)")
-    planned = planned_files(images, options or InferOptions()) + [s.label_file for s in series]
+    planned = planned_files(images, options) + [s.label_file for s in series]
+    planned += [s.seg_file for s in series if options.dicom_seg]
     clashes = [n for n in planned if (folder.folder / n).exists()]
     foreign = [n for n in clashes if n not in folder.record]
     if foreign:
@@ -258,9 +267,9 @@ def postprocess(labels: np.ndarray, num_classes: int, largest_component: bool = 
 
 def infer_volume(
     model: keras.Model, card: ModelCard, volume: Volume, batch_size: int, options: InferOptions
-) -> tuple[bytes, int]:
-    """The label volume of one volume (gzipped NIfTI bytes, on the input's own grid) and its
-    number of slices. Memory: the volume, its 8-bit slices and labels, and one batch of slices."""
+) -> np.ndarray:
+    """The label volume of one volume: uint8 class indices on the input's own grid (its shape and
+    voxel order). Memory: the volume, its 8-bit slices and labels, and one batch of slices."""
     mapping = card.volume
     plane, context = mapping["plane"], int(mapping.get("context", 0))
     pixels = display_pixels(volume, mapping)
@@ -276,7 +285,7 @@ def infer_volume(
             probs = [resize(p, cols, rows) for p in predict_batch(model, batch, options.tta)]
         labels[start : start + len(images)] = np.stack([p.argmax(-1) for p in probs])
     labels = postprocess(labels, len(card.class_names), options.largest_component, options.min_size)
-    return label_volume_bytes(from_display(labels, volume.affine, plane), volume), slices
+    return from_display(labels, volume.affine, plane)
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, class_map: ClassMap, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
@@ -339,6 +348,10 @@ def infer(
         images = [p for p in images if not is_dicom(p)]
         if not series:
             raise DataError("--volumes: no DICOM files among the images to group into series")
+    if options.dicom_seg:
+        from flexseg.data.dicom_seg import require_highdicom
+
+        require_highdicom()
         for one_series in series:
             for note in one_series.notes:
                 out.warn(f"series {one_series.uid}: {note}")
@@ -378,24 +391,31 @@ def _infer(
 
     t0 = time.perf_counter()
     header_window = bool(card.volume) and card.volume.get("window") == "header"
-    volumes: list = [(mask_name(p), p, read_volume) for p in images if is_volume(p)]
-    volumes += [(s.label_file, s.files[0], lambda _, s=s: series_volume(s, header_window)) for s in series]
+    volumes: list = [(mask_name(p), p, read_volume, None) for p in images if is_volume(p)]
+    volumes += [(s.label_file, s.files[0], lambda _, s=s: series_volume(s, header_window), s) for s in series]
     images = [p for p in images if not is_volume(p)]
     unreadable: list[Path] = []
-    slices = 0
+    slices = dicom_segs = 0
     if images:
         unreadable += _infer_images(model, card, images, output_dir, batch_size, options)
     if volumes:
         with out.progress_bar("volumes", len(volumes)) as bar:
-            for name, path, load in volumes:
+            for name, path, load, one_series in volumes:
                 try:
-                    data, count = infer_volume(model, card, load(path), batch_size, options)
+                    volume = load(path)
+                    labels = infer_volume(model, card, volume, batch_size, options)
                 except DataError as e:
                     unreadable.append(path)
                     out.warn(f"{e}; no label volume written")
                 else:
-                    atomic_write_bytes(output_dir / name, data)
-                    slices += count
+                    atomic_write_bytes(output_dir / name, label_volume_bytes(labels, volume))
+                    if options.dicom_seg and one_series is not None:
+                        from flexseg.data.dicom_seg import segmentation_bytes
+
+                        seg = segmentation_bytes(one_series, labels, card.class_names, card.class_colors)
+                        atomic_write_bytes(output_dir / one_series.seg_file, seg)
+                        dicom_segs += 1
+                    slices += to_display(labels, volume.affine, card.volume["plane"]).shape[0]  # a view
                 bar.advance(1)
     seconds = time.perf_counter() - t0
     total = len(images) + len(volumes)
@@ -415,6 +435,7 @@ def _infer(
         seconds=seconds,
         volumes=len(volumes),
         slices=slices,
+        dicom_segs=dicom_segs,
     )
 
 

@@ -33,6 +33,11 @@ class Series:
         """The file name of the series' label volume: <SeriesInstanceUID>.nii.gz."""
         return f"{self.uid}.nii.gz"
 
+    @property
+    def seg_file(self) -> str:
+        """The file name of its DICOM-SEG (infer --dicom-seg): <SeriesInstanceUID>.seg.dcm."""
+        return f"{self.uid}.seg.dcm"
+
 
 def group_series(files: list[Path]) -> list[Series]:
     """The DICOM files among ``files`` as series, each ordered along its slice normal."""
