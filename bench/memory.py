@@ -1,12 +1,14 @@
 """Peak memory of `flexseg train` and `flexseg infer` as the dataset grows.
 
-    .venv/bin/python bench/memory.py train|infer COUNT     (one measurement; bench/run.py runs it)
+    .venv/bin/python bench/memory.py train|infer|volume COUNT     (one measurement; bench/run.py runs it)
 
 Each measurement is its own process (peak RSS is a per-process high-water mark); the parent reads
 the child's own high-water mark (VmHWM). The data are COUNT synthetic 512×512 CT-like pairs (24 distinct
 slices, the rest hard links: the same decode cost), the model a small FlexUNet at 512×512 (base 4,
 4 levels), trained one epoch at batch 2 or used to infer COUNT images: what could grow with the
-dataset is flexseg's pipeline, queues and bookkeeping, not the model.
+dataset is flexseg's pipeline, queues and bookkeeping, not the model. ``volume`` infers one
+512×512×COUNT int16 NIfTI volume (percentile mapping): what grows there is the volume itself
+(flexseg holds it, its 8-bit slices and the labels; float temporaries one slab at a time).
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ def _run(task: str, count: int) -> None:
             REPO / "experiments" / "demo.yaml",
             SMALL_MODEL + [f"data.root={data}", f"run_dir={root / 'run'}", f"infer.images={data / 'valid' / 'images'}"],
         )
+        if task == "volume":
+            return _infer_volume(exp, root, count)
         if task == "train":
             from flexseg.commands.train import train
 
@@ -84,6 +88,21 @@ def _run(task: str, count: int) -> None:
             from flexseg.commands.infer import infer
 
             infer(save_untrained_run(exp, root / "run"), [p for p, _ in pairs[:count]], root / "masks", batch_size=4)
+
+
+def _infer_volume(exp, root: Path, slices: int) -> None:
+    import nibabel as nib
+    import numpy as np
+    from speed import save_untrained_run
+
+    from flexseg.commands.infer import infer
+
+    folder = root / "volumes"
+    folder.mkdir()
+    voxels = np.random.default_rng(0).integers(-1000, 1500, size=(512, 512, slices), dtype=np.int16)
+    nib.save(nib.Nifti1Image(voxels, np.diag([0.7, 0.7, 1.5, 1.0])), str(folder / "scan.nii"))
+    del voxels
+    infer(save_untrained_run(exp, root / "run"), [folder / "scan.nii"], root / "labels", batch_size=4)
 
 
 if __name__ == "__main__":

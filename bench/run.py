@@ -11,7 +11,8 @@ Measures, in this order:
   4. `flexseg infer` images/s over nbm-mini's 512×512 PNGs (decode and mask writing included),
      float32 and bfloat16;
   5. `flexseg augment` pairs/s at 512×512 with NBM's transforms (the seed's set);
-  6. peak RSS of `flexseg train` and `flexseg infer` over 100 and 2,000 images (bench/memory.py).
+  6. peak RSS of `flexseg train` and `flexseg infer` over 100 and 2,000 images, and of `flexseg
+     infer` on a 512×512 volume of 40 and 300 slices (bench/memory.py).
 --quick runs each at a smaller size (128×128, fewer steps and images) as a smoke test.
 """
 
@@ -174,6 +175,16 @@ def main() -> None:
                 f"peak RSS flexseg {task}, {small} vs {large:,} images",
                 f"{rss[small]:7.0f} MB vs {rss[large]:.0f} MB (×{rss[large] / rss[small]:.2f})",
             )
+        slices = (8, 60) if quick else (40, 300)
+        rss = {n: peak_rss_mb("volume", n) for n in slices}
+        grown = (rss[slices[1]] - rss[slices[0]]) / ((slices[1] - slices[0]) * 512 * 512 * 2 / 1e6)
+        data["peak_rss_mb"]["infer_volume"] = {str(k): round(v) for k, v in rss.items()} | {
+            "mb_per_mb_of_int16_volume": round(grown, 2)
+        }
+        show(
+            f"peak RSS flexseg infer, 512²×{slices[0]} vs ×{slices[1]} volume",
+            f"{rss[slices[0]]:7.0f} MB vs {rss[slices[1]]:.0f} MB ({grown:.2f} MB per MB of volume)",
+        )
     print(json.dumps(data, indent=1))
 
 

@@ -196,26 +196,40 @@ def slice_channels(pixels: np.ndarray, index: int, context: int, channels: int) 
     return np.stack([pixels[min(max(index + d, 0), last)] for d in range(-context, context + 1)], axis=-1)
 
 
+SLAB = 16  # slices mapped at a time: float temporaries for 16 slices, not for the whole volume
+
+
 def intensity_to_uint8(data: np.ndarray, mapping: dict) -> np.ndarray:
     """Voxel values → 0..255: through the CT window [centre, width] when the mapping has one,
-    else between the volume's own low and high percentiles (MR)."""
+    else between the volume's own low and high percentiles (MR). Mapped a slab of slices (first
+    axis) at a time, so memory is the input, its 8-bit copy and one slab of floats."""
     if mapping.get("window") == "header":
         raise DataError(
             "volume.window: header takes each DICOM file's own display window; this volume has none "
             "(a NIfTI file): set a CT window or percentiles"
         )
-    values = np.asarray(data, dtype=np.float32)
     if mapping.get("window"):
         centre, width = mapping["window"]
         low, high = centre - width / 2.0, centre + width / 2.0
     else:
-        finite = values[np.isfinite(values)]
-        if not finite.size:
-            raise DataError("a volume with no finite voxel value")
-        low, high = (float(v) for v in np.percentile(finite, mapping.get("percentiles") or (0.5, 99.5)))
+        low, high = _percentiles(data, mapping.get("percentiles") or (0.5, 99.5))
     scale = 255.0 / max(high - low, 1e-6)
-    mapped = np.clip((np.nan_to_num(values, nan=low) - low) * scale, 0, 255)
-    return np.rint(mapped).astype(np.uint8)
+    mapped = np.empty(np.shape(data), np.uint8)
+    for start in range(0, max(len(mapped), 1), SLAB):
+        values = np.asarray(data[start : start + SLAB], dtype=np.float32)
+        mapped[start : start + SLAB] = np.rint(np.clip((np.nan_to_num(values, nan=low) - low) * scale, 0, 255))
+    return mapped
+
+
+def _percentiles(data: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
+    """The low and high percentiles of the finite voxels, on one copy in the data's own type."""
+    values = np.asarray(data)
+    if values.dtype.kind == "f":
+        values = values[np.isfinite(values)]
+    if not values.size:
+        raise DataError("a volume with no finite voxel value")
+    low, high = np.percentile(values, percentiles)
+    return float(low), float(high)
 
 
 def label_volume_bytes(labels: np.ndarray, like: Volume) -> bytes:
