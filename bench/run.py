@@ -10,8 +10,11 @@ Measures, in this order:
      the achieved GFLOP/s (3× the forward FLOPs per image) as a fraction of (1);
   4. `flexseg infer` images/s over nbm-mini's 512×512 PNGs (decode and mask writing included),
      float32 and bfloat16;
-  5. `flexseg augment` pairs/s at 512×512 with NBM's transforms (the seed's set);
-  6. peak RSS of `flexseg train` and `flexseg infer` over 100 and 2,000 images, and of `flexseg
+  5. the plain-Keras peer (bench/peer.py): the same model trained with `model.fit` on arrays and
+     used with `model.predict`, against `flexseg train` (epochs of 18 train + 6 valid images,
+     validation included) and `flexseg infer` (96 images, the whole run), float32, as ratios;
+  6. `flexseg augment` pairs/s at 512×512 with NBM's transforms (the seed's set);
+  7. peak RSS of `flexseg train` and `flexseg infer` over 100 and 2,000 images, and of `flexseg
      infer` on a 512×512 volume of 40 and 300 slices (bench/memory.py).
 --quick runs each at a smaller size (128×128, fewer steps and images) as a smoke test.
 """
@@ -29,12 +32,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import peer  # noqa: E402
 import speed  # noqa: E402
 from flops import conv_flops  # noqa: E402
 from inputs import NBM, nbm_pairs  # noqa: E402
 from memory import peak_rss_mb  # noqa: E402
 
-SECTIONS = ("matmul", "flops", "train", "infer", "augment", "memory")
+SECTIONS = ("matmul", "flops", "train", "infer", "peer", "augment", "memory")
 POLICIES = {"float32": "none", "bfloat16": "bfloat16"}
 
 
@@ -61,6 +65,49 @@ def numpy_matmul_gflops(n: int, repeats: int) -> float:
     for _ in range(repeats):
         a @ a
     return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def peer_ratios(exp_overrides: list[str], pairs: list, tmp: Path, quick: bool) -> dict:
+    """flexseg against the plain-Keras peer, both measured here, float32: training (epochs 2.. of
+    18 train + 6 valid images) and inference (96 images, the whole run)."""
+    from flexseg.config import load_experiment
+
+    float32 = exp_overrides + ["train.mixed_precision=none"]
+    exp = load_experiment(NBM, float32)
+    epochs = 2 if quick else 3
+    result: dict = {}
+    plain = peer.plain_training(exp, pairs, epochs)
+    ours = peer.flexseg_training(NBM, float32, pairs, epochs)
+    result["training"] = {"plain": plain, "flexseg": ours}
+    for key, what in (("images_per_second", "epochs 2.."), ("whole_run_images_per_second", "whole run")):
+        ratio = ours[key] / plain[key]
+        result["training"][f"ratio_{key}"] = round(ratio, 3)
+        show(
+            f"train float32 {what}: flexseg / plain Keras",
+            f"{ours[key]:7.3f} / {plain[key]:.3f} img/s = {ratio:.2f}×",
+        )
+    folder = tmp / "peer-images"
+    folder.mkdir()
+    images = []
+    for i in range(96):  # nbm-mini's 24 images four times over (links: the same decode cost)
+        link = folder / f"{i:03d}_{pairs[i % len(pairs)][0].name}"
+        link.symlink_to(pairs[i % len(pairs)][0])
+        images.append(link)
+    run = speed.save_untrained_run(exp, tmp / "run-peer")
+    plain = peer.plain_inference(exp, images)
+    ours = peer.flexseg_inference(run, images, "float32")
+    auto = peer.flexseg_inference(run, images, "auto")
+    ratio = ours["images_per_second"] / plain["images_per_second"]
+    result["inference"] = {"plain": plain, "flexseg": ours, "flexseg_auto": auto, "ratio": round(ratio, 3)}
+    show(
+        "infer float32, 96 images whole run: flexseg / plain",
+        f"{ours['images_per_second']:7.3f} / {plain['images_per_second']:.3f} img/s = {ratio:.2f}×",
+    )
+    show(
+        f"infer auto ({auto['precision']}), 96 images whole run",
+        f"{auto['images_per_second']:7.3f} img/s = {auto['images_per_second'] / plain['images_per_second']:.2f}× plain",
+    )
+    return result
 
 
 def show(label: str, value: str) -> None:
@@ -95,9 +142,18 @@ def main() -> None:
         image_size=size,
         experiment=str(NBM.relative_to(NBM.parents[1])),
     )
+    from flexseg.precision import CPU_BF16_FLAGS, choose, detect
+
+    hardware = detect()
+    data.update(
+        cpu_bf16_flags=sorted(hardware.cpu_flags & CPU_BF16_FLAGS),
+        gpus=len(hardware.gpus),
+        auto_precision=choose("auto", hardware),
+    )
     print(
         f"flexseg bench{' --quick' if quick else ''}: {data['cpu_count']} cores, oneDNN "
-        f"{'on' if data['onednn'] else 'off'}, NBM FlexUNet at {size}×{size}",
+        f"{'on' if data['onednn'] else 'off'}, NBM FlexUNet at {size}×{size}; {hardware.describe()}: "
+        f"precision auto = {data['auto_precision']}",
         file=sys.stderr,
     )
 
@@ -158,6 +214,8 @@ def main() -> None:
                     f"flexseg infer {name}, {count} PNGs, batch {r['batch']}",
                     f"{r['images_per_second']:7.3f} img/s (whole run {r['whole_run_images_per_second']:.3f})",
                 )
+        if "peer" in args.only:
+            data["peer"] = peer_ratios(exp_overrides, pairs, Path(tmp), quick)
         if "augment" in args.only:
             r = speed.augmentation_pairs_per_second(NBM, pairs, copies=2 if quick else 8)
             data["augmentation"] = {k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()}

@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
 
@@ -38,6 +39,16 @@ Example experiment (experiments/nbm.yaml, shortened):
 
 Relative paths are relative to the YAML file. See README.md for every key.
 """
+
+
+class Precision(str, Enum):
+    """--precision's choices (flexseg.precision)."""
+
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
 
 app = typer.Typer(
     name="flexseg",
@@ -352,7 +363,15 @@ def infer(
         "(needs: pip install 'flexseg[dicom-seg]').",
     ),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images (or windows) per prediction call."),
+    precision: Optional[Precision] = typer.Option(
+        None,
+        "--precision",
+        help="Compute in this type (weights cast at load). auto (default; infer.precision): bfloat16 on CPUs "
+        "with AVX512-BF16/AMX and GPUs from compute capability 8.0, float16 on older GPUs, else float32.",
+        show_default=False,
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite masks that already exist in the output folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
     overrides: List[str] = SetOption,
 ) -> None:
     """Predict masks for folders or files of images; each mask is a palette PNG in the class
@@ -379,9 +398,19 @@ def infer(
         volumes=volumes,
         dicom_seg=dicom_seg,
     )
-    views.infer_done(
-        infer_for(exp, model=model, images=images, output=output, batch_size=batch_size, force=force, options=options)
+    result = infer_for(
+        exp,
+        model=model,
+        images=images,
+        output=output,
+        batch_size=batch_size,
+        force=force,
+        options=options,
+        precision=precision.value if precision else None,
     )
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=1))
+    views.infer_done(result)
 
 
 @app.command()

@@ -199,7 +199,9 @@ class TrainSpec(_Section):
         137, **SEED_RANGE
     )  # the experiment's seed: Python, NumPy, TensorFlow, albumentations; split/augment default to it
     distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"  # tf.distribute strategy
-    mixed_precision: Literal["none", "bfloat16", "float16"] = "none"  # the softmax head stays float32
+    # auto: bfloat16 where the CPU (AVX512-BF16/AMX) or GPU computes it natively, float16 on older
+    # GPUs with tensor cores, else none (float32); see flexseg.precision. The softmax head stays float32
+    mixed_precision: Literal["auto", "none", "bfloat16", "float16"] = "auto"
     jit_compile: bool = False  # XLA
     tensorboard: bool = False  # logs in <run_dir>/tensorboard
 
@@ -364,6 +366,8 @@ class EvaluateSpec(_Section):
 class InferSpec(_Section):
     images: ResolvedPath | None = None
     output: ResolvedPath | None = None  # default: <run_dir>/mini_test_output
+    # the type the model computes in (its weights cast at load); auto as train.mixed_precision
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
 # CT windows (centre, width) in Hounsfield units, as radiology viewers name them

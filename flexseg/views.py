@@ -210,7 +210,8 @@ def stats_written(report: StatsReport, folder: Path) -> None:
 
 def train_done(result: TrainResult) -> None:
     out.info(
-        f"done: {result.epochs_run} epochs in {result.seconds:.0f}s ({result.images_per_second:.2f} img/s), "
+        f"done: {result.epochs_run} epochs in {result.seconds:.0f}s ({result.images_per_second:.2f} img/s, "
+        f"{result.precision}), "
         f"best val_loss {result.best_val_loss:.4f} at epoch {result.best_epoch} → {result.run_dir}"
     )
 
@@ -319,7 +320,10 @@ def infer_done(result: InferResult) -> None:
         if not result.volumes
         else f"{result.seconds / result.images:.1f} s each"
     )
-    out.info(f"{' and '.join(what)} in {result.seconds:.1f}s ({rate}) with {result.model_dir} → {result.output_dir}")
+    out.info(
+        f"{' and '.join(what)} in {result.seconds:.1f}s ({rate}, {result.precision}) with {result.model_dir} "
+        f"→ {result.output_dir}"
+    )
 
 
 def export_done(result: ExportResult) -> None:

@@ -45,7 +45,7 @@ def test_typo_key_gets_the_closest_valid_key(tmp_path):
 
 def test_unknown_key_without_a_close_match_lists_valid_keys(tmp_path):
     msg = error_of(tmp_path, tiny_experiment(image={"zzz": 1}))
-    assert "image.zzz: unknown key; valid keys here: channels, height, width" in msg
+    assert "image.zzz: unknown key; valid keys here: channels, context, height, width" in msg
 
 
 def test_unknown_top_level_key(tmp_path):

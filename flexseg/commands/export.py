@@ -21,7 +21,15 @@ import numpy as np
 from flexseg import runs
 from flexseg.errors import ConfigError, RunError
 from flexseg.fsutil import atomic_write_text
-from flexseg.model.store import CARD_FILE, MODEL_FILE, ModelCard, is_run_folder, load_model, read_card
+from flexseg.model.store import (
+    CARD_FILE,
+    MODEL_FILE,
+    ModelCard,
+    in_precision,
+    is_run_folder,
+    load_model,
+    read_card,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -67,7 +75,7 @@ def export(
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt[:40]!r}: choose one of {', '.join(FORMATS)}")
     card = read_card(run_dir)
-    model = load_model(run_dir, card)
+    model = in_precision(load_model(run_dir, card), "float32")  # portable: every runtime computes float32
     folder = Path(os.path.abspath(output or run_dir / "export" / fmt))
     if is_run_folder(folder):
         raise RunError(

@@ -85,10 +85,25 @@ class InferResult:
     volumes: int = 0
     slices: int = 0  # of the volumes
     dicom_segs: int = 0  # DICOM-SEG objects written (--dicom-seg)
+    precision: str = "float32"  # what the model computed in (--precision, auto resolved)
 
     @property
     def images_per_second(self) -> float:
         return self.images / max(self.seconds, 1e-9)
+
+    def to_json(self) -> dict:
+        return {
+            "model": str(self.model_dir),
+            "output": str(self.output_dir),
+            "inputs": self.images,
+            "masks": self.images - self.volumes,
+            "label_volumes": self.volumes,
+            "volume_slices": self.slices,
+            "dicom_segs": self.dicom_segs,
+            "precision": self.precision,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 3),
+        }
 
 
 def resolve_output(output: Path | None, model_dir: Path, images: list[Path] | None, exp: Experiment = None) -> Path:
@@ -334,8 +349,10 @@ def infer(
     batch_size: int = 4,
     force: bool = False,
     options: InferOptions | None = None,
+    precision: str = "auto",
 ) -> InferResult:
-    """Predict every image of ``images`` (files) and write the outputs into ``output_dir``."""
+    """Predict every image of ``images`` (files) and write the outputs into ``output_dir``, the
+    model computing in ``precision`` (float32, bfloat16, float16, or auto: see flexseg.precision)."""
     options = options or InferOptions()
     card: ModelCard = read_card(model_dir)
     if not images:
@@ -372,9 +389,24 @@ def infer(
     refuse_inputs(output_dir, [("images folder", p) for p in parents], "--output")
     check_not_a_run(output_dir)
     model = load_model(model_dir, card)  # a model that cannot be used is refused before anything is created
+    model, precision = _in_precision(model, precision)
     with open_output(output_dir, "infer") as folder:
         check_output(folder, images, force, options, series)
-        return _infer(model, card, model_dir, images, output_dir, batch_size, options, series)
+        result = _infer(model, card, model_dir, images, output_dir, batch_size, options, series)
+    result.precision = precision
+    return result
+
+
+def _in_precision(model: keras.Model, requested: str) -> tuple[keras.Model, str]:
+    """The model computing in the requested precision (auto: this machine's fastest native type)."""
+    from flexseg.model.store import in_precision
+    from flexseg.precision import choose, detect, slow_choice
+
+    hardware = detect()
+    precision = choose(requested, hardware)
+    if requested != "auto" and (warning := slow_choice(precision, hardware)):
+        out.warn(f"--precision {warning}")
+    return in_precision(model, precision), precision
 
 
 def _infer(
@@ -516,10 +548,12 @@ def infer_for(
     batch_size: int = 4,
     force: bool = False,
     options: InferOptions | None = None,
+    precision: str | None = None,
 ) -> InferResult:
     """``flexseg infer``: choose the model (``--model``, the experiment's run, $FLEXSEG_MODEL, the
-    only run under ./runs/), the images (``--images`` or the experiment's ``infer.images``) and the
-    output (see ``resolve_output``), check the model fits the experiment, then infer."""
+    only run under ./runs/), the images (``--images`` or the experiment's ``infer.images``), the
+    output (see ``resolve_output``) and the precision (``--precision``, else ``infer.precision``),
+    check the model fits the experiment, then infer."""
     from flexseg.model.store import check_model_fits, find_model_dir
 
     model_dir = find_model_dir(model, exp.resolved_run_dir if exp else None)
@@ -527,4 +561,5 @@ def infer_for(
     if exp is not None:
         check_model_fits(read_card(model_dir), exp, model_dir)
     target = resolve_output(output, model_dir, images, exp)
-    return infer(model_dir, files, target, batch_size=batch_size, force=force, options=options)
+    precision = precision or (exp.infer.precision if exp is not None else "auto")
+    return infer(model_dir, files, target, batch_size=batch_size, force=force, options=options, precision=precision)

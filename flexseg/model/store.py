@@ -185,6 +185,31 @@ def load_model(run_dir: Path, card: ModelCard | None = None) -> keras.Model:
     return model
 
 
+def in_precision(model: keras.Model, precision: str) -> keras.Model:
+    """The model computing in ``precision`` (float32, bfloat16 or float16), whatever it was trained
+    in: rebuilt from its configuration with every layer in that type and the weights cast once,
+    here, not at each call. The softmax head stays float32 (probabilities) and batch
+    normalisation keeps float32 statistics (a mixed policy). A model already so is returned as is."""
+    if {layer.dtype_policy.name for layer in model.layers[1:-1]} == {precision}:  # the input and head aside
+        return model
+    from flexseg import tfenv
+
+    tfenv.load_tensorflow()
+    import keras
+
+    config = model.get_config()
+    for layer in config["layers"]:
+        kind, settings = layer["class_name"], layer["config"]
+        if kind == "InputLayer" or settings.get("name") == "probabilities":
+            continue
+        settings["dtype"] = (
+            f"mixed_{precision}" if kind == "BatchNormalization" and precision != "float32" else precision
+        )
+    cast = keras.Model.from_config(config)
+    cast.set_weights(model.get_weights())
+    return cast
+
+
 def is_run_folder(folder: Path) -> bool:
     """A folder holding a trained model (infer and export never write into one)."""
     return (folder / MODEL_FILE).exists()

@@ -69,6 +69,7 @@ class TrainResult:
     seconds: float
     train_images: int
     images_per_second: float  # steady state: the first epoch (graph tracing) left out when possible
+    precision: str = "float32"  # what the model computed in (train.mixed_precision, auto resolved)
     model: keras.Model | None = None  # as after the last epoch (the best epoch's weights are in run_dir)
 
 
@@ -95,25 +96,38 @@ def _epoch_change_images(exp: Experiment, valid_pairs: list[tuple[Path, Path]], 
     return stack, truths, [p.stem for p, _ in pairs]
 
 
-PRECISION_POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+# Keras dtype policies: compute in the chosen type, weights in float32 (mixed precision)
+PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
-def build_in_precision(exp: Experiment) -> keras.Model:
-    """The model with the experiment's dtype policy (layers keep the policy they were built
-    with, so the global policy is put back at once). Under mixed_float16 Keras wraps the
-    optimizer in a LossScaleOptimizer at compile time."""
+def training_precision(exp: Experiment) -> str:
+    """float32, bfloat16 or float16: train.mixed_precision, with auto decided by this machine
+    (flexseg.precision); an explicit choice the hardware only emulates is warned about."""
+    from flexseg.precision import choose, detect, slow_choice
+
+    hardware = detect()
+    precision = choose(exp.train.mixed_precision, hardware)
+    if exp.train.mixed_precision != "auto" and (warning := slow_choice(precision, hardware)):
+        out.warn(f"train.mixed_precision: {warning}")
+    return precision
+
+
+def build_in_precision(exp: Experiment, precision: str | None = None) -> keras.Model:
+    """The model computing in ``precision`` (default: ``training_precision``). Layers keep the
+    policy they were built with, so the global policy is put back at once. Under mixed_float16
+    Keras wraps the optimizer in a LossScaleOptimizer at compile time."""
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(PRECISION_POLICIES[exp.train.mixed_precision])
+    keras.config.set_dtype_policy(PRECISION_POLICIES[precision or training_precision(exp)])
     try:
         return build_from_experiment(exp)
     finally:
         keras.config.set_dtype_policy(previous)
 
 
-def compiled_model(exp: Experiment) -> keras.Model:
+def compiled_model(exp: Experiment, precision: str | None = None) -> keras.Model:
     """The experiment's model, compiled with its optimizer, loss and metrics (call under the
     distribution strategy's scope)."""
-    model = build_in_precision(exp)
+    model = build_in_precision(exp, precision)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=exp.train.learning_rate, clipvalue=exp.train.clipvalue),
         loss=get_loss(exp.train.loss),
@@ -123,7 +137,7 @@ def compiled_model(exp: Experiment) -> keras.Model:
     return model
 
 
-def write_environment(run_dir: Path, exp: Experiment, dist: Distribution) -> None:
+def write_environment(run_dir: Path, exp: Experiment, dist: Distribution, precision: str) -> None:
     """What reproducing the run needs beyond experiment.yaml: versions, command line, machine."""
     import importlib.metadata as md
     import json
@@ -158,6 +172,7 @@ def write_environment(run_dir: Path, exp: Experiment, dist: Distribution) -> Non
                 "platform": platform.platform(),
                 "cpu_count": os.cpu_count(),
                 "onednn": onednn_enabled(),
+                "precision": precision,
                 "distribute": {
                     "strategy": dist.kind,
                     "workers": dist.workers,
@@ -244,17 +259,19 @@ def fit(
 ) -> TrainResult:
     keras.utils.set_random_seed(exp.train.seed)
     ds_train, ds_valid, steps = input_datasets(exp, dist, train_pairs, valid_pairs, class_map)
+    precision = training_precision(exp)
     with dist.strategy.scope():
-        model = compiled_model(exp)
+        model = compiled_model(exp, precision)
         if state is not None:
             restore_model(model, write_dir, state)
     if dist.kind != "none":
         work_around_keras_symbolic_build(model, dist.strategy)
     if dist.kind == "multi_worker":
         reduce_metrics_across_workers(model)
-    write_environment(write_dir, exp, dist)
+    write_environment(write_dir, exp, dist, precision)
     atomic_write_text(write_dir / "experiment.yaml", dump_experiment(exp))
     card = ModelCard.from_experiment(exp)
+    card.training["precision"] = precision
     if state is not None and state["best"]["best_epoch"]:
         card.training.update(best_epoch=state["best"]["best_epoch"], best_val_loss=state["best"]["best"])
 
@@ -292,7 +309,7 @@ def fit(
     out.info(
         f"training {exp.name}: {len(train_pairs)} train / {len(valid_pairs)} valid images, "
         f"{exp.image.width}×{exp.image.height}×{exp.image.channels}, {exp.num_classes} classes, "
-        f"{model.count_params():,} parameters, {dist.describe()}{online} → "
+        f"{model.count_params():,} parameters, {precision}, {dist.describe()}{online} → "
         + (str(run_dir) if dist.is_chief else "the chief's run folder (this worker writes nothing)")
         + (f", resuming after epoch {initial_epoch}" if initial_epoch else "")
     )
@@ -346,5 +363,6 @@ def fit(
         seconds=seconds,
         train_images=len(train_pairs),
         images_per_second=len(train_pairs) * len(steady) / sum(steady),
+        precision=precision,
         model=model,
     )
