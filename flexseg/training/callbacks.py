@@ -190,15 +190,46 @@ class HistoryFiles(keras.callbacks.Callback):
 
 
 class EpochChangeInference(keras.callbacks.Callback):
-    """After each epoch, predict a few images: their masks go to epoch_change_infer/epoch_NNN/
-    and one montage (input | truth | prediction per row) to epoch_change_infer/epoch_NNN.png."""
+    """After an epoch, predict a few images: their masks go to epoch_change_infer/epoch_NNN/
+    and one montage (input | truth | prediction per row) to epoch_change_infer/epoch_NNN.png.
 
-    def __init__(self, images: np.ndarray, truths: list, names: list[str], folder: Path, class_map: ClassMap) -> None:
+    Done after the first epoch, then after an epoch only when it costs at most ``max_share`` of
+    the training time since it last ran (with large models and small epochs, 6 predictions an
+    epoch were 10% of NBM's training time), and after the last epoch always."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        truths: list,
+        names: list[str],
+        folder: Path,
+        class_map: ClassMap,
+        max_share: float = 0.05,
+    ) -> None:
         super().__init__()
         self.images, self.truths, self.names, self.folder = images, truths, names, folder
-        self.class_map = class_map
+        self.class_map, self.max_share = class_map, max_share
+        self.cost: float | None = None  # seconds its last run took
+        self.last_end = 0.0
+        self.skipped: tuple[int, dict | None] | None = None  # the latest epoch not shown
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.cost is not None and (time.perf_counter() - self.last_end) * self.max_share < self.cost:
+            self.skipped = (epoch, dict(logs or {}))
+            return
+        self._show(epoch, logs)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.skipped is not None:
+            self._show(*self.skipped)
+
+    def _show(self, epoch: int, logs: dict | None) -> None:
+        started = time.perf_counter()
+        self._predict_and_write(epoch, logs)
+        self.last_end = time.perf_counter()
+        self.cost, self.skipped = self.last_end - started, None
+
+    def _predict_and_write(self, epoch: int, logs: dict | None) -> None:
         from flexseg.data.io import write_image, write_palette_mask
         from flexseg.model.prediction import predict
         from flexseg.plots import epoch_montage
