@@ -79,6 +79,18 @@ def choose(requested: str, hardware: Hardware) -> str:
     return "bfloat16" if hardware.cpu_flags & CPU_BF16_FLAGS else "float32"
 
 
+def resolve(requested: str, setting: str) -> str:
+    """``choose`` on this machine; an explicit ``requested`` that the hardware only emulates is
+    warned about, naming the ``setting`` it came from."""
+    from flexseg import console as out
+
+    hardware = detect()
+    precision = choose(requested, hardware)
+    if requested != "auto" and (warning := slow_choice(precision, hardware)):
+        out.warn(f"{setting}: {warning}")
+    return precision
+
+
 def slow_choice(precision: str, hardware: Hardware) -> str | None:
     """A warning when an explicitly asked precision is emulated on this hardware, else None."""
     if hardware.gpus or precision == "float32":

@@ -232,13 +232,9 @@ def _nan_to_none(value: object) -> float | None:
 def pixel_spacings(split_dir: Path) -> dict[str, tuple[float, float]]:
     """Pixel spacing (mm) by file stem, from the ``split.json`` that ``flexseg split`` wrote
     beside the split folder (recorded for images converted from DICOM); empty when unknown."""
-    manifest = split_dir.parent / "split.json"
-    if not manifest.is_file():
-        return {}
-    try:
-        files = json.loads(manifest.read_text(encoding="utf-8")).get("files", [])
-    except (OSError, ValueError):
-        return {}
+    from flexseg.data.pairing import read_split_manifest
+
+    files = read_split_manifest(split_dir).get("files", [])
     return {Path(f["output_image"]).stem: tuple(f["pixel_spacing_mm"]) for f in files if f.get("pixel_spacing_mm")}
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from flexseg.data.pairing import read_split_manifest
 from flexseg.data.volumes import check_same_grid, class_indices, is_volume, read_volume, volume_stem
 from flexseg.errors import ConfigError, DataError
 from flexseg.fsutil import atomic_write_text
@@ -201,11 +201,7 @@ def volume_report(
 def slice_origins(split_dir: Path) -> tuple[dict[str, tuple[str, int]], dict[str, dict]]:
     """From the split.json beside a split folder: image file name → (volume, slice index) for
     slices cut from volumes, and each volume's geometry; empty when the split has no volumes."""
-    manifest = split_dir.parent / "split.json"
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
-    except (OSError, ValueError):
-        return {}, {}
+    data = read_split_manifest(split_dir)
     origins = {
         Path(f["output_image"]).name: (f["volume"], int(f["slice_index"]))
         for f in data.get("files", [])

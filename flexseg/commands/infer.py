@@ -357,6 +357,8 @@ def infer(
     card: ModelCard = read_card(model_dir)
     if not images:
         raise DataError("no images to infer")
+    refuse_inputs(output_dir, [("images folder", p) for p in sorted({p.parent for p in images})], "--output")
+    check_not_a_run(output_dir)
     series = ()
     if options.volumes:
         from flexseg.data.dicom_series import group_series
@@ -385,28 +387,17 @@ def infer(
             f"{model_dir}: this model does not record how volume slices become pixels (trained before "
             "flexseg read volumes); train it again to infer on volumes, or infer on 2D slices"
         )
-    parents = sorted({p.parent for p in images} | {s.files[0].parent for s in series})
-    refuse_inputs(output_dir, [("images folder", p) for p in parents], "--output")
-    check_not_a_run(output_dir)
+    from flexseg.model.store import in_precision
+    from flexseg.precision import resolve
+
     model = load_model(model_dir, card)  # a model that cannot be used is refused before anything is created
-    model, precision = _in_precision(model, precision)
+    precision = resolve(precision, "--precision")
+    model = in_precision(model, precision)
     with open_output(output_dir, "infer") as folder:
         check_output(folder, images, force, options, series)
         result = _infer(model, card, model_dir, images, output_dir, batch_size, options, series)
     result.precision = precision
     return result
-
-
-def _in_precision(model: keras.Model, requested: str) -> tuple[keras.Model, str]:
-    """The model computing in the requested precision (auto: this machine's fastest native type)."""
-    from flexseg.model.store import in_precision
-    from flexseg.precision import choose, detect, slow_choice
-
-    hardware = detect()
-    precision = choose(requested, hardware)
-    if requested != "auto" and (warning := slow_choice(precision, hardware)):
-        out.warn(f"--precision {warning}")
-    return in_precision(model, precision), precision
 
 
 def _infer(

@@ -22,19 +22,19 @@ def check_slice_mapping(exp: Experiment) -> None:
     window or percentiles, context): that is what the model records and ``infer`` applies to
     volumes, so a mismatch would give wrong label volumes with exit 0. Read from the split.json
     beside the train split; data prepared without ``flexseg split`` cannot be checked."""
-    import json
+    from flexseg.data.pairing import read_split_manifest
 
-    manifest = exp.data.split_dir("train").parent / "split.json"
-    try:
-        made = json.loads(manifest.read_text()).get("volume_mapping")
-    except (OSError, ValueError, AttributeError):
+    split_dir = exp.data.split_dir("train")
+    manifest = read_split_manifest(split_dir)
+    if not manifest:
         return
+    made = manifest.get("volume_mapping")
     wanted = exp.volume_mapping()
     if made is None:
         if wanted["context"]:
             raise ConfigError(
-                f"image.context: {wanted['context']}, but {manifest} lists 2D slices without neighbours; "
-                "split volumes with image.context set, or set image.context: 0"
+                f"image.context: {wanted['context']}, but {split_dir.parent / 'split.json'} lists 2D slices "
+                "without neighbours; split volumes with image.context set, or set image.context: 0"
             )
         return
     made = {"context": 0, **made}

@@ -103,13 +103,9 @@ PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float
 def training_precision(exp: Experiment) -> str:
     """float32, bfloat16 or float16: train.mixed_precision, with auto decided by this machine
     (flexseg.precision); an explicit choice the hardware only emulates is warned about."""
-    from flexseg.precision import choose, detect, slow_choice
+    from flexseg.precision import resolve
 
-    hardware = detect()
-    precision = choose(exp.train.mixed_precision, hardware)
-    if exp.train.mixed_precision != "auto" and (warning := slow_choice(precision, hardware)):
-        out.warn(f"train.mixed_precision: {warning}")
-    return precision
+    return resolve(exp.train.mixed_precision, "train.mixed_precision")
 
 
 def build_in_precision(exp: Experiment, precision: str | None = None) -> keras.Model:
