@@ -1,7 +1,15 @@
 """The plain-Keras peer: the same FlexUNet trained and used the way the Keras guides show it, on
 arrays decoded up front, with none of flexseg's code paths (no tf.data pipeline, callbacks, run
-folder, checks or mask writing). bench/run.py runs it beside flexseg in the same process run, so
+folder, checks or mask writing). bench/run.py runs it beside flexseg in the same benchmark run, so
 the ratio flexseg / plain holds on any host.
+
+Training is measured one side per process, alternating (plain, flexseg, flexseg, plain):
+
+    .venv/bin/python bench/peer.py train plain|flexseg [--epochs 3] [--set KEY=VALUE ...]
+
+prints one JSON line. On the 2-core hosts two processes running the very same training differ by
+up to 25% in speed (NBM 512×512: 1.66 and 2.16 s an image, one after the other), more than the
+difference being measured, so one pair of runs decides nothing.
 
 The model is built by flexseg's ``build_flexunet`` so that both sides run the very same layers;
 everything around it is plain Keras.
@@ -117,6 +125,38 @@ def flexseg_training(exp_path: Path, overrides: list[str], pairs: list[tuple[Pat
     }
 
 
+def main() -> None:
+    import argparse
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from inputs import NBM, nbm_pairs
+
+    parser = argparse.ArgumentParser(description="one side of the training comparison, as a JSON line")
+    parser.add_argument("what", choices=["train"])
+    parser.add_argument("side", choices=["plain", "flexseg"])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+
+    from flexseg import console
+    from flexseg.tfenv import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    console.configure(quiet=True)
+    from flexseg.config import load_experiment
+
+    float32 = [*args.overrides, "train.mixed_precision=none"]
+    with tempfile.TemporaryDirectory(prefix="flexseg-bench-peer-") as tmp:
+        pairs = nbm_pairs(Path(tmp))
+        if args.side == "plain":
+            result = plain_training(load_experiment(NBM, float32), pairs, args.epochs)
+        else:
+            result = flexseg_training(NBM, float32, pairs, args.epochs)
+    print(json.dumps(result))
+
+
 def plain_inference(exp, images: list[Path], batch_size: int = 4) -> dict:
     """Images/s of one ``model.predict`` over the decoded images (its first call's tracing included)."""
     x, _ = decode([(p, p) for p in images], exp.image.width)
@@ -136,3 +176,7 @@ def flexseg_inference(run_dir: Path, images: list[Path], precision: str, batch_s
         result = infer(run_dir, images, Path(tmp) / "masks", batch_size=batch_size, precision=precision)
         whole = time.perf_counter() - t0
     return {"images_per_second": len(images) / whole, "images": len(images), "precision": result.precision}
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,8 @@ Measures, in this order:
      float32 and bfloat16;
   5. the plain-Keras peer (bench/peer.py): the same model trained with `model.fit` on arrays and
      used with `model.predict`, against `flexseg train` (epochs of 18 train + 6 valid images,
-     validation included) and `flexseg infer` (96 images, the whole run), float32, as ratios;
+     validation included; two processes a side, alternating, averaged) and `flexseg infer` (96
+     images, the whole run), float32, as ratios;
   6. `flexseg augment` pairs/s at 512×512 with NBM's transforms (the seed's set);
   7. peak RSS of `flexseg train` and `flexseg infer` over 100 and 2,000 images, and of `flexseg
      infer` on a 512×512 volume of 40 and 300 slices (bench/memory.py).
@@ -25,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -75,16 +77,21 @@ def peer_ratios(exp_overrides: list[str], pairs: list, tmp: Path, quick: bool) -
     float32 = exp_overrides + ["train.mixed_precision=none"]
     exp = load_experiment(NBM, float32)
     epochs = 2 if quick else 3
-    result: dict = {}
-    plain = peer.plain_training(exp, pairs, epochs)
-    ours = peer.flexseg_training(NBM, float32, pairs, epochs)
-    result["training"] = {"plain": plain, "flexseg": ours}
+    result: dict = {"training": {"plain": [], "flexseg": []}}
+    for side in ("plain", "flexseg", "flexseg", "plain"):  # one process each, alternating (bench/peer.py)
+        command = [sys.executable, str(Path(peer.__file__)), "train", side, "--epochs", str(epochs)]
+        for override in exp_overrides:
+            command += ["--set", override]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        result["training"][side].append(json.loads(done.stdout.strip().splitlines()[-1]))
     for key, what in (("images_per_second", "epochs 2.."), ("whole_run_images_per_second", "whole run")):
-        ratio = ours[key] / plain[key]
+        ours, plain = (sum(r[key] for r in result["training"][side]) / 2 for side in ("flexseg", "plain"))
+        ratio = ours / plain
         result["training"][f"ratio_{key}"] = round(ratio, 3)
+        runs = ", ".join(f"{r[key]:.3f}" for side in ("flexseg", "plain") for r in result["training"][side])
         show(
             f"train float32 {what}: flexseg / plain Keras",
-            f"{ours[key]:7.3f} / {plain[key]:.3f} img/s = {ratio:.2f}×",
+            f"{ours:7.3f} / {plain:.3f} img/s = {ratio:.2f}× (runs f, f, p, p: {runs})",
         )
     folder = tmp / "peer-images"
     folder.mkdir()

@@ -49,7 +49,7 @@ OWN_FILES = (LOCK_FILE, RECORD_FILE)
 # ".partial-<name>", split's ".<name>.partial-*" / ".<name>.old-*", export's ".export-*"
 # (mkstemp's random part is 8 characters of [a-z0-9_]; the patterns are that narrow on purpose)
 _TEMPORARY = re.compile(
-    r"^\..+\.[a-z0-9_]{8}\.tmp(\.[^.]+)?$|^\.partial-epoch_\d+\.weights\.h5$"
+    r"^\..+\.[a-z0-9_]{8}\.tmp(\.[^.]+)?$|^\.partial-epoch_\d+\.(weights\.h5|variables)$"
     r"|^\..+\.(partial|old)-[a-z0-9_]{8}$|^\.export-[a-z0-9_]{8}$"
 )
 

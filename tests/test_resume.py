@@ -61,11 +61,11 @@ def test_sigkill_during_epoch_2_then_resume(tiny_data, tmp_path):
     rows = (run / "train_losses.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["epoch", "1", "2", "3", "4"]
     final = json.loads(state.read_text())
-    assert final["epoch"] == 4 and final["finished"] and not list((run / "resume").glob("*.h5"))
+    assert final["epoch"] == 4 and final["finished"] and not list((run / "resume").glob("epoch_*"))
     assert final["weights"] is None and len(final["history"]) == 4
     written = (run / ".flexseg-written").read_text().split()
-    # the last epoch's weights were never written: the run was ending (they would be deleted at once)
-    assert "resume/epoch_003.weights.h5" in written and "resume/epoch_004.weights.h5" not in written
+    # the last epoch's variables were never written: the run was ending (they would be deleted at once)
+    assert "resume/epoch_003.variables" in written and "resume/epoch_004.variables" not in written
     card = json.loads((run / "model.json").read_text())
     assert card["training"]["epochs_run"] == 4 and 1 <= card["training"]["best_epoch"] <= 4
     from flexseg.model.store import load_model
@@ -112,3 +112,67 @@ def test_bfloat16_tensorboard_and_environment_record(tiny_data, tmp_path):
     assert "mixed_bfloat16" in policies
     assert model.get_layer("probabilities").dtype_policy.name == "float32"  # the softmax head
     assert math.isfinite(result.best_val_loss)
+
+
+def _small_model(filters: int = 4) -> keras.Model:
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(filters, 3, padding="same"),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dropout(0.2),
+            keras.layers.Conv2D(2, 1, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="categorical_crossentropy")
+    return model
+
+
+def test_variables_file_puts_back_weights_and_optimizer_state(tmp_path):
+    import numpy as np
+
+    from flexseg.training.resume import read_variables, write_variables
+
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 8, 8, 1), dtype=np.float32)
+    y = np.eye(2, dtype=np.float32)[rng.integers(0, 2, (4, 8, 8))]
+    trained = _small_model()
+    trained.fit(x, y, epochs=2, verbose=0)
+    trained.optimizer.learning_rate.assign(3e-3)  # as ReduceLROnPlateau does
+    path = tmp_path / "epoch_002.variables"
+    write_variables(trained, path)
+
+    fresh = _small_model()
+    fresh.optimizer.build(fresh.trainable_variables)
+    read_variables(fresh, path)
+    for a, b in zip([*trained.variables, *trained.optimizer.variables], [*fresh.variables, *fresh.optimizer.variables]):
+        assert np.array_equal(np.asarray(a), np.asarray(b)), a.path
+    assert int(fresh.optimizer.iterations) == 2 and float(fresh.optimizer.learning_rate) == np.float32(3e-3)
+    # both continue the same way: one more step each gives the same weights
+    trained.train_on_batch(x, y)
+    fresh.train_on_batch(x, y)
+    assert all(np.array_equal(a, b) for a, b in zip(trained.get_weights(), fresh.get_weights()))
+
+    other = _small_model(filters=6)
+    other.optimizer.build(other.trainable_variables)
+    with pytest.raises(ValueError, match="is \\(3, 3, 1, 4\\) there and \\(3, 3, 1, 6\\) in the model"):
+        read_variables(other, path)
+    truncated = tmp_path / "truncated.variables"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        read_variables(fresh, truncated)
+
+
+def test_save_points_are_made_every_epoch_when_cheap_and_at_most_5_percent_of_the_time_when_not(monkeypatch):
+    from flexseg.training import resume
+
+    clock = [100.0]
+    monkeypatch.setattr(resume.time, "perf_counter", lambda: clock[0])
+    checkpoint = resume.ResumeCheckpoint.__new__(resume.ResumeCheckpoint)
+    checkpoint.cost, checkpoint.saved_at = 0.2, 100.0
+    assert checkpoint.due()  # cheap: every epoch
+    checkpoint.cost = 3.0  # NBM at 512×512: 2 GB a save point
+    clock[0] = 159.0
+    assert not checkpoint.due()
+    clock[0] = 160.0
+    assert checkpoint.due()

@@ -129,22 +129,54 @@ def _fmt(logs: dict | None) -> str:
 
 
 class BestModel(keras.callbacks.Callback):
-    """Save the model (weights only, atomically) whenever val_loss improves."""
+    """Track the epoch with the lowest val_loss, and write its model (model.keras, weights only,
+    atomically) when told: at a save point (flexseg.training.resume) and when training stops.
+    Until then the best weights are the model's own; when the next epoch begins they are copied
+    to memory (NBM: 0.1 s), so that writing them can wait for the next save point."""
 
     def __init__(self, run_dir: Path, on_save: Callable[[int, float], None] | None = None) -> None:
         super().__init__()
         self.run_dir = run_dir
         self.best = math.inf
         self.best_epoch = 0
+        self.saved_epoch = 0  # the epoch model.keras holds
         self.on_save = on_save
+        self.live = False  # the model's weights are the best epoch's
+        self.copy: list[np.ndarray] | None = None  # else the best epoch's weights, while unsaved
+
+    def restore(self, best: float, best_epoch: int) -> None:
+        """A resumed run: model.keras holds this epoch."""
+        self.best, self.best_epoch = best, best_epoch
+        self.saved_epoch = best_epoch
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self.live and self.best_epoch != self.saved_epoch:
+            self.copy = self.model.get_weights()
+        self.live = False
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = float((logs or {}).get("val_loss", math.nan))
         if value < self.best:
             self.best, self.best_epoch = value, epoch + 1
-            save_model(inference_view(self.model), self.run_dir)
-            if self.on_save:
-                self.on_save(self.best_epoch, self.best)
+            self.live, self.copy = True, None
+
+    def save(self) -> None:
+        """Write the best epoch's model, unless model.keras holds it already."""
+        if self.best_epoch == self.saved_epoch:
+            return
+        view = inference_view(self.model)
+        if self.live:
+            save_model(view, self.run_dir)
+        else:
+            current = self.model.get_weights()
+            self.model.set_weights(self.copy)
+            try:
+                save_model(view, self.run_dir)
+            finally:
+                self.model.set_weights(current)
+        self.saved_epoch, self.copy = self.best_epoch, None
+        if self.on_save:
+            self.on_save(self.best_epoch, self.best)
 
 
 class HistoryFiles(keras.callbacks.Callback):

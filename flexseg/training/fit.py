@@ -324,6 +324,7 @@ def fit(
                     verbose=0,
                 )
         except KeyboardInterrupt as e:
+            checkpoint.keep_best()
             history_files.plot()  # the plots of the epochs that finished
             saved = read_state(write_dir)
             what = (
@@ -336,12 +337,14 @@ def fit(
             raise
     seconds = time.perf_counter() - t0
     if nan_guard.nan_epoch is not None:
+        checkpoint.keep_best()
         saved = read_state(write_dir)
         raise RunError(
             f"the loss became NaN in epoch {nan_guard.nan_epoch}; training stopped. Kept: the best model "
             f"(epoch {best.best_epoch}) and the state after epoch {saved['epoch'] if saved else 0}. "
             "Lower train.learning_rate or set train.clipvalue, then --resume or --force"
         )
+    best.save()
     checkpoint.mark_finished()
     if exp.train.tensorboard and (write_dir / "tensorboard").is_dir():
         runs.adopt(write_dir, write_dir / "tensorboard")  # written by TensorFlow's own writers
