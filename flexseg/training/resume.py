@@ -20,9 +20,12 @@ ending, and they would be deleted at once. When the run has finished, ``state.js
 its last epoch with ``finished: true`` and no variables.
 
 The variables file is a sequence of .npy records: the variables' paths (an array of str), then
-one array per variable, model first, then optimizer. Written with ``ndarray.tofile`` beneath
-np.save, it costs a memory copy, against three for a Keras ``.weights.h5``. Runs saved by
-earlier versions of flexseg hold a Keras ``epoch_NNN.weights.h5`` instead; both are read.
+one array per variable: the model's, with its layers' random seeds, then the optimizer's. A Keras
+``.weights.h5`` leaves the dropout layers' seed state out, so a resumed run drew other dropout
+masks than the uninterrupted one would have (``test_variables_file_puts_back_weights_and_optimizer_state``
+fails without them). Writing either takes 2-4 s for NBM's 1.4 GB on the 2-core hosts, varying
+from one write to the next by more than between the two: the disk sets the pace. Runs saved by earlier versions
+of flexseg hold a Keras ``epoch_NNN.weights.h5`` instead; both are read.
 """
 
 from __future__ import annotations
