@@ -7,9 +7,11 @@ Training is measured one side per process, alternating (plain, flexseg, flexseg,
 
     .venv/bin/python bench/peer.py train plain|flexseg [--epochs 3] [--set KEY=VALUE ...]
 
-prints one JSON line. On the 2-core hosts two processes running the very same training differ by
-up to 25% in speed (NBM 512×512: 1.66 and 2.16 s an image, one after the other), more than the
-difference being measured, so one pair of runs decides nothing.
+prints one JSON line. The 2-core hosts change speed under a running process: one plain-Keras
+NBM training at 512×512 ran its epochs at 2.22, 1.72, 2.21, 2.26, 2.29, 2.25 and 1.63 s an image,
+two speeds 35% apart, with no change in the work. One run a side decides nothing, so bench/run.py
+runs two a side, and gives the ratio of the means and that of each side's faster run (the host
+only ever slows a run down).
 
 The model is built by flexseg's ``build_flexunet`` so that both sides run the very same layers;
 everything around it is plain Keras.

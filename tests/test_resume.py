@@ -176,3 +176,50 @@ def test_save_points_are_made_every_epoch_when_cheap_and_at_most_5_percent_of_th
     assert not checkpoint.due()
     clock[0] = 160.0
     assert checkpoint.due()
+
+
+def test_best_model_kept_in_memory_between_save_points_is_the_one_written(tmp_path):
+    """Between save points the best epoch's weights wait in memory; writing them must write that
+    epoch's model, leave the model being trained as it was, and record it in the last state."""
+    import numpy as np
+
+    from flexseg.model.store import load_model
+    from flexseg.training.callbacks import BestModel, HistoryFiles
+    from flexseg.training.resume import ResumeCheckpoint
+
+    model = _small_model()
+    best = BestModel(tmp_path)
+    best.set_model(model)
+    reducer, stopper = keras.callbacks.ReduceLROnPlateau(), keras.callbacks.EarlyStopping()
+    for callback in (reducer, stopper):
+        callback.set_model(model)
+        callback.on_train_begin()
+    checkpoint = ResumeCheckpoint(tmp_path, best, reducer, stopper, HistoryFiles(tmp_path))
+    checkpoint.set_model(model)
+    checkpoint.params = {"epochs": 10}
+    model.optimizer.build(model.trainable_variables)
+
+    def epoch(index: int, val_loss: float, scale: float) -> list:
+        best.on_epoch_begin(index)
+        weights = [np.full_like(w, scale) for w in model.get_weights()]
+        model.set_weights(weights)  # as training would have changed them
+        for callback in (best, reducer, stopper):
+            callback.on_epoch_end(index, {"val_loss": val_loss})
+        checkpoint.on_epoch_end(index, {"loss": 1.0, "val_loss": val_loss})
+        return weights
+
+    epoch(0, 0.9, 0.1)  # the first save point (none has cost anything yet)
+    assert json.loads((tmp_path / "resume" / "state.json").read_text())["best"]["best_epoch"] == 1
+    checkpoint.cost = 1e9  # no save point after the next epochs
+    best_weights = epoch(1, 0.5, 0.2)
+    epoch(2, 0.7, 0.3)
+    live = epoch(3, 0.8, 0.4)
+    assert best.best_epoch == 2 and best.saved_epoch == 1 and best.copy is not None
+
+    checkpoint.keep_best()  # as Ctrl-C does
+    written = load_model(tmp_path)
+    assert all(np.array_equal(a, b) for a, b in zip(written.get_weights(), best_weights))
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), live))  # training's weights are back
+    state = json.loads((tmp_path / "resume" / "state.json").read_text())
+    assert state["epoch"] == 1 and state["best"] == {"best": 0.5, "best_epoch": 2}
+    assert best.saved_epoch == 2 and best.copy is None
