@@ -82,7 +82,7 @@ def peer_ratios(exp_overrides: list[str], pairs: list, tmp: Path, quick: bool) -
         command = [sys.executable, str(Path(peer.__file__)), "train", side, "--epochs", str(epochs)]
         for override in exp_overrides:
             command += ["--set", override]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        done = subprocess.run(command, capture_output=True, text=True, check=True)  # noqa: S603 (our own script)
         result["training"][side].append(json.loads(done.stdout.strip().splitlines()[-1]))
     for key, what in (("images_per_second", "epochs 2.."), ("whole_run_images_per_second", "whole run")):
         rates = {side: [r[key] for r in result["training"][side]] for side in ("flexseg", "plain")}

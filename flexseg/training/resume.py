@@ -218,6 +218,8 @@ def restore_model(model: keras.Model, run_dir: Path, state: dict) -> None:
             f"{path} does not fit this experiment's model ({e}); resume with the experiment the run "
             "started with, or start again with --force"
         ) from None
+
+
 class StopOnNaN(keras.callbacks.Callback):
     """Stop at the first batch whose loss is not finite, or after an epoch whose val_loss is not;
     the trainer turns it into an error."""
