@@ -251,7 +251,7 @@ def train(
     experiment: Path = ExperimentArg,
     overrides: List[str] = SetOption,
     force: bool = typer.Option(False, "--force", help="Replace an earlier run in the run folder."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last finished epoch."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last save point."),
 ) -> None:
     """Train a FlexUNet on the experiment's train split (validating on valid) into its run folder.
 
