@@ -328,7 +328,9 @@ def fit(
             history_files.plot()  # the plots of the epochs that finished
             saved = read_state(write_dir)
             what = (
-                f"epoch {saved['epoch']} is saved. Continue with: flexseg train EXPERIMENT --resume"
+                f"the last save point is after epoch {saved['epoch']}"
+                + (f", the best model (epoch {best.best_epoch}) is written" if best.best_epoch else "")
+                + ". Continue with: flexseg train EXPERIMENT --resume"
                 if saved
                 else "no epoch had finished, nothing to resume"
             )
