@@ -366,7 +366,8 @@ class EvaluateSpec(_Section):
 class InferSpec(_Section):
     images: ResolvedPath | None = None
     output: ResolvedPath | None = None  # default: <run_dir>/mini_test_output
-    # the type the model computes in (its weights cast at load); auto as train.mixed_precision
+    # the type the model computes in for infer and evaluate (its weights cast at load); auto as
+    # train.mixed_precision
     precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 

@@ -99,3 +99,26 @@ def test_a_model_cast_at_load_computes_in_the_chosen_type():
     assert 0 < np.abs(probs - reference).max() < 0.05  # bfloat16 rounding, not another model
     back = in_precision(cast, "float32")
     assert next(layer for layer in back.layers if layer.name.startswith("conv2d")).kernel.dtype == "float32"
+
+
+def test_evaluate_computes_as_infer_does_whatever_the_model_was_trained_in(
+    learned_project, tmp_path_factory, monkeypatch
+):
+    """A model trained in bfloat16 on an AMX host and evaluated on an AVX2 one is evaluated in
+    float32, not in emulated bfloat16 (12× slower); the two agree, and the report says which."""
+    import json
+
+    from flexseg import precision
+    from flexseg.commands.evaluate import evaluate
+    from flexseg.config import load_experiment
+    from tests.conftest import copy_of
+
+    home = copy_of(learned_project, tmp_path_factory, "eval-precision")
+    exp = load_experiment(home / "experiments" / "tiny.yaml")
+    reports = {}
+    for name, flags in (("avx2", AVX2), ("bf16", BF16_CPU)):
+        monkeypatch.setattr(precision, "detect", lambda flags=flags: Hardware(cpu_flags=flags))
+        reports[name] = evaluate(exp).to_json()
+    assert reports["avx2"]["precision"] == "float32" and reports["bf16"]["precision"] == "bfloat16"
+    assert abs(reports["avx2"]["foreground_dice"] - reports["bf16"]["foreground_dice"]) < 0.01
+    assert json.loads((home / "runs" / "tiny" / "evaluation.json").read_text())["precision"] == "bfloat16"

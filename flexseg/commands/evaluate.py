@@ -258,7 +258,8 @@ def _evaluate_run(exp: Experiment, run_dir: Path, batch_size: int | None) -> Eva
     from flexseg.data.io import read_mask, resize
     from flexseg.data.pipeline import image_dataset
     from flexseg.model.prediction import evaluation_batch_size, predict
-    from flexseg.model.store import check_model_fits, load_model, read_card
+    from flexseg.model.store import check_model_fits, in_precision, load_model, read_card
+    from flexseg.precision import resolve
 
     card = read_card(run_dir)
     check_model_fits(card, exp, run_dir)
@@ -267,7 +268,9 @@ def _evaluate_run(exp: Experiment, run_dir: Path, batch_size: int | None) -> Eva
         raise DataError(f"{exp.data.split_dir('test')}: the test split is empty; nothing to evaluate")
     class_map = ClassMap.from_experiment(exp)
     check_pairs(pairs, class_map)  # every file readable and each mask its image's size, before predicting
-    model = load_model(run_dir, card)
+    # as infer computes: a model trained in bfloat16 on an AMX host is not emulated on an AVX2 one
+    precision = resolve(exp.infer.precision, "infer.precision")
+    model = in_precision(load_model(run_dir, card), precision)
     spacings = pixel_spacings(exp.data.split_dir("test"))
     ds = image_dataset(
         [p for p, _ in pairs],
@@ -299,7 +302,7 @@ def _evaluate_run(exp: Experiment, run_dir: Path, batch_size: int | None) -> Eva
             acc.add(image_path.name, truth, full.argmax(-1), full, spacings.get(image_path.stem))
             if from_volumes:
                 slices[image_path.name] = (truth, full.argmax(-1).astype(np.uint8))
-    report = acc.report({"model": str(run_dir), "truth": str(exp.data.split_dir("test"))})
+    report = acc.report({"model": str(run_dir), "truth": str(exp.data.split_dir("test")), "precision": precision})
     if from_volumes:
         report.volumes_3d, report.volume_notes = score_slices_as_volumes(exp, slices, exp.data.split_dir("test"))
     return report
