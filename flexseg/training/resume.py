@@ -24,8 +24,8 @@ one array per variable: the model's, with its layers' random seeds, then the opt
 ``.weights.h5`` leaves the dropout layers' seed state out, so a resumed run drew other dropout
 masks than the uninterrupted one would have (``test_variables_file_puts_back_weights_and_optimizer_state``
 fails without them). Writing either takes 2-4 s for NBM's 1.4 GB on the 2-core hosts, varying
-from one write to the next by more than between the two: the disk sets the pace. Runs saved by earlier versions
-of flexseg hold a Keras ``epoch_NNN.weights.h5`` instead; both are read.
+from one write to the next by more than between the two: the disk sets the pace. Runs saved by
+earlier versions of flexseg hold a Keras ``epoch_NNN.weights.h5`` instead; both are read.
 """
 
 from __future__ import annotations
@@ -156,11 +156,8 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         note_write(self.folder / name)
         write_variables(self.model, tmp)
         os.replace(tmp, self.folder / name)
-        self.written = self._state(name, finished=False)
-        atomic_write_text(self.folder / STATE_FILE, json.dumps(self.written, indent=1))
-        for old in self.folder.iterdir():
-            if old.name != name and old.name.endswith((".variables", ".weights.h5")):
-                old.unlink()
+        self._write_state(self._state(name, finished=False))
+        self._remove_variables(keep=name)
         self.saved_at = time.perf_counter()
         self.cost = self.saved_at - started
 
@@ -189,17 +186,25 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         replaces it only with a better one."""
         self.best.save()
         if self.written is not None and self.written["best"]["best_epoch"] != self.best.best_epoch:
-            self.written = {**self.written, "best": {"best": self.best.best, "best_epoch": self.best.best_epoch}}
-            atomic_write_text(self.folder / STATE_FILE, json.dumps(self.written, indent=1))
+            self._write_state({**self.written, "best": {"best": self.best.best, "best_epoch": self.best.best_epoch}})
 
     def mark_finished(self) -> None:
         """The run ended normally (the best model is written): the state of its last epoch records
         the run; no variables are kept."""
         if self.epoch:
             self.folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.folder / STATE_FILE, json.dumps(self._state(None, finished=True), indent=1))
+            self._write_state(self._state(None, finished=True))
+        self._remove_variables()
+
+    def _write_state(self, state: dict) -> None:
+        self.written = state
+        atomic_write_text(self.folder / STATE_FILE, json.dumps(state, indent=1))
+
+    def _remove_variables(self, keep: str | None = None) -> None:
+        """The variables files (and an earlier flexseg's .weights.h5) but ``keep``."""
         for old in self.folder.glob("epoch_*"):
-            old.unlink()
+            if old.name != keep:
+                old.unlink()
 
 
 def restore_model(model: keras.Model, run_dir: Path, state: dict) -> None:
