@@ -16,6 +16,13 @@ def excerpt(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
 
+def listing(items: list, limit: int = 3, sep: str = ", ") -> str:
+    """The first ``limit`` items and how many more: an error line stays one short line however
+    many files it is about."""
+    shown = sep.join(str(item) for item in items[:limit])
+    return shown + (f" and {len(items) - limit:,} more" if len(items) > limit else "")
+
+
 class FlexsegError(Exception):
     """A mistake the user can fix; the message names the file or key and the fix."""
 

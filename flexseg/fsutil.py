@@ -41,6 +41,16 @@ def note_write(path: str | Path) -> None:
         before_write(Path(path))
 
 
+NAME_MAX = 255  # bytes in one file name, on every file system flexseg writes to
+
+
+def _short(stem: str, suffix: str) -> str:
+    """``stem`` cut so that the temporary name ``.<stem>.<8 random>.tmp<suffix>`` fits in NAME_MAX
+    bytes (a legal 255-byte name must still be writable)."""
+    room = NAME_MAX - len(os.fsencode(f"..12345678.tmp{suffix}"))
+    return os.fsdecode(os.fsencode(stem)[: max(room, 1)])
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, record: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step.
@@ -52,7 +62,9 @@ def atomic_path(path: str | Path, record: bool = True) -> Iterator[Path]:
     if record and before_write is not None:
         before_write(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{_short(path.stem, path.suffix)}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:

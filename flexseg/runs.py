@@ -20,6 +20,7 @@ forward: old or new, never half, never neither.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -62,17 +63,25 @@ def is_temporary_name(name: str) -> bool:
 
 
 class WrittenRecord:
-    """The files flexseg wrote in one folder, as paths relative to it."""
+    """The files flexseg wrote in one folder, as paths relative to it.
+
+    On disk: one JSON string a line (ASCII: a name's line breaks, ``\\r``, ``\\u2028`` and
+    undecodable bytes are escaped, so no name can read as two). A record written before this
+    format (one plain path a line) is still read. An entry is trusted only when it is a plain
+    relative path inside the folder; the record file is never a link."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.path = folder / RECORD_FILE
         self.names: set[str] = set()
         self._lock = threading.Lock()  # writers in several threads record into one file
-        if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
-                if line and not line.startswith("/") and ".." not in Path(line).parts:  # a torn last line is skipped
-                    self.names.add(line)
+        text = _read_own_file(self.path)
+        lines = [line for line in text.split(b"\n") if line.strip()]
+        self.older_format = any(not line.startswith(b'"') for line in lines)  # rewritten when the folder is opened
+        for line in lines:
+            rel = _decode_entry(line)
+            if rel is not None:  # a torn last line, or an entry that leaves the folder, is skipped
+                self.names.add(rel)
 
     def __contains__(self, rel: str) -> bool:
         return rel in self.names
@@ -82,9 +91,14 @@ class WrittenRecord:
         with self._lock:
             if rel in self.names or rel in OWN_FILES:
                 return
+            if not is_plain_relative(rel):
+                raise RunError(f"{self.folder}: flexseg will not write {rel!r}, a path that leaves the folder")
             self.folder.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(rel + "\n")
+            fd = _open_own_file(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            try:
+                os.write(fd, _encode_entry(rel))
+            finally:
+                os.close(fd)
             self.names.add(rel)
 
     def add_tree(self, below: Path) -> None:
@@ -95,11 +109,84 @@ class WrittenRecord:
                 self.add(path.relative_to(self.folder).as_posix())
 
     def existing(self) -> list[str]:
-        return sorted(n for n in self.names if (self.folder / n).is_file())
+        return sorted(n for n in self.names if (p := inside(self.folder, n)) is not None and p.is_file())
 
     def rewrite(self, names: set[str]) -> None:
         self.names = set(names)
-        fsutil.atomic_write_text(self.path, "".join(f"{n}\n" for n in sorted(self.names)), record=False)
+        _read_own_file(self.path)  # refuses a record that is a link before replacing it
+        with fsutil.atomic_path(self.path, record=False) as tmp:
+            tmp.write_bytes(b"".join(_encode_entry(n) for n in sorted(self.names)))
+
+    def remove(self, rel: str) -> bool:
+        """Delete the recorded file ``rel`` (never through a link: a folder on its way that is a link
+        means the file is not flexseg's). True when a file was deleted."""
+        path = inside(self.folder, rel)
+        if path is None or not (path.is_file() or path.is_symlink()):
+            return False
+        path.unlink()
+        return True
+
+
+def is_plain_relative(rel: str) -> bool:
+    """``rel`` names something below a folder: relative, no ``..``, no empty part, no NUL."""
+    parts = rel.split("/")
+    return bool(rel) and "\0" not in rel and not rel.startswith("/") and all(p not in ("", ".", "..") for p in parts)
+
+
+def inside(folder: Path, rel: str) -> Path | None:
+    """``folder / rel`` when ``rel`` is plain and no folder on the way below ``folder`` is a link;
+    else None (the path leads elsewhere, so it is not what flexseg wrote)."""
+    if not is_plain_relative(rel):
+        return None
+    path = folder
+    for part in rel.split("/")[:-1]:
+        path = path / part
+        if path.is_symlink():
+            return None
+    return folder / rel
+
+
+def _encode_entry(rel: str) -> bytes:
+    return (json.dumps(rel, ensure_ascii=True) + "\n").encode("ascii")
+
+
+def _decode_entry(line: bytes) -> str | None:
+    line = line.strip(b"\r")
+    if not line:
+        return None
+    try:
+        rel = json.loads(line) if line.startswith(b'"') else line.decode("utf-8")  # older records: plain lines
+    except ValueError:
+        return None
+    return rel if isinstance(rel, str) and is_plain_relative(rel) else None
+
+
+def _open_own_file(path: Path, flags: int) -> int:
+    """Open one of flexseg's own files (lock, record) without following a link: a link there was not
+    made by flexseg, and following it would write into whatever it points at."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), fsutil.public_mode())
+    except OSError as e:
+        if e.errno == errno.ELOOP or path.is_symlink():
+            raise RunError(
+                f"{path} is a link, not the file flexseg keeps there; flexseg never follows it. Remove the link "
+                "(the file it points to is left alone) and run again"
+            ) from None
+        raise
+
+
+def _read_own_file(path: Path) -> bytes:
+    """The bytes of a lock or record file, b"" when there is none; refused when it is a link."""
+    if not path.exists() and not path.is_symlink():
+        return b""
+    fd = _open_own_file(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _prune_empty_parents(folder: Path, stop: Path) -> None:
@@ -126,6 +213,8 @@ def _record_write(path: Path) -> None:
     rel = path.relative_to(owner.folder).as_posix()
     if rel in OWN_FILES:
         return
+    if inside(owner.folder, rel) is None:
+        raise RunError(f"{path}: a folder on the way is a link; flexseg never writes through a link it did not make")
     if path.exists() and rel not in owner.record and not owner.legacy(rel):
         raise RunError(
             f"{path} exists and was not written by flexseg; it is never overwritten. "
@@ -137,16 +226,27 @@ def _record_write(path: Path) -> None:
 fsutil.before_write = _record_write
 
 
+def remove_written(path: Path) -> bool:
+    """Delete ``path`` if flexseg's record in the open output folder holding it lists it (and no
+    link lies on the way); anything else is left alone. True when it was deleted."""
+    path = Path(os.path.abspath(path))
+    owner = max((f for f in _open if path.is_relative_to(f.folder)), key=lambda f: len(f.folder.parts), default=None)
+    if owner is None:
+        return False
+    rel = path.relative_to(owner.folder).as_posix()
+    return rel in owner.record and owner.record.remove(rel)
+
+
 # ---------------------------------------------------------------- locks
 
 
 def _describe_holder(lock_path: Path) -> str:
     try:
-        holder = json.loads(lock_path.read_text(encoding="utf-8"))
+        holder = json.loads(_read_own_file(lock_path))
         return (
             f"flexseg {holder.get('command', '?')} (pid {holder.get('pid', '?')}, since {holder.get('started', '?')})"
         )
-    except (OSError, ValueError):
+    except (OSError, ValueError, RunError):
         return "another flexseg process"
 
 
@@ -155,7 +255,7 @@ def folder_lock(folder: Path, lock_path: Path | None = None, command: str = "") 
     """Hold ``folder``'s lock; a second holder is refused at once, naming the first."""
     lock_path = lock_path or folder / LOCK_FILE
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, fsutil.public_mode())
+    fd = _open_own_file(lock_path, os.O_RDWR | os.O_CREAT)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -208,6 +308,8 @@ def open_output(
         raise RunError(f"{folder}: a file stands where a folder is needed; choose another path")
     with folder_lock(folder, lock_path, command):
         handle = OutputFolder(folder, WrittenRecord(folder), legacy_names)
+        if handle.record.older_format:
+            handle.record.rewrite(handle.record.names)
         _finish_interrupted(handle)
         _open.append(handle)
         try:
@@ -236,7 +338,8 @@ def _finish_interrupted(handle: OutputFolder) -> None:
 
 def clean_leftovers(folder: Path, prefix: str = "", recursive: bool = True) -> list[str]:
     """Delete flexseg's temporary files and folders below ``folder`` (only names of its own
-    temporary patterns, starting with ``prefix``); call with the folder's lock held."""
+    temporary patterns, starting with ``prefix``), not inside a subfolder that is an output folder
+    of its own; call with the folder's lock held."""
     cleaned: list[str] = []
     if not folder.is_dir():
         return cleaned
@@ -248,7 +351,13 @@ def clean_leftovers(folder: Path, prefix: str = "", recursive: bool = True) -> l
                 path = Path(root) / name
                 shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
                 cleaned.append(str(path.relative_to(folder)))
-        dirs[:] = [d for d in dirs if not is_temporary_name(d) and d != STAGING_DIR]
+        # a folder with a lock of its own is another output folder (infer/<name> in a run): it is
+        # cleaned when it is opened, never from outside, where another process may be writing
+        dirs[:] = [
+            d
+            for d in dirs
+            if not is_temporary_name(d) and d != STAGING_DIR and not os.path.lexists(os.path.join(root, d, LOCK_FILE))
+        ]
     return cleaned
 
 
@@ -285,6 +394,50 @@ def staged(
             shutil.rmtree(staging)
 
 
+def settle(folder: Path) -> None:
+    """Before reading a result from ``folder`` (a model from a run): finish the roll-forward a killed
+    writer left, taking the folder's lock for it; while a live writer holds the lock in the middle
+    of one, refuse, naming it. A reader never sees half of an old result and half of a new one."""
+    folder = Path(os.path.abspath(folder))
+    if not (folder / STAGING_DIR / COMPLETE_MARK).exists():
+        return
+    with folder_lock(folder, command=f"{' '.join(sys.argv[1:2])} (finishing a replacement)"):
+        if (folder / STAGING_DIR / COMPLETE_MARK).exists():
+            out.warn(
+                f"{folder}: an earlier flexseg run was stopped while putting its new result in place; "
+                "finishing that before reading it"
+            )
+            _roll_forward(folder / STAGING_DIR, folder)
+
+
+def _stamps(folder: Path, names: tuple[str, ...]) -> tuple:
+    """What changes when a file is replaced: its inode, size and time; and whether a replacement is pending."""
+    stamps = []
+    for name in names:
+        try:
+            st = os.stat(folder / name)
+            stamps.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        except OSError:
+            stamps.append(None)
+    return (*stamps, (folder / STAGING_DIR / COMPLETE_MARK).exists())
+
+
+def read_consistently(folder: Path, names: tuple[str, ...], read: Callable[[], object], attempts: int = 3) -> object:
+    """``read()`` the files ``names`` of ``folder`` as one version: settle the folder first, and read
+    again when any of them was replaced meanwhile (a writer putting a new result in place)."""
+    for _ in range(attempts):
+        settle(folder)
+        before = _stamps(folder, names)
+        value = read()
+        if _stamps(folder, names) == before and not before[-1]:
+            return value
+        time.sleep(0.5)
+    raise RunError(
+        f"{folder}: {', '.join(names)} kept changing while they were read (another flexseg process is writing "
+        "them); wait for it to finish and run again"
+    )
+
+
 def adopt(folder: Path, below: Path) -> None:
     """Record every file under ``below`` in ``folder``'s record (for libraries that write files themselves)."""
     WrittenRecord(folder).add_tree(below)
@@ -318,13 +471,17 @@ def _roll_forward(staging: Path, target: Path) -> None:
     new = WrittenRecord(staging).names
     record = WrittenRecord(target)
     replace = mark.get("replace")
+    through_link = [rel for rel in new if inside(target, rel) is None]
+    if through_link:
+        raise RunError(
+            f"{target}: {through_link[0]!r} would be put in place through a link; flexseg never writes through a "
+            f"link it did not make. Remove the link; the new result stays in {staging.name} until then"
+        )
     old = record.names if replace is None else {n for n in record.names if n.split("/")[0] in replace}
     record.rewrite(record.names | new)  # first: everything that may stand in the folder is recorded
     for rel in sorted(old - new):
-        path = target / rel
-        if path.is_file() or path.is_symlink():
-            path.unlink()
-        _prune_empty_parents(path.parent, target)
+        if record.remove(rel):
+            _prune_empty_parents((target / rel).parent, target)
     for rel in sorted(new):
         source = staging / rel
         if source.exists():

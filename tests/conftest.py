@@ -56,6 +56,20 @@ TWO_CLASS_EXPERIMENT = {
 }
 
 
+def read_record(folder: Path) -> list[str]:
+    """The names in a folder's record of what flexseg wrote: one JSON string a line, as
+    flexseg.runs writes it (a line that is not one fails here)."""
+    import json
+
+    return [json.loads(line) for line in (folder / ".flexseg-written").read_bytes().split(b"\n") if line]
+
+
+def write_record(folder: Path, names: list[str]) -> None:
+    import json
+
+    (folder / ".flexseg-written").write_text("".join(json.dumps(n) + "\n" for n in names))
+
+
 def set_options(**keys) -> list[str]:
     """``--set key=value`` arguments; a double underscore in a name stands for a dot (split__images)."""
     return [arg for key, value in keys.items() for arg in ("--set", f"{key.replace('__', '.')}={value}")]

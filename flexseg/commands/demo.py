@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
+import contextlib
+import gzip
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +17,7 @@ from flexseg.data.classes import ClassMap
 from flexseg.data.io import write_image, write_palette_mask
 from flexseg.data.synthetic import synthetic_slice
 from flexseg.errors import ConfigError, RunError
-from flexseg.fsutil import atomic_write_text
+from flexseg.fsutil import atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
     from flexseg.config import Experiment
@@ -30,24 +32,43 @@ def write_demo_dataset(root: Path, class_map: ClassMap, size: int = 128, seed: i
     """A raw master folder ``root/{images,masks}`` of ``p<patient>_slice<k>.png`` pairs, for
     ``flexseg split``, plus ``root/mini_test/{images,masks}`` whose images have other sizes
     than the model's, to show masks coming back at original size."""
-    if root.exists() and any(root.iterdir()) and not (root / MARKER).exists():
-        raise RunError(f"{root} exists and was not written by the demo; choose another split.images for the demo")
-    if root.exists():
-        shutil.rmtree(root)
     rng = np.random.default_rng(seed)
     palette = class_map.palette()
-    root.mkdir(parents=True)
-    (root / MARKER).write_text("written by `flexseg demo`; safe to delete\n")
-    for patient in range(PATIENTS):
-        for k in range(SLICES_PER_PATIENT):
-            image, labels = synthetic_slice(rng, size, size)
-            write_image(root / "images" / f"p{patient:02d}_slice{k:02d}.png", image)
-            write_palette_mask(root / "masks" / f"p{patient:02d}_slice{k:02d}.png", labels, palette)
-    for i in range(MINI_TEST):
-        image, labels = synthetic_slice(rng, size + 32, size + 72)
-        write_image(root / "mini_test" / "images" / f"slice_{i:04d}.png", image)
-        write_palette_mask(root / "mini_test" / "masks" / f"slice_{i:04d}.png", labels, palette)
+    with _demo_folder(root) as written:
+        for folder, name, (image, labels) in [
+            *(
+                ("", f"p{patient:02d}_slice{k:02d}.png", synthetic_slice(rng, size, size))
+                for patient in range(PATIENTS)
+                for k in range(SLICES_PER_PATIENT)
+            ),
+            *(
+                ("mini_test/", f"slice_{i:04d}.png", synthetic_slice(rng, size + 32, size + 72))
+                for i in range(MINI_TEST)
+            ),
+        ]:
+            write_image(root / f"{folder}images" / name, image)
+            write_palette_mask(root / f"{folder}masks" / name, labels, palette)
+            written += [f"{folder}images/{name}", f"{folder}masks/{name}"]
     return {"slices": PATIENTS * SLICES_PER_PATIENT, "patients": PATIENTS, "mini_test": MINI_TEST}
+
+
+@contextlib.contextmanager
+def _demo_folder(root: Path) -> Iterator[list[str]]:
+    """The demo's raw folder as an output folder: the caller writes its files (over the earlier
+    demo's) and lists them; then the files an earlier demo wrote that this one did not are
+    removed, by the folder's record. A file the user put there is never touched."""
+    from flexseg.runs import open_output
+
+    if root.exists() and any(root.iterdir()) and not (root / MARKER).exists():
+        raise RunError(f"{root} exists and was not written by the demo; choose another split.images for the demo")
+    # a demo folder from before the record: the demo's own folders are taken as its files
+    with open_output(root, "demo", legacy_names=(MARKER, "images", "masks", "mini_test", "unseen")) as folder:
+        written: list[str] = [MARKER]
+        atomic_write_text(root / MARKER, "written by `flexseg demo`; safe to delete\n")
+        yield written
+        for rel in sorted(set(folder.record.names) - set(written)):
+            folder.record.remove(rel)
+        folder.record.rewrite(set(written))
 
 
 VOLUME_SPACING = (0.8, 0.8, 2.5)  # mm: columns, rows, slices, as a CT series
@@ -61,13 +82,7 @@ def write_demo_volumes(root: Path, size: int = 96, seed: int = 0) -> dict[str, i
     score in 3D."""
     import nibabel as nib
 
-    if root.exists() and any(root.iterdir()) and not (root / MARKER).exists():
-        raise RunError(f"{root} exists and was not written by the demo; choose another split.images for the demo")
-    if root.exists():
-        shutil.rmtree(root)
     rng = np.random.default_rng(seed)
-    root.mkdir(parents=True)
-    (root / MARKER).write_text("written by `flexseg demo`; safe to delete\n")
     base = np.diag([*VOLUME_SPACING, 1.0])
     orders = [  # (axes of the stored array in (column, row, slice) terms, flips, affine change)
         (np.eye(4), lambda v: v),
@@ -75,7 +90,7 @@ def write_demo_volumes(root: Path, size: int = 96, seed: int = 0) -> dict[str, i
         (np.array([[0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 1.0]]), lambda v: v.transpose(2, 0, 1)),
     ]
 
-    def volume(folder: Path, name: str, slices: int, index: int) -> None:
+    def volume(folder: str, name: str, slices: int, index: int) -> None:
         made = [synthetic_slice(rng, size, size) for _ in range(slices)]
         # display (slice, row, column) → RAS storage (column from the right, row from the front, slice)
         scan = np.stack([image[..., 0] for image, _ in made]).astype(np.int16) * 4 - 1000
@@ -86,13 +101,14 @@ def write_demo_volumes(root: Path, size: int = 96, seed: int = 0) -> dict[str, i
             image = nib.Nifti1Image(np.ascontiguousarray(store(ras)), base @ change)
             image.set_qform(image.affine, code=1)
             image.set_sform(image.affine, code=1)
-            (folder / kind).mkdir(parents=True, exist_ok=True)
-            nib.save(image, str(folder / kind / f"{name}.nii.gz"))
+            atomic_write_bytes(root / folder / kind / f"{name}.nii.gz", gzip.compress(image.to_bytes(), mtime=0))
+            written.append(f"{folder}{kind}/{name}.nii.gz")
 
-    for patient in range(PATIENTS):
-        volume(root, f"p{patient:02d}", SLICES_PER_PATIENT, patient)
-    for i in range(UNSEEN_VOLUMES):
-        volume(root / "unseen", f"unseen_{i}", SLICES_PER_PATIENT, i)
+    with _demo_folder(root) as written:
+        for patient in range(PATIENTS):
+            volume("", f"p{patient:02d}", SLICES_PER_PATIENT, patient)
+        for i in range(UNSEEN_VOLUMES):
+            volume("unseen/", f"unseen_{i}", SLICES_PER_PATIENT, i)
     return {"volumes": PATIENTS, "slices": PATIENTS * SLICES_PER_PATIENT, "unseen volumes": UNSEEN_VOLUMES}
 
 
@@ -149,7 +165,7 @@ def run_demo(
     from flexseg.commands.augment import augment
     from flexseg.commands.evaluate import evaluate
     from flexseg.commands.infer import infer, resolve_images, resolve_output
-    from flexseg.commands.split import MANIFEST, plan_split, write_split
+    from flexseg.commands.split import plan_split, write_split
     from flexseg.commands.stats import report_dataset
     from flexseg.commands.train import train
 
@@ -165,8 +181,6 @@ def run_demo(
     else:
         counts = write_demo_dataset(raw, ClassMap.from_experiment(exp), size=exp.image.width, seed=exp.train.seed)
     out.info(f"synthetic raw dataset: {counts} → {raw}")
-    if (exp.data.root / MARKER).exists() and not (exp.data.root / MANIFEST).exists():
-        shutil.rmtree(exp.data.root)  # the layout of an older demo, written by the demo itself
     split = write_split(exp, plan_split(exp, force=True))
     atomic_write_text(split.output / MARKER, "written by `flexseg demo`; the demo may replace this folder\n")
     out.info(f"split by patient: {split.counts} → {split.output}")

@@ -95,10 +95,28 @@ def _summary(values: list[float]) -> tuple[float | None, float | None]:
     return (float(np.mean(finite)), float(np.median(finite))) if finite else (None, None)
 
 
+def _volumes_by_stem(folder: Path, option: str) -> dict[str, Path]:
+    """The label volumes of ``folder`` by name without suffix; two files of one name (``a.nii`` and
+    ``a.nii.gz``) are refused, as flexseg cannot know which one is meant."""
+    if not folder.is_dir():
+        raise DataError(f"{option} {folder}: no such folder")
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if is_volume(path):
+            found.setdefault(volume_stem(path), []).append(path)
+    twice = sorted(k for k, paths in found.items() if len(paths) > 1)
+    if twice:
+        names = " and ".join(p.name for p in found[twice[0]])
+        raise DataError(
+            f"{option} {folder}: {names} are one volume twice ({len(twice)} such name(s)); flexseg cannot tell "
+            "which to score. Remove or rename one"
+        )
+    return {k: paths[0] for k, paths in found.items()}
+
+
 def pair_volumes(pred_dir: Path, truth_dir: Path) -> list[tuple[Path, Path]]:
     """Label volumes paired by name (``case_001.nii.gz`` ↔ ``case_001.nii.gz`` or ``.nii``)."""
-    preds = {volume_stem(p): p for p in sorted(pred_dir.iterdir()) if is_volume(p)}
-    truths = {volume_stem(p): p for p in sorted(truth_dir.iterdir()) if is_volume(p)}
+    preds, truths = _volumes_by_stem(pred_dir, "--pred"), _volumes_by_stem(truth_dir, "--truth")
     missing = sorted(set(preds) - set(truths))
     if missing:
         raise DataError(f"--truth {truth_dir}: no label volume for {len(missing)} prediction(s), e.g. {missing[0]!r}")

@@ -27,8 +27,7 @@ from flexseg.model.store import (
     ModelCard,
     in_precision,
     is_run_folder,
-    load_model,
-    read_card,
+    load_trained,
 )
 
 if TYPE_CHECKING:
@@ -74,8 +73,8 @@ def export(
 ) -> ExportResult:
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt[:40]!r}: choose one of {', '.join(FORMATS)}")
-    card = read_card(run_dir)
-    model = in_precision(load_model(run_dir, card), "float32")  # portable: every runtime computes float32
+    card, model = load_trained(run_dir)
+    model = in_precision(model, "float32")  # portable: every runtime computes float32
     folder = Path(os.path.abspath(output or run_dir / "export" / fmt))
     if is_run_folder(folder):
         raise RunError(

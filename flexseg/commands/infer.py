@@ -41,10 +41,11 @@ from flexseg.data.volumes import (
     to_display,
     volume_stem,
 )
-from flexseg.errors import ConfigError, DataError, RunError
+from flexseg.errors import ConfigError, DataError, RunError, listing
 from flexseg.fsutil import atomic_write_bytes
 from flexseg.model.prediction import predict
-from flexseg.model.store import ModelCard, load_model, read_card
+from flexseg.model.store import ModelCard, load_trained, read_card
+from flexseg.names import describe_renamed, unique_filenames
 from flexseg.runs import open_output, refuse_inputs
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ def resolve_images(images: list[Path] | None, experiment_images: Path | None) ->
     files: list[Path] = []
     for source in sources:
         if source.is_dir():
-            found = list_images(source, RAW_IMAGE_SUFFIXES)
+            found = list_images(source, RAW_IMAGE_SUFFIXES, keep_broken_links=True)
             found += sorted(p for p in source.iterdir() if is_volume(p) and p.is_file())
             if not found:
                 raise DataError(f"{source}: no images (png, jpg, tif, bmp, dcm) or volumes (nii, nii.gz) to infer")
@@ -141,33 +142,43 @@ def resolve_images(images: list[Path] | None, experiment_images: Path | None) ->
     return files
 
 
-def mask_name(image: Path) -> str:
-    """``a.png`` → ``a.png`` (a mask); ``a.nii.gz`` / ``a.nii`` → ``a.nii.gz`` (a label volume)."""
-    return volume_stem(image) + ".nii.gz" if is_volume(image) else image.stem + ".png"
+@dataclass
+class OutputNames:
+    """The file names infer writes for its inputs (2D images and NIfTI volumes by path, DICOM series
+    by UID): each from ``flexseg.names``, so a name never leaves the output folder, and distinct."""
+
+    by_key: dict  # Path or SeriesInstanceUID → the mask's or label volume's file name
+    renamed: list[tuple[str, str]]
+
+    @classmethod
+    def plan(cls, images: list[Path], series: tuple = ()) -> "OutputNames":
+        wanted = [(volume_stem(p), ".nii.gz") if is_volume(p) else (p.stem, ".png") for p in images]
+        names, renamed = unique_filenames(wanted + [(s.uid, ".nii.gz") for s in series])
+        return cls(dict(zip([*images, *(s.uid for s in series)], names)), renamed)
+
+    def mask(self, key: object) -> str:
+        """``a.png`` → ``a.png`` (a mask); ``a.nii.gz`` / ``a.nii`` / a series → ``<name>.nii.gz``."""
+        return self.by_key[key]
+
+    def stem(self, key: object) -> str:
+        return self.by_key[key].removesuffix(".nii.gz").removesuffix(".png")
+
+    def seg(self, uid: str) -> str:
+        """A series' DICOM-SEG (infer --dicom-seg): ``<name>.seg.dcm``."""
+        return self.stem(uid) + ".seg.dcm"
+
+    def planned(self, images: list[Path], series: tuple, options: InferOptions) -> list[str]:
+        """Every file infer writes, relative to the output folder."""
+        flat = [p for p in images if not is_volume(p)]
+        files = [self.mask(p) for p in images] + [self.mask(s.uid) for s in series]
+        files += [self.seg(s.uid) for s in series if options.dicom_seg]
+        files += [f"{OVERLAY_DIR}/{self.mask(p)}" for p in flat if options.overlay]
+        files += [f"{PROBABILITIES_DIR}/{self.stem(p)}.npz" for p in flat if options.probabilities]
+        return files
 
 
-def planned_files(images: list[Path], options: InferOptions) -> list[str]:
-    """Every file infer writes for ``images``, relative to the output folder."""
-    names = [mask_name(p) for p in images]
-    flat = [p for p in images if not is_volume(p)]
-    if options.overlay:
-        names += [f"{OVERLAY_DIR}/{mask_name(p)}" for p in flat]
-    if options.probabilities:
-        names += [f"{PROBABILITIES_DIR}/{p.stem}.npz" for p in flat]
-    return names
-
-
-def check_output(
-    folder: Path, images: list[Path], force: bool, options: InferOptions | None = None, series: tuple = ()
-) -> None:
-    """Masks of two images never share a name; --force replaces only files flexseg wrote there."""
-    options = options or InferOptions()
-    names = [mask_name(p) for p in images] + [s.label_file for s in series]
-    if len(set(names)) != len(names):
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        raise DataError(f"images {dupes[:3]} would write masks of the same name; rename them (e.g. a.png and a.jpg)")
-    planned = planned_files(images, options) + [s.label_file for s in series]
-    planned += [s.seg_file for s in series if options.dicom_seg]
+def check_output(folder: Path, planned: list[str], force: bool) -> None:
+    """--force replaces only files flexseg wrote there; a name is never written twice."""
     clashes = [n for n in planned if (folder.folder / n).exists()]
     foreign = [n for n in clashes if n not in folder.record]
     if foreign:
@@ -315,8 +326,8 @@ def overlay(image: np.ndarray, labels: np.ndarray, class_map: ClassMap, alpha: f
 class _Writer:
     """Writes one image's outputs: the mask, and the overlay and probabilities when asked."""
 
-    def __init__(self, output_dir: Path, card: ModelCard, options: InferOptions) -> None:
-        self.output_dir, self.card, self.options = output_dir, card, options
+    def __init__(self, output_dir: Path, card: ModelCard, options: InferOptions, names: OutputNames) -> None:
+        self.output_dir, self.card, self.options, self.names = output_dir, card, options, names
         self.class_map = card.class_map()
         self.palette = self.class_map.palette()
         for name, wanted in ((OVERLAY_DIR, options.overlay), (PROBABILITIES_DIR, options.probabilities)):
@@ -329,12 +340,12 @@ class _Writer:
         labels = postprocess(
             probs.argmax(-1).astype(np.uint8), probs.shape[-1], self.options.largest_component, self.options.min_size
         )
-        write_palette_mask(self.output_dir / mask_name(path), labels, self.palette)
+        write_palette_mask(self.output_dir / self.names.mask(path), labels, self.palette)
         if self.options.overlay:
             image = read_image(path, channels=None) if image is None else image
-            write_image(self.output_dir / OVERLAY_DIR / mask_name(path), overlay(image, labels, self.class_map))
+            write_image(self.output_dir / OVERLAY_DIR / self.names.mask(path), overlay(image, labels, self.class_map))
         if self.options.probabilities:
-            with atomic_path(self.output_dir / PROBABILITIES_DIR / (path.stem + ".npz")) as tmp:
+            with atomic_path(self.output_dir / PROBABILITIES_DIR / (self.names.stem(path) + ".npz")) as tmp:
                 with open(tmp, "wb") as f:
                     np.savez_compressed(
                         f, probabilities=probs.astype(np.float16), class_names=np.array(self.card.class_names)
@@ -373,7 +384,7 @@ def infer(
         require_highdicom()
         for one_series in series:
             for note in one_series.notes:
-                out.warn(f"series {one_series.uid}: {note}")
+                out.warn(f"series {one_series.uid[:64]!r}: {note}")
     if (card.volume or {}).get("context") and any(is_dicom(p) for p in images):
         raise ConfigError(
             "this model sees each slice with its neighbours (image.context: 1), and single DICOM files have "
@@ -390,12 +401,15 @@ def infer(
     from flexseg.model.store import in_precision
     from flexseg.precision import resolve
 
-    model = load_model(model_dir, card)  # a model that cannot be used is refused before anything is created
+    card, model = load_trained(model_dir, card)  # a model that cannot be used is refused before anything is created
     precision = resolve(precision, "--precision")
     model = in_precision(model, precision)
     with open_output(output_dir, "infer") as folder:
-        check_output(folder, images, force, options, series)
-        result = _infer(model, card, model_dir, images, output_dir, batch_size, options, series)
+        names = OutputNames.plan(images, series)
+        if names.renamed:
+            out.warn(describe_renamed(names.renamed))
+        check_output(folder, names.planned(images, series, options), force)
+        result = _infer(model, card, model_dir, images, output_dir, batch_size, options, names, series)
     result.precision = precision
     return result
 
@@ -408,19 +422,20 @@ def _infer(
     output_dir: Path,
     batch_size: int,
     options: InferOptions,
+    names: OutputNames,
     series: tuple = (),
 ) -> InferResult:
     from flexseg.data.dicom_series import series_volume
 
     t0 = time.perf_counter()
     header_window = bool(card.volume) and card.volume.get("window") == "header"
-    volumes: list = [(mask_name(p), p, read_volume, None) for p in images if is_volume(p)]
-    volumes += [(s.label_file, s.files[0], lambda _, s=s: series_volume(s, header_window), s) for s in series]
+    volumes: list = [(names.mask(p), p, read_volume, None) for p in images if is_volume(p)]
+    volumes += [(names.mask(s.uid), s.files[0], lambda _, s=s: series_volume(s, header_window), s) for s in series]
     images = [p for p in images if not is_volume(p)]
-    unreadable: list[Path] = []
+    unreadable: dict[Path, str] = {}  # input → why it has no output
     slices = dicom_segs = 0
     if images:
-        unreadable += _infer_images(model, card, images, output_dir, batch_size, options)
+        unreadable |= _infer_images(model, card, images, output_dir, batch_size, options, names)
     if volumes:
         with out.progress_bar("volumes", len(volumes)) as bar:
             for name, path, load, one_series in volumes:
@@ -428,7 +443,7 @@ def _infer(
                     volume = load(path)
                     labels = infer_volume(model, card, volume, batch_size, options)
                 except DataError as e:
-                    unreadable.append(path)
+                    unreadable[path] = str(e)
                     out.warn(f"{e}; no label volume written")
                 else:
                     atomic_write_bytes(output_dir / name, label_volume_bytes(labels, volume))
@@ -436,20 +451,20 @@ def _infer(
                         from flexseg.data.dicom_seg import segmentation_bytes
 
                         seg = segmentation_bytes(one_series, labels, card.class_names, card.class_colors)
-                        atomic_write_bytes(output_dir / one_series.seg_file, seg)
+                        atomic_write_bytes(output_dir / names.seg(one_series.uid), seg)
                         dicom_segs += 1
                     slices += to_display(labels, volume.affine, card.volume["plane"]).shape[0]  # a view
                 bar.advance(1)
     seconds = time.perf_counter() - t0
     total = len(images) + len(volumes)
     if unreadable:
-        names = ", ".join(p.name for p in unreadable[:5]) + (
-            f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
-        )
         others = f"the other masks are in {output_dir}" if len(unreadable) < total else "nothing was written"
+        if len(unreadable) == 1:
+            raise DataError(f"{next(iter(unreadable.values()))}; {others}")
         raise DataError(
-            f"{len(unreadable)} of {total} inputs could not be read and have no mask ({names}); "
-            f"{others}. Fix or remove those files and run again with --force"
+            f"{len(unreadable)} of {total} inputs could not be read and have no mask "
+            f"({listing([p.name for p in unreadable], 5)}); {others}. Fix or remove those files and run again "
+            "with --force"
         )
     return InferResult(
         model_dir=model_dir,
@@ -469,19 +484,21 @@ def _infer_images(
     output_dir: Path,
     batch_size: int,
     options: InferOptions,
-) -> list[Path]:
-    """Masks of 2D images; returns the unreadable ones (warned about, no mask)."""
+    names: OutputNames,
+) -> dict[Path, str]:
+    """Masks of 2D images; returns the unreadable ones (warned about, no mask) with the reason."""
     from flexseg.data.pipeline import image_dataset
 
-    write = _Writer(output_dir, card, options)
-    unreadable: list[Path] = []
+    write = _Writer(output_dir, card, options, names)
+    unreadable: dict[Path, str] = {}
 
     reasons: dict[int, str] = {}
 
     def skip(path: Path, reason: str | None = None) -> None:
         """An unreadable image gets no mask; the others go on, and the run fails at the end naming it."""
-        unreadable.append(path)
-        out.warn(f"{reason or f'{path}: not a readable image (corrupt, truncated or not an image)'}; no mask written")
+        reason = reason or f"{path}: not a readable image (corrupt, truncated or not an image)"
+        unreadable[path] = reason
+        out.warn(f"{reason}; no mask written")
 
     with out.progress_bar("infer", len(images)) as bar, ThreadPoolExecutor(1) as writer:
         pending: deque = deque()

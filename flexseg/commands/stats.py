@@ -23,7 +23,7 @@ from flexseg.data.augmented import source_stem
 from flexseg.data.classes import ClassMap
 from flexseg.data.io import IMAGE_SUFFIXES, read_image, read_mask, resize
 from flexseg.data.pairing import pair_folders
-from flexseg.errors import DataError
+from flexseg.errors import DataError, listing
 
 PERCENTILES = (1, 5, 50, 95, 99)
 SAMPLE_IMAGES = 16
@@ -240,7 +240,8 @@ def _leakage(facts: dict[str, list[_FileFacts]]) -> list[Problem]:
                 Problem(
                     "leak_identical_image",
                     "error",
-                    f"the same image is in {' and '.join(sorted(splits, key=SPLITS.index))}: {' = '.join(listed)}",
+                    f"the same image is in {' and '.join(sorted(splits, key=SPLITS.index))}: "
+                    f"{listing(listed, sep=' = ')}",
                     listed,
                 )
             )
@@ -249,7 +250,7 @@ def _leakage(facts: dict[str, list[_FileFacts]]) -> list[Problem]:
                 Problem(
                     "duplicate_image",
                     "warning",
-                    f"identical images within {same_content[0][0]}: {' = '.join(listed)}",
+                    f"identical images within {same_content[0][0]}: {listing(listed, sep=' = ')}",
                     listed,
                 )
             )

@@ -16,6 +16,7 @@ import numpy as np
 from flexseg.data.io import dicom_header, dicom_values, is_dicom, read_dicom
 from flexseg.data.volumes import Volume
 from flexseg.errors import DataError
+from flexseg.names import safe_filename
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 GAP_TOLERANCE = 0.01  # relative: gaps between slice positions that differ more are uneven
@@ -27,16 +28,6 @@ class Series:
     files: list[Path]  # in order along the slice normal
     affine: np.ndarray  # RAS, voxel (column, row, slice) → mm
     notes: list[str] = field(default_factory=list)  # what a user should know about its geometry
-
-    @property
-    def label_file(self) -> str:
-        """The file name of the series' label volume: <SeriesInstanceUID>.nii.gz."""
-        return f"{self.uid}.nii.gz"
-
-    @property
-    def seg_file(self) -> str:
-        """The file name of its DICOM-SEG (infer --dicom-seg): <SeriesInstanceUID>.seg.dcm."""
-        return f"{self.uid}.seg.dcm"
 
 
 def group_series(files: list[Path]) -> list[Series]:
@@ -63,17 +54,32 @@ def _series(uid: str, members: list[tuple[Path, object]]) -> Series:
         ) from None
     row_dir, col_dir = orientation[:3], orientation[3:]
     normal = np.cross(row_dir, col_dir)
+    if (
+        len(orientation) != 6
+        or len(spacing) != 2
+        or not np.isfinite([*orientation, *spacing]).all()
+        or min(spacing) <= 0
+        or abs(np.linalg.norm(normal) - 1) > 0.01
+    ):
+        raise DataError(
+            f"{first_path}: ImageOrientationPatient {list(orientation)[:6]} / PixelSpacing {spacing[:2]} do not place "
+            "the slice (not two perpendicular unit directions and positive sizes); fix the header, or infer these "
+            "files one by one without --volumes"
+        )
+    size = _size(first_path, first)
     positions, notes = [], []
     for path, header in members:
-        other = np.array([float(v) for v in header.get("ImageOrientationPatient", orientation)])
-        if not np.allclose(other, orientation, atol=1e-3):
-            raise DataError(f"{path}: its orientation differs from {first_path.name}'s; a series has one orientation")
-        if (int(header.Rows), int(header.Columns)) != (int(first.Rows), int(first.Columns)):
-            raise DataError(f"{path}: {header.Rows}×{header.Columns} pixels, unlike the rest of series {uid}")
         try:
+            other = np.array([float(v) for v in header.get("ImageOrientationPatient", orientation)])
             position = np.array([float(v) for v in header.ImagePositionPatient])
         except (AttributeError, TypeError, ValueError):
-            raise DataError(f"{path}: no ImagePositionPatient; its place in the series is unknown") from None
+            raise DataError(f"{path}: no readable ImagePositionPatient; its place in the series is unknown") from None
+        if other.shape != orientation.shape or not np.allclose(other, orientation, atol=1e-3):
+            raise DataError(f"{path}: its orientation differs from {first_path.name}'s; a series has one orientation")
+        if _size(path, header) != size:
+            raise DataError(f"{path}: {header.Rows}×{header.Columns} pixels, unlike the rest of series {uid[:64]!r}")
+        if position.shape != (3,) or not np.isfinite(position).all():
+            raise DataError(f"{path}: ImagePositionPatient {list(position)[:3]} is not a point; fix the header")
         positions.append(float(position @ normal))
     order = np.argsort(positions, kind="stable")
     files = [members[i][0] for i in order]
@@ -103,11 +109,24 @@ def _series(uid: str, members: list[tuple[Path, object]]) -> Series:
     return Series(uid=uid, files=files, affine=LPS_TO_RAS @ lps, notes=notes)
 
 
+def _size(path: Path, header: object) -> tuple[int, int]:
+    try:
+        return int(header.Rows), int(header.Columns)
+    except (AttributeError, TypeError, ValueError):
+        raise DataError(f"{path}: the DICOM header has no image size (Rows, Columns); not an image slice") from None
+
+
 def series_volume(series: Series, header_window: bool) -> Volume:
     """The series' voxels (column, row, slice): 8-bit by each file's display window as single
     DICOM files are read (``header_window``), else the rescaled values (HU for CT)."""
     import nibabel as nib
 
+    from flexseg.data.volumes import working_bytes
+    from flexseg.memory import check_fits
+
+    rows, columns = _size(series.files[0], dicom_header(series.files[0]))
+    voxels = rows * columns * len(series.files)
+    check_fits(series.files[0].parent, working_bytes(voxels, 4), f"a series of {voxels:,} voxels")
     slices = []
     for path in series.files:
         pixels = read_dicom(path)[0] if header_window else dicom_values(path)[0]
@@ -116,4 +135,4 @@ def series_volume(series: Series, header_window: bool) -> Volume:
     image = nib.Nifti1Image(data, series.affine)
     image.set_qform(series.affine, code=1)  # scanner coordinates
     image.set_sform(series.affine, code=1)
-    return Volume(path=series.files[0].parent / series.uid, data=data, image=image, mapped=header_window)
+    return Volume(path=series.files[0].parent / safe_filename(series.uid), data=data, image=image, mapped=header_window)

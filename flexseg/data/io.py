@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,8 +55,12 @@ def check_pixels(path: Path, width: int, height: int) -> None:
         )
 
 
-def list_images(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name (hidden files left out)."""
+def list_images(
+    folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES, keep_broken_links: bool = False
+) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name (hidden files left out). A link to a missing
+    file is refused, or with ``keep_broken_links`` listed like any image (reading it then fails
+    naming it, and a command that goes on past unreadable inputs treats it as one)."""
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found")
     found = []
@@ -63,10 +68,17 @@ def list_images(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> lis
         if p.suffix.lower() not in suffixes or p.name.startswith("."):
             continue
         if p.is_symlink() and not p.exists():
-            raise DataError(f"{p}: a link to a missing file ({p.readlink()}); fix or remove the link")
+            if keep_broken_links:
+                found.append(p)
+                continue
+            raise DataError(f"{broken_link(p)}; fix or remove the link")
         if p.is_file():
             found.append(p)
     return sorted(found)
+
+
+def broken_link(path: Path) -> str:
+    return f"{path}: a link to a missing file ({os.readlink(path)})"
 
 
 def is_dicom(path: Path) -> bool:
@@ -80,7 +92,11 @@ def _dicom(path: Path, pixels: bool = True):
     try:
         return pydicom.dcmread(str(path), stop_before_pixels=not pixels)
     except (InvalidDicomError, OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path}: not a readable DICOM file ({e}); fix or remove it") from None
+        raise DataError(f"{path}: not a readable DICOM file ({str(e)[:160]}); fix or remove it") from None
+    except Exception as e:  # pydicom raises many more types for damaged headers
+        raise DataError(
+            f"{path}: not a readable DICOM file ({type(e).__name__}: {str(e)[:160]}); fix or remove it"
+        ) from None
 
 
 def dicom_instance_number(path: Path) -> int:
@@ -115,16 +131,35 @@ def dicom_values(path: Path) -> tuple[np.ndarray, object]:
     """A DICOM slice's values (H, W) float32 after rescale slope/intercept (HU for CT), and its
     dataset; the size is checked from the header before the pixels are decoded."""
     ds = _dicom(path)
-    if ds.get("Rows") and ds.get("Columns"):
-        check_pixels(path, int(ds.Columns), int(ds.Rows))
+    if not (ds.get("Rows") and ds.get("Columns")):
+        raise DataError(f"{path}: the DICOM header has no image size (Rows, Columns); not an image slice")
+    check_pixels(path, int(ds.Columns), int(ds.Rows))
     try:
         values = ds.pixel_array.astype(np.float32)
     except Exception as e:  # pydicom raises many types for missing handlers and bad data
         raise DataError(f"{path}: cannot decode the DICOM pixel data ({e})") from None
     if values.ndim != 2:
         raise DataError(f"{path}: a {values.ndim}-D DICOM ({values.shape}); flexseg reads single 2D slices")
-    values = values * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+    slope, intercept = _header_number(path, ds, "RescaleSlope", 1.0), _header_number(path, ds, "RescaleIntercept", 0.0)
+    values = values * (slope or 1.0) + intercept
     return values, ds
+
+
+def _header_number(path: Path, ds: object, keyword: str, default: float) -> float:
+    """A finite number from a DICOM header element, ``default`` when it is absent; a DataError when
+    it is there but not a finite number (a NaN slope would turn every pixel into NaN)."""
+    value = ds.get(keyword)
+    if value is None or str(value).strip() == "":
+        return default
+    try:
+        number = _first(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number):
+        raise DataError(
+            f"{path}: the DICOM header's {keyword} is {str(value)[:40]!r}, not a finite number; fix the file"
+        )
+    return number
 
 
 def read_dicom(path: Path) -> tuple[np.ndarray, str]:
@@ -136,8 +171,8 @@ def read_dicom(path: Path) -> tuple[np.ndarray, str]:
     """
     values, ds = dicom_values(path)
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
-    if center is not None and width is not None and _first(width) > 1:
-        c, w = _first(center), _first(width)
+    if center is not None and width is not None and _header_number(path, ds, "WindowWidth", 0.0) > 1:
+        c, w = _header_number(path, ds, "WindowCenter", 0.0), _header_number(path, ds, "WindowWidth", 0.0)
         scaled = np.clip((values - (c - 0.5)) / (w - 1) + 0.5, 0.0, 1.0)
         how = f"header window C={c:g} W={w:g}"
     else:
@@ -172,8 +207,10 @@ def _decode(path: Path, flags: int) -> np.ndarray:
     except (OSError, SyntaxError, ValueError):
         pass  # not an image PIL knows: OpenCV decides below
     try:
-        data = np.fromfile(str(path), dtype=np.uint8)
+        data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
+        if path.is_symlink() and not path.exists():
+            raise DataError(broken_link(path)) from None
         raise DataError(f"{path}: cannot read file ({e.strerror})") from None
     img = cv2.imdecode(data, flags) if data.size else None
     if img is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os  # paths go through tf.data as bytes: a name that is not UTF-8 stays itself
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,14 @@ def segmentation_dataset(
 
     def _load(img_path: tf.Tensor, mask_path: tf.Tensor, element_seed: tf.Tensor):
         return load_pair(
-            Path(img_path.decode()), Path(mask_path.decode()), width, height, channels, class_map, augment, element_seed
+            Path(os.fsdecode(img_path)),
+            Path(os.fsdecode(mask_path)),
+            width,
+            height,
+            channels,
+            class_map,
+            augment,
+            element_seed,
         )
 
     def _map(paths: tf.Tensor, element_seed: tf.Tensor):
@@ -95,7 +103,7 @@ def segmentation_dataset(
         onehot = tf.one_hot(tf.ensure_shape(indices, (height, width)), num_classes, dtype=tf.float32)
         return image, onehot
 
-    files = tf.data.Dataset.from_tensor_slices([[str(p), str(m)] for p, m in pairs])
+    files = tf.data.Dataset.from_tensor_slices([[os.fsencode(p), os.fsencode(m)] for p, m in pairs])
     if shuffle:
         files = files.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
     seeds = (
@@ -119,7 +127,7 @@ def image_dataset(
 
     def _load(index: tf.Tensor, path: tf.Tensor):
         try:
-            img = read_image(Path(path.decode()), channels)
+            img = read_image(Path(os.fsdecode(path)), channels)
         except DataError as e:
             if errors is not None:
                 errors[int(index)] = str(e)
@@ -131,5 +139,5 @@ def image_dataset(
         image = tf.ensure_shape(tf.cast(image, tf.float32), (height, width, channels))
         return image, tf.ensure_shape(size, (2,)), index
 
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), [str(p) for p in paths]))
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), [os.fsencode(p) for p in paths]))
     return ds.map(_map, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)

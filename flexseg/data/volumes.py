@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flexseg.errors import DataError
+from flexseg.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import nibabel as nib
@@ -78,9 +78,12 @@ def read_volume(path: Path) -> Volume:
     try:
         image = nib.load(str(path))  # the header only
         _check_size(path, image.shape)
+        _check_type_and_memory(path, image)
         data = np.asanyarray(image.dataobj)
-    except DataError:
+    except (DataError, ConfigError):
         raise
+    except MemoryError:
+        raise DataError(f"{path}: not enough memory to read this volume; crop or downsample it") from None
     except FileNotFoundError:
         raise DataError(f"{path}: no such volume") from None
     except Exception as e:  # nibabel raises many types (ImageFileError, EOFError, zlib.error, ValueError)
@@ -138,6 +141,31 @@ def _check_size(path: Path, shape: tuple[int, ...]) -> None:
             raise DataError(
                 f"{path}: {'×'.join(str(int(v)) for v in shape)} voxels is over the limit of {MAX_VOXELS:,}; not read"
             )
+
+
+def working_bytes(voxels: int, itemsize: int) -> int:
+    """What reading and inferring one volume holds per voxel, as measured: the voxels as read, one
+    copy of them (the finite values for percentiles), and four bytes of 8-bit slices, labels and
+    their reordered copy."""
+    return voxels * (2 * itemsize + 4)
+
+
+def _check_type_and_memory(path: Path, image: nib.Nifti1Image) -> None:
+    """A volume of numbers, and one whose voxels fit in the memory budget (flexseg.memory), both
+    from the header before any voxel is read."""
+    from flexseg.memory import check_fits
+
+    dtype = image.get_data_dtype()
+    if dtype.kind not in "biuf" or dtype.fields is not None:
+        what = {"c": "complex numbers", "V": "RGB or other structured voxels"}.get(dtype.kind, f"{dtype} voxels")
+        raise DataError(f"{path}: a volume of {what}; flexseg reads volumes of one real number per voxel (grey)")
+    slope, inter = image.header.get_slope_inter()
+    scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
+    itemsize = 8 if scaled or dtype.kind == "f" and dtype.itemsize > 4 else max(dtype.itemsize, 1)
+    voxels = int(np.prod([int(v) for v in image.shape]))
+    check_fits(
+        path, working_bytes(voxels, itemsize), f"a volume of {voxels:,} voxels ({dtype}{', scaled' if scaled else ''})"
+    )
 
 
 def _orientation(affine: np.ndarray, plane: str) -> tuple[np.ndarray, np.ndarray]:

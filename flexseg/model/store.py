@@ -128,6 +128,10 @@ def write_card(run_dir: Path, card: ModelCard) -> None:
 
 
 def read_card(run_dir: Path) -> ModelCard:
+    """The run's model description; a replacement a killed writer left half done is finished first."""
+    from flexseg.runs import settle
+
+    settle(run_dir)
     path = run_dir / CARD_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -183,6 +187,22 @@ def load_model(run_dir: Path, card: ModelCard | None = None) -> keras.Model:
     if card is not None:
         card.check_model(model, run_dir / CARD_FILE)
     return model
+
+
+def load_trained(run_dir: Path, expected: ModelCard | None = None) -> tuple[ModelCard, keras.Model]:
+    """The run's description and model read as one version (``runs.read_consistently``: never
+    one training's model.json with another's weights). With ``expected``, a description that
+    changed since the caller read it is refused."""
+    from flexseg.runs import read_consistently
+
+    def read() -> tuple[ModelCard, keras.Model]:
+        card = read_card(run_dir)
+        return card, load_model(run_dir, card)
+
+    card, model = read_consistently(run_dir, (CARD_FILE, MODEL_FILE), read)
+    if expected is not None and card != expected:
+        raise RunError(f"{run_dir}: the model was replaced while flexseg was reading it; run again")
+    return card, model
 
 
 def in_precision(model: keras.Model, precision: str) -> keras.Model:

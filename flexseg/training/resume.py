@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,6 +48,8 @@ import numpy as np
 from flexseg.errors import RunError
 from flexseg.fsutil import atomic_write_text, note_write, public_mode
 from flexseg.training.state import RESUME_DIR, STATE_FILE, read_state, state_path  # noqa: F401 (re-exported)
+
+VARIABLES_NAME = re.compile(r"epoch_\d{3,}\.(variables|weights\.h5)")  # a save point's file, and an older flexseg's
 
 if TYPE_CHECKING:
     from flexseg.training.callbacks import BestModel, HistoryFiles
@@ -201,10 +204,15 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         atomic_write_text(self.folder / STATE_FILE, json.dumps(state, indent=1))
 
     def _remove_variables(self, keep: str | None = None) -> None:
-        """The variables files (and an earlier flexseg's .weights.h5) but ``keep``."""
-        for old in self.folder.glob("epoch_*"):
-            if old.name != keep:
-                old.unlink()
+        """The variables files (and an earlier flexseg's .weights.h5) but ``keep``: only names of that
+        exact form that the run folder's record lists (a user's resume/epoch_notes.txt stays)."""
+        from flexseg.runs import remove_written
+
+        if not self.folder.is_dir():
+            return
+        for old in sorted(self.folder.iterdir()):
+            if old.name != keep and VARIABLES_NAME.fullmatch(old.name):
+                remove_written(old)
 
 
 def restore_model(model: keras.Model, run_dir: Path, state: dict) -> None:

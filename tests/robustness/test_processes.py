@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import TWO_CLASS_EXPERIMENT, once_per_run, set_options, write_raw_pairs
+from tests.conftest import TWO_CLASS_EXPERIMENT, read_record, set_options, write_record
 
 FLEXSEG = Path(sys.executable).with_name("flexseg")
 COMMAND = [str(FLEXSEG)] if FLEXSEG.exists() else [sys.executable, "-m", "flexseg.cli"]
@@ -99,26 +99,6 @@ def unchanged(before: dict[str, str], *folders: Path) -> None:
     assert not changed, f"changed or deleted: {changed[:5]}"
 
 
-def _make_project(home: Path) -> None:
-    write_raw_pairs(home, 24)
-    (home / "t.yaml").write_text(yaml.safe_dump(EXPERIMENT))
-    assert flexseg("split", "t.yaml", cwd=home)[0] == 0
-    code, text = flexseg("train", "t.yaml", cwd=home)
-    assert code == 0, text
-
-
-@pytest.fixture(scope="session")
-def project_once(tmp_path_factory) -> Path:
-    """24 raw 64×64 pairs, split, and a model trained one epoch, all by the real command; built
-    once per pytest run and never changed (each test gets a copy)."""
-    return once_per_run(tmp_path_factory, "processes", _make_project)
-
-
-@pytest.fixture
-def project(project_once, tmp_path) -> Path:
-    return Path(shutil.copytree(project_once, tmp_path / "p", symlinks=True))
-
-
 def first_train_image(project: Path) -> Path:
     return sorted((project / "data" / "train" / "images").iterdir())[0]
 
@@ -149,9 +129,7 @@ def test_infer_force_replaces_only_masks_flexseg_wrote(project):
     mine = out / "s99.png"  # a user's file in the output folder, and one with the name of a mask
     mine.write_bytes(b"user data")
     victim = sorted(out.glob("*.png"))[0]
-    (out / ".flexseg-written").write_text(
-        "".join(line + "\n" for line in (out / ".flexseg-written").read_text().split() if line != victim.name)
-    )
+    write_record(out, [name for name in read_record(out) if name != victim.name])
     victim.write_bytes(b"a user's file that happens to have a mask's name")
     before = digest(project)
     code, text = flexseg(

@@ -1,0 +1,433 @@
+"""Trust, round 2 (issue 22): names from data are never paths, flexseg's own files are never
+links, deletion is by exact record entries, readers finish or refuse a half-done replacement,
+memory is bounded by what a file is, and every reader error is a named data error.
+
+Every case runs the real `flexseg` as a separate process and asserts the exit code, the culprit
+named, no traceback, and that every file that existed before, inside and outside the output
+folder, is byte-for-byte the same afterwards."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import KNEE_RAW, read_record
+from tests.robustness.test_processes import (
+    COMMAND,
+    digest,
+    finish,
+    first_train_image,
+    flexseg,
+    start,
+    unchanged,
+    wait_for,
+)
+
+needs_knee = pytest.mark.skipif(not KNEE_RAW.is_dir(), reason="needs ../shared/datasets/kneebones3dify-raw")
+
+
+def one_line_error(text: str, code: int, rc: int, *named: str) -> None:
+    """The exit code, one error line naming the culprit, no traceback."""
+    assert rc == code, text
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, text
+    assert "Traceback" not in text and "unexpected" not in text, text
+    for name in named:
+        assert name in errors[0], (name, text)
+
+
+def knee_series(folder: Path, uid: str, count: int = 3, **changes) -> list[Path]:
+    """``count`` real KneeBones3Dify slices as one series of UID ``uid``; ``changes`` set header
+    elements of the first file."""
+    import pydicom
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, source in enumerate(sorted((KNEE_RAW / "Data").glob("*.dcm"))[:count]):
+        ds = pydicom.dcmread(str(source))
+        ds.SeriesInstanceUID = uid
+        if i == 0:
+            for keyword, value in changes.items():
+                if value is None:
+                    delattr(ds, keyword)
+                else:
+                    setattr(ds, keyword, value)
+        target = folder / f"{abs(hash(uid)) % 10_000}_{i}.dcm"
+        ds.save_as(target)
+        written.append(target)
+    return written
+
+
+# ---------------------------------------------------------------- writes outside the output, data loss
+
+
+@needs_knee
+def test_a_series_uid_is_never_a_path(project, tmp_path):
+    """A SeriesInstanceUID of ../../x or an absolute path names a label volume inside --output."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("the user's")
+    dicoms = tmp_path / "dicoms"
+    knee_series(dicoms, "../../escaped")
+    knee_series(dicoms, str(outside / "victim"))
+    before = digest(project, tmp_path)
+    rc, text = flexseg("infer", "--model", "runs/t", "--images", dicoms, "--volumes", "--output", "masks", cwd=project)
+    assert rc == 0, text
+    written = sorted(p.name for p in (project / "masks").iterdir() if not p.name.startswith(".flexseg"))
+    assert written == ["_.._.._escaped.nii.gz", f"{str(outside / 'victim').replace('/', '_')}.nii.gz"], written
+    assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]
+    assert not (tmp_path / "escaped.nii.gz").exists() and not (project.parent / "escaped.nii.gz").exists()
+    unchanged(before, project, tmp_path)
+    assert set(read_record(project / "masks")) == set(written)
+
+
+def test_a_name_with_a_line_break_is_one_name(project, tmp_path):
+    """x\\nnotes.png: one record entry, a mask x_notes.png, and a later --force touches neither the
+    user's notes.png nor refuses its own mask."""
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(first_train_image(project), images / "x\nnotes.png")
+    shutil.copy(first_train_image(project), images / "y\u2028z\r.png")
+    out = project / "runs" / "t" / "infer" / "lines"
+    out.mkdir(parents=True)
+    (out / "notes.png").write_bytes(b"the user's")
+    (out / "z_.png").write_bytes(b"the user's too")
+    before = digest(project / "runs" / "t" / "infer", images)
+    for _ in range(2):  # the second run replaces its own masks
+        rc, text = flexseg("infer", "--model", "runs/t", "--images", images, "--output", out, "--force", cwd=project)
+        assert rc == 0, text
+    assert sorted(read_record(out)) == ["x_notes.png", "y_z_.png"]
+    rc, text = flexseg("train", "t.yaml", "--force", cwd=project)
+    assert rc == 0, text
+    unchanged(before, project / "runs" / "t" / "infer", images)
+
+
+def test_an_older_plain_record_is_still_read(project, tmp_path):
+    """A record written before the JSON-lines format: its files are still flexseg's to replace."""
+    images = project / "data" / "test" / "images"
+    out = tmp_path / "out"
+    assert flexseg("infer", "--model", "runs/t", "--images", images, "--output", out, cwd=project)[0] == 0
+    names = read_record(out)
+    (out / ".flexseg-written").write_text("".join(f"{n}\n" for n in names))
+    rc, text = flexseg("infer", "--model", "runs/t", "--images", images, "--output", out, "--force", cwd=project)
+    assert rc == 0, text
+    assert sorted(read_record(out)) == sorted(names)
+
+
+def test_demo_run_twice_keeps_what_the_user_added(tmp_path):
+    """The second demo rewrites its raw dataset by its record; a file the user added stays."""
+    from tests.conftest import REPO
+
+    exp = tmp_path / "demo.yaml"
+    text = (REPO / "experiments" / "demo.yaml").read_text()
+    exp.write_text(text)
+    code = (
+        "import sys; from pathlib import Path; from flexseg.commands.demo import write_demo_dataset;"
+        "from flexseg.data.classes import ClassMap;"
+        "write_demo_dataset(Path(sys.argv[1]), ClassMap(['b', 'f'], [(0, 0, 0), (255, 255, 255)]), size=32)"
+    )
+    raw = tmp_path / "demo-raw"
+    run = [str(Path(COMMAND[0]).with_name("python")), "-c", code, str(raw)]
+    assert subprocess.run(run, capture_output=True, text=True, timeout=120).returncode == 0
+    (raw / "images" / "mine.png").write_bytes(b"the user's image")
+    (raw / "notes.txt").write_text("the user's notes")
+    first = digest(raw)
+    proc = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert digest(raw) == first  # the same dataset again, the user's files untouched
+
+
+def test_a_finished_resume_removes_only_its_own_variables(project):
+    """The user's resume/epoch_notes.txt survives a resumed run's end."""
+    fresh = ("--set", "run_dir=runs/u", "--set", "train.epochs=6")
+    proc = start("train", "t.yaml", *fresh, cwd=project)
+    state = project / "runs" / "u" / "resume" / "state.json"
+    wait_for(lambda: state.exists() and json.loads(state.read_text())["epoch"] >= 1, proc=proc)
+    proc.send_signal(signal.SIGINT)
+    assert finish(proc)[0] == 130
+    (state.parent / "epoch_notes.txt").write_text("the user's")
+    (state.parent / "epoch_999.variables.bak").write_text("the user's too")
+    before = {k: v for k, v in digest(state.parent).items() if "user" in Path(k).read_text(errors="ignore")}
+    assert len(before) == 2
+    rc, text = flexseg("train", "t.yaml", "--resume", *fresh, cwd=project)
+    assert rc == 0, text
+    left = sorted(p.name for p in state.parent.iterdir() if p.name.startswith("epoch_"))
+    assert left == ["epoch_999.variables.bak", "epoch_notes.txt"]
+    unchanged(before, state.parent)
+
+
+@pytest.mark.parametrize("own_file", [".flexseg.lock", ".flexseg-written"])
+def test_flexseg_never_follows_a_link_in_place_of_its_own_files(project, tmp_path, own_file):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's file\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / own_file).symlink_to(victim)
+    before = digest(project, tmp_path)
+    images = project / "data" / "test" / "images"
+    rc, text = flexseg("infer", "--model", "runs/t", "--images", images, "--output", out, cwd=project)
+    one_line_error(text, 4, rc, own_file, "link")
+    unchanged(before, project, tmp_path)
+    assert victim.read_text() == "the user's file\n"
+
+
+def test_a_record_entry_through_a_linked_folder_is_never_deleted(project, tmp_path):
+    """A record line linked/victim.txt, where linked points elsewhere: --force deletes nothing there."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "victim.txt").write_text("the user's")
+    run = project / "runs" / "t"
+    (run / "linked").symlink_to(elsewhere)
+    with open(run / ".flexseg-written", "a") as f:
+        f.write(json.dumps("linked/victim.txt") + "\n")
+    before = digest(elsewhere)
+    rc, text = flexseg("train", "t.yaml", "--force", cwd=project)
+    assert rc == 0, text
+    split_dir = project / "data" / "train"
+    (split_dir / "linked").symlink_to(elsewhere)
+    with open(split_dir / ".flexseg-written", "a") as f:
+        f.write(json.dumps("linked/victim.txt") + "\n")
+    rc, text = flexseg("augment", "t.yaml", "--force", cwd=project)
+    assert rc == 0, text
+    unchanged(before, elsewhere)
+
+
+# ---------------------------------------------------------------- mixed runs
+
+
+def test_a_reader_finishes_a_replacement_a_killed_writer_left(project):
+    """SIGKILL between model.json and model.keras of a train --force roll-forward: infer and export
+    finish the replacement (or use the old model whole), never B's card with A's weights."""
+    run = project / "runs" / "t"
+    rc, text = flexseg(
+        "train", "t.yaml", "--force", "--set", "model.base_filters=8", "--set", "train.epochs=1", cwd=project
+    )
+    assert rc == 0, text
+    new_model, new_card = (run / "model.keras").read_bytes(), (run / "model.json").read_bytes()
+    assert flexseg("train", "t.yaml", "--force", cwd=project)[0] == 0  # A: 4 filters
+    # B (8 filters) staged and marked complete, and the roll-forward stopped after model.json
+    staging = run / ".flexseg-staging"
+    staging.mkdir()
+    (staging / "model.keras").write_bytes(new_model)
+    (staging / ".flexseg-written").write_text(json.dumps("model.keras") + "\n" + json.dumps("model.json") + "\n")
+    (staging / ".flexseg-complete").write_text(json.dumps({"replace": ["model.keras", "model.json"]}))
+    (run / "model.json").write_bytes(new_card)  # what os.replace of model.json had done
+    images = project / "data" / "test" / "images"
+    rc, text = flexseg("infer", "--model", "runs/t", "--images", images, "--output", "out", cwd=project)
+    assert rc == 0, text
+    assert "finishing that" in text
+    assert (run / "model.keras").read_bytes() == new_model and (run / "model.json").read_bytes() == new_card
+    assert not staging.exists()
+
+
+def test_evaluate_never_cleans_inside_an_infer_folder_another_process_holds(project):
+    """Locks nest: evaluate on a run leaves infer/<name>/ (held by a running infer) alone."""
+    held = project / "runs" / "t" / "infer" / "held"
+    held.mkdir(parents=True)
+    leftover = held / ".case.abcd1234.tmp.png"  # a name of flexseg's temporary pattern
+    leftover.write_bytes(b"being written by the other infer")
+    (held / ".flexseg.lock").write_text("")
+    holder = subprocess.Popen(
+        [str(Path(COMMAND[0]).with_name("python")), "-c", HOLD_LOCK, str(held / ".flexseg.lock")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        rc, text = flexseg("evaluate", "t.yaml", cwd=project)
+        assert rc == 0, text
+        assert leftover.read_bytes() == b"being written by the other infer"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+HOLD_LOCK = (
+    "import fcntl, sys, time; f = open(sys.argv[1], 'r+'); fcntl.flock(f, fcntl.LOCK_EX); "
+    "print('held', flush=True); time.sleep(120)"
+)
+
+
+# ---------------------------------------------------------------- silent wrong answers
+
+
+@needs_knee
+@pytest.mark.parametrize(
+    "changes,named",
+    [
+        ({"RescaleSlope": "NaN"}, "RescaleSlope"),
+        ({"RescaleIntercept": "inf"}, "RescaleIntercept"),
+    ],
+)
+def test_a_nan_rescale_is_a_data_error_not_an_empty_mask(project, tmp_path, changes, named):
+    dicoms = tmp_path / "dicoms"
+    (bad,) = knee_series(dicoms, "1.2.3", count=1, **changes)
+    before = digest(project, tmp_path)
+    rc, text = flexseg("infer", "--model", "runs/t", "--images", dicoms, "--output", tmp_path / "out", cwd=project)
+    one_line_error(text, 3, rc, bad.name)
+    assert named in text
+    assert not list((tmp_path / "out").glob("*.png"))
+    unchanged(before, project, tmp_path / "dicoms")
+
+
+@needs_knee
+@pytest.mark.parametrize(
+    "count,changes,named",
+    [
+        (1, {"ImagePositionPatient": ["NaN", "0", "0"]}, "ImagePositionPatient"),
+        (3, {"ImagePositionPatient": ["0", "NaN", "0"]}, "ImagePositionPatient"),
+        (3, {"ImageOrientationPatient": ["0"] * 6}, "ImageOrientationPatient"),
+        (3, {"Rows": None}, "Rows"),
+    ],
+)
+def test_a_series_with_a_broken_geometry_is_named(project, tmp_path, count, changes, named):
+    """NaN positions, a zero orientation or no Rows: exit 3 naming the file, never a NaN affine."""
+    dicoms = tmp_path / "dicoms"
+    files = knee_series(dicoms, "1.2.3", count=count, **changes)
+    before = digest(project, tmp_path)
+    args = ("infer", "--model", "runs/t", "--images", dicoms, "--volumes", "--output", tmp_path / "out")
+    rc, text = flexseg(*args, cwd=project)
+    one_line_error(text, 3, rc, files[0].name, named)
+    assert not list((tmp_path / "out").glob("*.nii.gz"))
+    unchanged(before, project, tmp_path / "dicoms")
+
+
+def test_evaluate_pred_refuses_one_volume_twice(project, tmp_path):
+    import nibabel as nib
+
+    for kind in ("pred", "truth"):
+        (tmp_path / kind).mkdir()
+    labels = np.zeros((8, 8, 4), np.uint8)
+    labels[2:5, 2:5, 1:3] = 1
+    image = nib.Nifti1Image(labels, np.eye(4))
+    nib.save(image, str(tmp_path / "pred" / "case1.nii"))
+    nib.save(nib.Nifti1Image(np.zeros_like(labels), np.eye(4)), str(tmp_path / "pred" / "case1.nii.gz"))
+    nib.save(image, str(tmp_path / "truth" / "case1.nii.gz"))
+    before = digest(project, tmp_path)
+    args = ("evaluate", "t.yaml", "--pred", tmp_path / "pred", "--truth", tmp_path / "truth")
+    rc, text = flexseg(*args, "--output", tmp_path / "scores", cwd=project)
+    one_line_error(text, 3, rc, "case1.nii and case1.nii.gz")
+    unchanged(before, project, tmp_path)
+
+
+def test_evaluate_pred_with_a_missing_truth_folder_is_a_data_error(project, tmp_path):
+    import nibabel as nib
+
+    (tmp_path / "pred").mkdir()
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.uint8), np.eye(4)), str(tmp_path / "pred" / "a.nii.gz"))
+    args = ("evaluate", "t.yaml", "--pred", tmp_path / "pred", "--truth", tmp_path / "nope")
+    rc, text = flexseg(*args, "--output", tmp_path / "scores", cwd=project)
+    one_line_error(text, 3, rc, "nope")
+
+
+# ---------------------------------------------------------------- memory
+
+
+def nifti_claiming(path: Path, shape: tuple[int, ...], dtype: str) -> None:
+    """A small gzipped NIfTI whose header claims ``shape`` of ``dtype`` (its voxels mostly absent)."""
+    import nibabel as nib
+
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(np.dtype(dtype))
+    header.set_qform(np.eye(4), code=1)
+    header.set_sform(np.eye(4), code=1)
+    data = header.binaryblock + b"\0" * (352 - len(header.binaryblock)) + b"\0" * (1 << 20)
+    path.write_bytes(gzip.compress(data))
+
+
+def test_a_volume_over_the_memory_budget_is_refused_before_it_is_read(project, tmp_path):
+    """1024×1024×1000 float64 (inside the voxel limit): exit 3 with the figures, in bounded memory."""
+    images = tmp_path / "vols"
+    images.mkdir()
+    nifti_claiming(images / "huge.nii.gz", (1024, 1024, 1000), "float64")
+    before = digest(project, tmp_path)
+    args = ("infer", "--model", "runs/t", "--images", images, "--output", tmp_path / "out")
+    rc, text = flexseg(*args, cwd=project, env={**os.environ, "FLEXSEG_MEMORY_BUDGET": "4G"})
+    one_line_error(text, 3, rc, "huge.nii.gz", "GiB", "FLEXSEG_MEMORY_BUDGET")
+    unchanged(before, project, tmp_path)
+
+
+@pytest.mark.parametrize("dtype,what", [("complex64", "complex"), ("RGB", "RGB")])
+def test_a_volume_of_complex_or_rgb_voxels_is_a_data_error(project, tmp_path, dtype, what):
+    import nibabel as nib
+
+    images = tmp_path / "vols"
+    images.mkdir()
+    if dtype == "RGB":
+        data = np.zeros((8, 8, 4), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    else:
+        data = np.zeros((8, 8, 4), np.complex64)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(images / "odd.nii.gz"))
+    rc, text = flexseg("infer", "--model", "runs/t", "--images", images, "--output", tmp_path / "out", cwd=project)
+    one_line_error(text, 3, rc, "odd.nii.gz", what)
+
+
+# ---------------------------------------------------------------- names and error lines
+
+
+@pytest.mark.parametrize("length", [250, 255])
+def test_long_names_work(project, tmp_path, length):
+    images = tmp_path / "images"
+    images.mkdir()
+    long_name = "n" * (length - 4) + ".png"
+    shutil.copy(first_train_image(project), images / long_name)
+    shutil.copy(first_train_image(project), images / "short.png")
+    rc, text = flexseg("infer", "--model", "runs/t", "--images", images, "--output", tmp_path / "out", cwd=project)
+    assert rc == 0, text
+    masks = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
+    assert len(masks) == 2 and "short.png" in masks and all(len(os.fsencode(m)) <= 200 for m in masks), masks
+
+
+def test_a_name_that_is_not_utf8_gets_its_mask(project, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    odd = os.fsdecode(b"caf\xe9.png")  # Latin-1, not UTF-8
+    shutil.copy(first_train_image(project), images / odd)
+    shutil.copy(first_train_image(project), images / "plain.png")
+    rc, text = flexseg("infer", "--model", "runs/t", "--images", images, "--output", tmp_path / "out", cwd=project)
+    assert rc == 0, text
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["caf_.png", "plain.png"]
+
+
+def test_training_on_a_name_that_is_not_utf8(project):
+    """split copies the name as it is; train reads it through tf.data as bytes."""
+    raw = project / "raw"
+    for kind in ("images", "masks"):
+        shutil.copy(raw / kind / "s00.png", raw / kind / os.fsdecode(b"s\xe9.png"))
+    rc, text = flexseg("split", "t.yaml", "--force", cwd=project)
+    assert rc == 0, text
+    rc, text = flexseg("train", "t.yaml", "--force", cwd=project)
+    assert rc == 0, text
+
+
+def test_a_dangling_link_is_one_unreadable_input_among_the_others(project, tmp_path):
+    images = tmp_path / "images"
+    shutil.copytree(project / "data" / "test" / "images", images)
+    (images / "gone.png").symlink_to(tmp_path / "missing.png")
+    rc, text = flexseg("infer", "--model", "runs/t", "--images", images, "--output", tmp_path / "out", cwd=project)
+    one_line_error(text, 3, rc, "gone.png")
+    masks = {p.name for p in (tmp_path / "out").glob("*.png")}
+    assert masks == {p.name for p in images.iterdir() if p.name != "gone.png"}
+
+
+def test_stats_on_thousands_of_duplicates_prints_a_short_line(project):
+    """5,000 copies of a train image in the test split: the leak's error line names a few and
+    counts the rest."""
+    test = project / "data" / "test"
+    image = first_train_image(project)
+    mask = project / "data" / "train" / "masks" / image.name
+    for i in range(5000):
+        os.link(image, test / "images" / f"dup{i:04d}.png")
+        os.link(mask, test / "masks" / f"dup{i:04d}.png")
+    rc, text = flexseg("stats", "t.yaml", cwd=project, timeout=300)
+    one_line_error(text, 1, rc, "the same image is in train and test", "more")
+    assert max(len(line) for line in text.splitlines()) < 1200, max(len(line) for line in text.splitlines())
