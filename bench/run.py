@@ -16,7 +16,8 @@ Measures, in this order:
      images, the whole run), float32, as ratios;
   6. `flexseg augment` pairs/s at 512×512 with NBM's transforms (the seed's set);
   7. peak RSS of `flexseg train` and `flexseg infer` over 100 and 2,000 images, and of `flexseg
-     infer` on a 512×512 volume of 40 and 300 slices (bench/memory.py).
+     infer` on a 512×512 volume of 40 and 300 slices (bench/memory.py), and of `flexseg export
+     --format onnx` of the NBM model (bench/export_memory.py; not with --quick).
 --quick runs each at a smaller size (128×128, fewer steps and images) as a smoke test.
 """
 
@@ -253,6 +254,15 @@ def main() -> None:
             f"peak RSS flexseg infer, 512²×{slices[0]} vs ×{slices[1]} volume",
             f"{rss[slices[0]]:7.0f} MB vs {rss[slices[1]]:.0f} MB ({grown:.2f} MB per MB of volume)",
         )
+        if not quick:  # the seed's NBM model (125 M parameters) exported to ONNX: about 1 min
+            from export_memory import measure
+
+            onnx = measure("onnx", 512, cap_gb=20)
+            data["peak_rss_mb"]["export_onnx_nbm"] = onnx
+            show(
+                "peak RSS flexseg export --format onnx, NBM 512²",
+                f"{onnx['peak_rss_mb']:7.0f} MB for {onnx['model_keras_mb']} MB of weights (exit {onnx['exit_code']})",
+            )
     print(json.dumps(data, indent=1))
 
 

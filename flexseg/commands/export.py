@@ -1,8 +1,8 @@
 """flexseg export: the trained model for other runtimes, checked against Keras.
 
 Formats: ``savedmodel`` (TensorFlow SavedModel with a ``serve`` signature), ``tflite``
-(TensorFlow Lite, float32) and ``onnx`` (Keras' ONNX export, which needs tf2onnx and, for the
-check, onnxruntime: ``pip install -e '.[onnx]'``). Every export is run on a few images and
+(TensorFlow Lite, float32) and ``onnx`` (through tf2onnx, in bounded memory: see ``_to_onnx``;
+it needs tf2onnx and, for the check, onnxruntime: ``pip install -e '.[onnx]'``). Every export is run on a few images and
 compared with the Keras model; the largest absolute difference of the class probabilities is
 reported and the export fails above the tolerance. ``model.json`` (classes, colours, input
 size, normalisation) is written beside it, so the export describes itself.
@@ -106,7 +106,9 @@ def export(
                 written.write_bytes(_to_tflite(saved))
                 actual = _run_tflite(written, images)
             else:
-                _to_onnx(model, written)
+                frozen = _frozen_graph(model, card)
+                del model  # its memory (NBM: 1 GB with TensorFlow's copies) goes before the conversion's comes
+                _to_onnx(frozen, written)
                 actual = _run_onnx(written, images)
             diff = float(np.abs(actual - expected).max())
             if not np.isfinite(diff) or diff > tolerance:
@@ -182,17 +184,89 @@ def _run_tflite(path: Path, images: np.ndarray) -> np.ndarray:
     return np.stack(results)
 
 
-def _to_onnx(model: keras.Model, path: Path) -> None:
+@dataclass
+class _FrozenGraph:
+    """The model's forward pass as a TensorFlow GraphDef with its weights as constants."""
+
+    graph_def: object  # tf.compat.v1.GraphDef; None once imported for conversion
+    input_names: list[str]
+    output_names: list[str]
+    rename: dict[str, str]  # TensorFlow tensor names → the ONNX names ("image:0" → "image")
+
+
+def _frozen_graph(model: keras.Model, card: ModelCard) -> _FrozenGraph:
+    """Freeze ``model`` as tf2onnx's large-model path does: variables become constants without
+    TensorFlow's grappler pass over them (which held 11 GB for NBM's 500 MB of weights)."""
     import importlib.util
 
     if importlib.util.find_spec("tf2onnx") is None or importlib.util.find_spec("onnxruntime") is None:
         raise ConfigError(
             "--format onnx needs tf2onnx and onnxruntime: pip install -e '.[onnx]' (or pip install tf2onnx onnxruntime)"
         )
+    import tensorflow as tf
+
+    _patch_tf2onnx()
+    from tf2onnx import tf_loader
+    from tf2onnx.convert import tensor_names_from_structed
+
+    spec = tf.TensorSpec((None, card.height, card.width, card.channels), tf.float32, name="image")
+    function = tf.function(lambda image: model(image, training=False)).get_concrete_function(spec)
+    inputs = [t.name for t in function.inputs if t.dtype != tf.dtypes.resource]
+    outputs = [t.name for t in function.outputs if t.dtype != tf.dtypes.resource]
+    rename = tensor_names_from_structed(function, inputs, outputs)
     try:
-        model.export(str(path), format="onnx", verbose=False)
+        graph_def = tf_loader.from_function(function, inputs, outputs, large_model=True)
     except Exception as e:  # tf2onnx raises many types
         raise RunError(f"ONNX conversion failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+    return _FrozenGraph(graph_def, inputs, outputs, rename)
+
+
+def _to_onnx(frozen: _FrozenGraph, path: Path) -> None:
+    """The frozen graph as an ONNX file, in memory a few times the weights (NBM, 125 M parameters:
+    4.5 GB at the peak, where Keras' ``model.export(format="onnx")`` passed 24 GB and was killed).
+
+    Keras' exporter calls tf2onnx with its ONNX optimizers: each of their ~25 passes writes every
+    constant into the node protos again (protobuf keeps the old copies: +500 MB a pass for NBM) and
+    deep-copies the graph first. They are left out here: onnxruntime folds the transposes and
+    constants itself when it loads the model. Each intermediate is dropped once the next exists."""
+    import gc
+
+    import tensorflow as tf
+    from tf2onnx import optimizer
+    from tf2onnx.tfonnx import process_tf_graph
+
+    try:
+        with tf.Graph().as_default() as graph:
+            tf.import_graph_def(frozen.graph_def, name="")
+            frozen.graph_def = None
+            gc.collect()
+            onnx_graph = process_tf_graph(
+                graph,
+                continue_on_error=False,
+                input_names=frozen.input_names,
+                output_names=frozen.output_names,
+                tensors_to_rename=frozen.rename,
+            )
+        del graph
+        gc.collect()
+        onnx_graph = optimizer.optimize_graph(onnx_graph, catch_errors=False, optimizers={})
+        proto = onnx_graph.make_model("flexseg FlexUNet")
+        del onnx_graph
+        gc.collect()
+    except Exception as e:  # tf2onnx raises many types
+        raise RunError(f"ONNX conversion failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+    with open(path, "wb") as f:
+        f.write(proto.SerializeToString())
+
+
+def _patch_tf2onnx() -> None:
+    """tf2onnx 1.16/1.17 use NumPy aliases that NumPy 2 removed; Keras ships the patch it applies
+    before its own ONNX export."""
+    try:
+        from keras.src.export.tf2onnx_lib import patch_tf2onnx
+    except ImportError:  # a Keras without it: a tf2onnx that does not need it
+        return
+    patch_tf2onnx()
 
 
 def _run_onnx(path: Path, images: np.ndarray) -> np.ndarray:
