@@ -79,10 +79,12 @@ def test_a_series_uid_is_never_a_path(project, tmp_path):
     knee_series(dicoms, "../../escaped")
     knee_series(dicoms, str(outside / "victim"))
     before = digest(project, tmp_path)
-    rc, text = flexseg("infer", "--model", "runs/t", "--images", dicoms, "--volumes", "--output", "masks", cwd=project)
+    args = ("infer", "--model", "runs/t", "--images", dicoms, "--volumes", "--dicom-seg", "--output", "masks")
+    rc, text = flexseg(*args, cwd=project)
     assert rc == 0, text
     written = sorted(p.name for p in (project / "masks").iterdir() if not p.name.startswith(".flexseg"))
-    assert written == ["_.._.._escaped.nii.gz", f"{str(outside / 'victim').replace('/', '_')}.nii.gz"], written
+    stems = ["_.._.._escaped", str(outside / "victim").replace("/", "_")]
+    assert written == sorted(f"{stem}{suffix}" for stem in stems for suffix in (".nii.gz", ".seg.dcm")), written
     assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]
     assert not (tmp_path / "escaped.nii.gz").exists() and not (project.parent / "escaped.nii.gz").exists()
     unchanged(before, project, tmp_path)
@@ -123,26 +125,23 @@ def test_an_older_plain_record_is_still_read(project, tmp_path):
 
 
 def test_demo_run_twice_keeps_what_the_user_added(tmp_path):
-    """The second demo rewrites its raw dataset by its record; a file the user added stays."""
+    """The second `flexseg demo` rewrites its raw dataset by its record; files the user added stay."""
     from tests.conftest import REPO
 
-    exp = tmp_path / "demo.yaml"
-    text = (REPO / "experiments" / "demo.yaml").read_text()
-    exp.write_text(text)
-    code = (
-        "import sys; from pathlib import Path; from flexseg.commands.demo import write_demo_dataset;"
-        "from flexseg.data.classes import ClassMap;"
-        "write_demo_dataset(Path(sys.argv[1]), ClassMap(['b', 'f'], [(0, 0, 0), (255, 255, 255)]), size=32)"
-    )
-    raw = tmp_path / "demo-raw"
-    run = [str(Path(COMMAND[0]).with_name("python")), "-c", code, str(raw)]
-    assert subprocess.run(run, capture_output=True, text=True, timeout=120).returncode == 0
-    (raw / "images" / "mine.png").write_bytes(b"the user's image")
+    (tmp_path / "experiments").mkdir()
+    shutil.copy(REPO / "experiments" / "demo.yaml", tmp_path / "experiments" / "demo.yaml")
+    small = ["image.width=32", "image.height=32", "model.num_layers=3", "train.epochs=1", "augment.copies=1"]
+    args = ["demo", "experiments/demo.yaml", *[a for s in small for a in ("--set", s)]]
+    rc, text = flexseg(*args, cwd=tmp_path, timeout=400)
+    assert rc == 0, text
+    raw = tmp_path / "data" / "demo-raw"
     (raw / "notes.txt").write_text("the user's notes")
+    (raw / "mini_test" / "notes.txt").write_text("the user's too")
     first = digest(raw)
-    proc = subprocess.run(run, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert digest(raw) == first  # the same dataset again, the user's files untouched
+    rc, text = flexseg(*args, cwd=tmp_path, timeout=400)
+    assert rc == 0, text
+    unchanged(first, raw)  # the same dataset again, the user's files untouched
+    assert (raw / "notes.txt").read_text() == "the user's notes"
 
 
 def test_a_finished_resume_removes_only_its_own_variables(project):
@@ -203,16 +202,14 @@ def test_a_record_entry_through_a_linked_folder_is_never_deleted(project, tmp_pa
 # ---------------------------------------------------------------- mixed runs
 
 
-def test_a_reader_finishes_a_replacement_a_killed_writer_left(project):
+@pytest.mark.parametrize("reader", ["infer", "export"])
+def test_a_reader_finishes_a_replacement_a_killed_writer_left(project, reader):
     """SIGKILL between model.json and model.keras of a train --force roll-forward: infer and export
     finish the replacement (or use the old model whole), never B's card with A's weights."""
-    run = project / "runs" / "t"
-    rc, text = flexseg(
-        "train", "t.yaml", "--force", "--set", "model.base_filters=8", "--set", "train.epochs=1", cwd=project
-    )
+    run, other = project / "runs" / "t", project / "runs" / "b"  # A: 4 filters; B: 8
+    rc, text = flexseg("train", "t.yaml", "--set", "model.base_filters=8", "--set", f"run_dir={other}", cwd=project)
     assert rc == 0, text
-    new_model, new_card = (run / "model.keras").read_bytes(), (run / "model.json").read_bytes()
-    assert flexseg("train", "t.yaml", "--force", cwd=project)[0] == 0  # A: 4 filters
+    new_model, new_card = (other / "model.keras").read_bytes(), (other / "model.json").read_bytes()
     # B (8 filters) staged and marked complete, and the roll-forward stopped after model.json
     staging = run / ".flexseg-staging"
     staging.mkdir()
@@ -221,7 +218,10 @@ def test_a_reader_finishes_a_replacement_a_killed_writer_left(project):
     (staging / ".flexseg-complete").write_text(json.dumps({"replace": ["model.keras", "model.json"]}))
     (run / "model.json").write_bytes(new_card)  # what os.replace of model.json had done
     images = project / "data" / "test" / "images"
-    rc, text = flexseg("infer", "--model", "runs/t", "--images", images, "--output", "out", cwd=project)
+    if reader == "infer":
+        rc, text = flexseg("infer", "--model", "runs/t", "--images", images, "--output", "out", cwd=project)
+    else:
+        rc, text = flexseg("export", "runs/t", "--format", "savedmodel", "--output", "exported", cwd=project)
     assert rc == 0, text
     assert "finishing that" in text
     assert (run / "model.keras").read_bytes() == new_model and (run / "model.json").read_bytes() == new_card
@@ -265,9 +265,10 @@ HOLD_LOCK = (
     [
         ({"RescaleSlope": "NaN"}, "RescaleSlope"),
         ({"RescaleIntercept": "inf"}, "RescaleIntercept"),
+        ({"Rows": None}, "Rows"),
     ],
 )
-def test_a_nan_rescale_is_a_data_error_not_an_empty_mask(project, tmp_path, changes, named):
+def test_a_bad_dicom_header_is_a_data_error_not_an_empty_mask(project, tmp_path, changes, named):
     dicoms = tmp_path / "dicoms"
     (bad,) = knee_series(dicoms, "1.2.3", count=1, **changes)
     before = digest(project, tmp_path)
