@@ -52,6 +52,7 @@ from flexseg.data.volumes import (
 )
 from flexseg.errors import ConfigError, DataError
 from flexseg.fsutil import atomic_write_text, exchange, public_mode
+from flexseg.names import describe_renamed, unique_filenames
 from flexseg.runs import clean_leftovers, folder_lock
 
 if TYPE_CHECKING:
@@ -415,22 +416,28 @@ def _write_pairs(exp: Experiment, plan: SplitPlan, tmp: Path, workers: int, resu
         for split, indices in members.items():
             for i in indices:
                 first_home.setdefault(i, folder / split)
+    # output names through flexseg.names: bounded (room for __augNN), no line breaks, distinct
+    stems, renamed = unique_filenames(
+        [(volume_stem(image) if is_volume(image) else image.stem, "") for image, _ in plan.pairing.pairs]
+    )
+    if renamed:
+        out.warn(describe_renamed(renamed))
 
     def one(i: int) -> dict:
         image, mask = plan.pairing.pairs[i]
-        home = tmp / first_home[i]
+        home, stem = tmp / first_home[i], stems[i]
         if is_volume(image):
-            return {**_write_volume(exp, image, mask, home, palette), "home": str(first_home[i])}
+            return {**_write_volume(exp, image, mask, home, palette, stem), "home": str(first_home[i])}
         if is_dicom(image):
             pixels, how = read_dicom(image)
-            image_name = image.stem + ".png"
+            image_name = stem + ".png"
             write_image(home / "images" / image_name, pixels)
         else:
-            how, image_name = "copied", image.name
+            how, image_name = "copied", stem + image.suffix
             (home / "images").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(image, home / "images" / image_name)
         indices, far = convert(read_mask(mask))
-        mask_name = image.stem + ".png"
+        mask_name = stem + ".png"
         write_palette_mask(home / "masks" / mask_name, indices, palette)
         return {
             "image_name": image_name,
@@ -454,7 +461,7 @@ def _write_pairs(exp: Experiment, plan: SplitPlan, tmp: Path, workers: int, resu
     return written
 
 
-def _write_volume(exp: Experiment, image: Path, mask: Path, home: Path, palette: np.ndarray) -> dict:
+def _write_volume(exp: Experiment, image: Path, mask: Path, home: Path, palette: np.ndarray, stem: str) -> dict:
     """One image volume and its label volume as slices (the slice convention of data.volumes):
     ``<volume>_<index>.png`` images mapped by ``volume`` (window or percentiles; with
     ``image.context`` the neighbouring slices as channels) and palette masks; slices without
@@ -467,7 +474,7 @@ def _write_volume(exp: Experiment, image: Path, mask: Path, home: Path, palette:
     empty = [k for k in range(len(indices)) if not indices[k].any()]
     rng = np.random.default_rng([int(exp.split.seed or 0), *map(ord, volume_stem(image))])
     dropped = set(rng.permutation(empty)[: len(empty) - round(exp.split.empty_slices * len(empty))].tolist())
-    stem, digits = volume_stem(image), max(4, len(str(len(indices) - 1)))
+    digits = max(4, len(str(len(indices) - 1)))
     slices = []
     for k in range(len(indices)):
         if k in dropped:

@@ -28,7 +28,6 @@ DEFAULT_MAX_PIXELS = 64_000_000  # 8000×8000: about 1.5 GB at the peak of infer
 def max_pixels() -> int:
     """The largest image (width × height) flexseg decodes; $FLEXSEG_MAX_PIXELS changes it. A PNG of a few
     hundred KB can hold 400 M pixels (7 GB decoded): the size is checked from the header first."""
-    import os
 
     text = os.environ.get(MAX_PIXELS_ENV, "")
     try:
