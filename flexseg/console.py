@@ -39,10 +39,23 @@ def info(message: str) -> None:
         _console.print(escape(message), highlight=False, soft_wrap=True)
 
 
+MAX_LINE_CHARS = 1000
+
+
+def one_line(message: str) -> str:
+    """``message`` as one printable line: line breaks from file names shown as ``\\n``, bytes
+    that are not UTF-8 as ``\\udcXX``, cut at MAX_LINE_CHARS (messages list a few names and
+    count the rest)."""
+    line = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    for char, shown in (("\r", "\\r"), ("\n", "\\n"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        line = line.replace(char, shown)
+    return line if len(line) <= MAX_LINE_CHARS else f"{line[:MAX_LINE_CHARS]}… ({len(line):,} characters)"
+
+
 def warn(message: str) -> None:
     # warnings are shown even when quiet: they are about the user's data; escaped, so a file name or an
     # INI section in [brackets] prints as it is
-    _console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    _console.print(f"[yellow]warning:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
 
 
 class _NoProgress:

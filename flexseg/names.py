@@ -54,13 +54,13 @@ def safe_filename(stem: str, suffix: str = "") -> str:
     return stem + suffix
 
 
-def unique_filenames(wanted: list[tuple[str, str]]) -> tuple[list[str], list[tuple[str, str]]]:
+def unique_filenames(wanted: list[tuple[str, str]]) -> tuple[list[str], list[tuple[int, str, str]]]:
     """Safe, distinct file names for (stem, suffix) pairs in input order: a name met again gets
     ``~2``, ``~3``… before its suffix (the first keeps its name). Returns the names, and
-    (safe name, name given) for each that had to change."""
+    (index, safe name, name given) for each input whose name had to change."""
     taken: set[str] = set()
     names, renamed = [], []
-    for stem, suffix in wanted:
+    for i, (stem, suffix) in enumerate(wanted):
         name = candidate = safe_filename(stem, suffix)
         k = 1
         while candidate in taken:
@@ -69,12 +69,15 @@ def unique_filenames(wanted: list[tuple[str, str]]) -> tuple[list[str], list[tup
         taken.add(candidate)
         names.append(candidate)
         if candidate != name:
-            renamed.append((name, candidate))
+            renamed.append((i, name, candidate))
     return names, renamed
 
 
-def describe_renamed(renamed: list[tuple[str, str]], limit: int = 3) -> str:
-    """A one-line account of renamed outputs: the count and the first few."""
-    shown = ", ".join(f"{a!r} → {b!r}" for a, b in renamed[:limit])
+def describe_renamed(renamed: list[tuple[int, str, str]], inputs: list[str], limit: int = 3) -> str:
+    """One line on the outputs that were numbered to stay apart: the count and the first few,
+    each with the input it belongs to."""
+    shown = "; ".join(
+        f"{inputs[i]} gets {given} ({wanted} is taken by another input)" for i, wanted, given in renamed[:limit]
+    )
     more = f" and {len(renamed) - limit} more" if len(renamed) > limit else ""
-    return f"{len(renamed)} output name(s) made distinct: {shown}{more}"
+    return f"{len(renamed)} output name(s) numbered to keep inputs apart: {shown}{more}"

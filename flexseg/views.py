@@ -29,17 +29,9 @@ def number(v: float | None, digits: int = 4) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
 
 
-MAX_ERROR_CHARS = 1000
-
-
 def error(message: str) -> None:
-    """One line, whatever the message holds: line breaks from file names shown as ``\\n``, and a
-    message cut at MAX_ERROR_CHARS (the messages list a few names and count the rest)."""
-    line = message.encode("utf-8", "backslashreplace").decode("utf-8")
-    line = line.replace("\r", "\\r").replace("\n", "\\n").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-    if len(line) > MAX_ERROR_CHARS:
-        line = f"{line[:MAX_ERROR_CHARS]}… ({len(line):,} characters)"
-    out.console().print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    """One line, whatever the message holds (``console.one_line``)."""
+    out.console().print(f"[red]error:[/] {escape(out.one_line(message))}", highlight=False, soft_wrap=True)
 
 
 def interrupted(signal_name: str) -> None:

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from flexseg.names import MAX_NAME_BYTES, safe_filename, unique_filenames
+from flexseg.names import MAX_NAME_BYTES, describe_renamed, safe_filename, unique_filenames
 from flexseg.runs import RECORD_FILE, WrittenRecord, inside, open_output
 
 
@@ -40,7 +40,9 @@ def test_long_names_are_bounded_and_stay_apart():
 def test_clashes_are_numbered_and_reported():
     names, renamed = unique_filenames([("a", ".png"), ("a", ".png"), ("x\n", ".png"), ("x\r", ".png"), ("b", ".png")])
     assert names == ["a.png", "a~2.png", "x_.png", "x_~2.png", "b.png"]
-    assert renamed == [("a.png", "a~2.png"), ("x_.png", "x_~2.png")]
+    assert renamed == [(1, "a.png", "a~2.png"), (3, "x_.png", "x_~2.png")]
+    line = describe_renamed(renamed, ["a.png", "a.jpg", "x\n.png", "x\r.png", "b.png"])
+    assert line.startswith("2 output name(s)") and "a.jpg gets a~2.png (a.png is taken by another input)" in line
 
 
 def test_the_record_holds_one_json_string_a_line_and_reads_older_plain_lines(tmp_path):

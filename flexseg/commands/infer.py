@@ -148,7 +148,7 @@ class OutputNames:
     by UID): each from ``flexseg.names``, so a name never leaves the output folder, and distinct."""
 
     by_key: dict  # Path or SeriesInstanceUID → the mask's or label volume's file name
-    renamed: list[tuple[str, str]]
+    renamed: list[tuple[int, str, str]]  # (input index, wanted name, given name), see flexseg.names
 
     @classmethod
     def plan(cls, images: list[Path], series: tuple = ()) -> "OutputNames":
@@ -407,7 +407,8 @@ def infer(
     with open_output(output_dir, "infer") as folder:
         names = OutputNames.plan(images, series)
         if names.renamed:
-            out.warn(describe_renamed(names.renamed))
+            inputs = [p.name for p in images] + [f"series {s.uid[:64]!r}" for s in series]
+            out.warn(describe_renamed(names.renamed, inputs))
         check_output(folder, names.planned(images, series, options), force)
         result = _infer(model, card, model_dir, images, output_dir, batch_size, options, names, series)
     result.precision = precision

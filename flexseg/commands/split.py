@@ -421,7 +421,7 @@ def _write_pairs(exp: Experiment, plan: SplitPlan, tmp: Path, workers: int, resu
         [(volume_stem(image) if is_volume(image) else image.stem, "") for image, _ in plan.pairing.pairs]
     )
     if renamed:
-        out.warn(describe_renamed(renamed))
+        out.warn(describe_renamed(renamed, [image.name for image, _ in plan.pairing.pairs]))
 
     def one(i: int) -> dict:
         image, mask = plan.pairing.pairs[i]
