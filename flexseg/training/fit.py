@@ -34,6 +34,7 @@ from flexseg.model.prediction import (
     steps_per_epoch,
 )
 from flexseg.model.store import ModelCard, write_card
+from flexseg.names import unique_filenames
 from flexseg.tfenv import onednn_enabled
 from flexseg.training.callbacks import (
     BestModel,
@@ -93,7 +94,8 @@ def _epoch_change_images(exp: Experiment, valid_pairs: list[tuple[Path, Path]], 
     ]
     shape = (0, exp.image.height, exp.image.width, exp.image.channels)
     stack = np.stack(images).astype(np.float32) if images else np.zeros(shape, np.float32)
-    return stack, truths, [p.stem for p, _ in pairs]
+    names, _ = unique_filenames([(p.stem, "") for p, _ in pairs])  # masks named after inputs: flexseg.names
+    return stack, truths, names
 
 
 # Keras dtype policies: compute in the chosen type, weights in float32 (mixed precision)
