@@ -295,8 +295,9 @@ def evaluate(
     """Score the trained model on the test split (or --pred masks against --truth): Dice, IoU,
     precision, recall and HD95 per image and foreground class, at each image's own size, plus the
     legacy loss and dice_coef_multiclass. Writes evaluation.csv, evaluation.json and per_image.csv."""
-    from flexseg.commands.evaluate import failed_gates, score
+    from flexseg.commands.evaluate import score
     from flexseg.errors import QualityGateError
+    from flexseg.evaluation.slices import failed_gates
 
     exp = _load(experiment, overrides)
     report, folder = score(exp, pred, truth, output)

@@ -14,14 +14,14 @@ from flexseg import console as out
 if TYPE_CHECKING:
     from flexseg.commands.augment import AugmentResult
     from flexseg.commands.demo import DemoResult
-    from flexseg.commands.evaluate import EvaluationReport
-    from flexseg.commands.evaluate_volumes import VolumeReport
     from flexseg.commands.export import ExportResult
     from flexseg.commands.import_config import ImportResult
     from flexseg.commands.infer import InferResult
     from flexseg.commands.split import SplitPlan, SplitResult
     from flexseg.commands.stats import StatsReport
     from flexseg.config import Experiment
+    from flexseg.evaluation.slices import EvaluationReport
+    from flexseg.evaluation.volumes import VolumeReport
     from flexseg.training.fit import TrainResult
 
 

@@ -49,6 +49,20 @@ def test_no_library_module_imports_a_command():
     assert not offenders, f"library modules importing a command: {offenders}"
 
 
+def test_no_command_imports_another_but_the_demo():
+    """A command is a thin layer over the library: what two commands share (the predictor, the
+    scores) lives below them. The demo runs the others, so it imports them."""
+    commands = {m for m in GRAPH if m.startswith("flexseg.commands.")}
+    offenders = sorted(
+        f"{m} → {d}"
+        for m in commands - {"flexseg.commands.demo"}
+        for d in GRAPH[m]
+        if any(d == other or d.startswith(other + ".") for other in commands - {m})
+    )
+    assert not offenders, offenders
+    assert any(d.startswith("flexseg.commands.train") for d in GRAPH["flexseg.commands.demo"])  # it can see one
+
+
 def test_config_imports_no_command_and_nothing_from_data():
     bad = sorted(d for d in GRAPH["flexseg.config"] if d.startswith(("flexseg.commands", "flexseg.data")))
     assert not bad, bad

@@ -3,14 +3,14 @@ import math
 import numpy as np
 import pytest
 
-from flexseg.commands.evaluate import (
+from flexseg.data.classes import ClassMap
+from flexseg.errors import ConfigError
+from flexseg.evaluation.slices import (
     EvaluationAccumulator,
     cross_entropy,
     failed_gates,
     legacy_dice_coef_multiclass,
 )
-from flexseg.data.classes import ClassMap
-from flexseg.errors import ConfigError
 from flexseg.scoring import confusion_counts, hd95, overlap_scores, surface
 
 TWO = ClassMap(["bg", "a"], [(0, 0, 0), (255, 255, 255)])

@@ -8,13 +8,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flexseg.cli import app
-from flexseg.commands.infer import (
-    InferOptions,
-    gaussian_window,
-    postprocess,
-    predict_tiled,
-    window_starts,
-)
+from flexseg.inference import PredictOptions, Predictor, postprocess
+from flexseg.inference.tiles import gaussian_window, window_starts
 from tests.conftest import CLASSES, KNEE_RAW, copy_of
 
 runner = CliRunner()
@@ -75,7 +70,7 @@ def test_tiles_match_the_whole_image_inside_and_show_no_seam(model_run):
 
     card, model = read_card(model_run), load_model(model_run)
     image, _ = synthetic_slice(np.random.default_rng(3), 192, 192)
-    tiled = predict_tiled(model, image, card, InferOptions(tiles=True), batch_size=4)
+    tiled = Predictor([model], card, PredictOptions(tiles=True), batch_size=4).tiled(image)
     whole_net = build_flexunet(
         width=192, height=192, channels=3, num_classes=3, base_filters=8, base_kernels=(3, 3), num_layers=4
     )

@@ -191,7 +191,7 @@ def test_a_sphere_and_a_shifted_sphere_with_anisotropic_voxels():
     a unit of sphere area holds |n₀| + |n₁| + |n₂| of face area, so at τ = 2 mm (t = τ/d = ½)
     NSD = [2πt² + 8(t√(1 − t²) + asin t)] / 6π = 0.489. Dice = V∩/V with
     V∩ = π(4r + d)(2r − d)²/12, so 0.704; the volume 4/3·π·r³ = 4.19 ml."""
-    from flexseg.commands.evaluate_volumes import score_volume
+    from flexseg.evaluation.volumes import score_volume
     from flexseg.scoring import hd95, surface_dice
 
     spacing, shape = (2.0, 1.0, 1.0), (24, 40, 40)
@@ -571,8 +571,8 @@ def test_the_volume_demo_runs_end_to_end(tmp_path):
 def test_test_slices_are_scored_per_source_volume_only_when_whole(tmp_path):
     import json
 
-    from flexseg.commands.evaluate_volumes import score_slices_as_volumes
     from flexseg.config import load_experiment
+    from flexseg.evaluation.volumes import score_slices_as_volumes
 
     exp = load_experiment(write_yaml(tmp_path / "e.yaml", tiny_experiment(classes=CLASSES[:2])), [])
     truth = ball((4, 20, 20), (2.5, 1.0, 1.0), (5.0, 10.0, 10.0), 4.0).astype(np.uint8)

@@ -193,7 +193,7 @@ def run_demo(
     trained = train(exp, force=True, reporter=reporter)
     report = evaluate(exp)
     if volumes:
-        from flexseg.commands.evaluate_volumes import evaluate_volume_folders
+        from flexseg.commands.evaluate import evaluate_volume_folders
 
         output = trained.run_dir / "unseen_labels"
         inferred = infer(trained.run_dir, resolve_images([raw / "unseen" / "images"], None), output, force=True)

@@ -21,6 +21,7 @@ import numpy as np
 from flexseg import runs
 from flexseg.errors import ConfigError, RunError
 from flexseg.fsutil import atomic_write_text
+from flexseg.inference import Predictor
 from flexseg.model.store import (
     CARD_FILE,
     MODEL_FILE,
@@ -93,7 +94,7 @@ def export(
         if target.exists() and not force:
             raise RunError(f"{target} already exists; pass --force to replace it, or choose --output DIR")
         images = check_images(run_dir, card)
-        expected = np.asarray(model.predict_on_batch(images))
+        expected = Predictor([model], card).batch(images)  # what infer computes, in float32
         # the new export is built and checked in the staging folder; the old one stays until then
         with runs.staged(handle) as staging:
             written = staging / name

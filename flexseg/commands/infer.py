@@ -1,12 +1,10 @@
-"""flexseg infer: batched prediction over folders or files, masks written at each input's original size.
+"""flexseg infer: prediction over folders or files, masks written at each input's original size.
 
-A 3D volume (NIfTI) gets a label volume of the same name (``.nii.gz``) on its own grid: it is
-cut into slices by the slice convention (``data.volumes``), its intensities mapped as the model's
-training slices were (recorded in model.json), predicted in batches of slices, reassembled and
-turned back to the input's voxel order.
-
-Options: test-time augmentation by flips, sliding-window (tiled) prediction for images larger
-than the model input, post-processing of the masks, overlays and probability maps.
+A 3D volume (NIfTI) gets a label volume of the same name (``.nii.gz``) on its own grid, and with
+``--volumes`` a DICOM series one named after it. How images are predicted (one model or an
+ensemble, precision, test-time augmentation, tiles, volumes, post-processing) is the predictor's
+(``flexseg.inference``), the same that evaluate runs; this module chooses the inputs and the
+output folder, names the outputs, and writes masks, overlays and probability maps.
 """
 
 from __future__ import annotations
@@ -31,26 +29,20 @@ from flexseg.data.io import (
     write_palette_mask,
 )
 from flexseg.data.volumes import (
-    Volume,
-    display_pixels,
-    from_display,
     is_volume,
     label_volume_bytes,
     read_volume,
-    slice_channels,
     to_display,
     volume_stem,
 )
 from flexseg.errors import ConfigError, DataError, RunError, listing
 from flexseg.fsutil import atomic_write_bytes
-from flexseg.model.prediction import predict
-from flexseg.model.store import ModelCard, load_trained, read_card
+from flexseg.inference import PredictOptions, Predictor
+from flexseg.model.store import ModelCard, read_card
 from flexseg.names import describe_renamed, unique_filenames
 from flexseg.runs import open_output, refuse_inputs
 
 if TYPE_CHECKING:
-    import keras
-
     from flexseg.config import Experiment
     from flexseg.data.classes import ClassMap
 
@@ -75,6 +67,10 @@ class InferOptions:
     def __post_init__(self) -> None:
         if self.dicom_seg and not self.volumes:
             raise ConfigError("--dicom-seg writes a DICOM-SEG for each DICOM series: pass --volumes too")
+
+    def predict_options(self) -> PredictOptions:
+        """How the predictor predicts (the rest of these options are what infer writes)."""
+        return PredictOptions(self.tta, self.tiles, self.overlap, self.largest_component, self.min_size)
 
 
 @dataclass
@@ -203,115 +199,7 @@ def check_not_a_run(output_dir: Path) -> None:
         )
 
 
-# ---------------------------------------------------------------- prediction
-
-
-def predict_batch(model: keras.Model, batch: np.ndarray, tta: bool = False) -> np.ndarray:
-    """Class probabilities (N, H, W, classes) for a float32 batch; with ``tta`` the mean over the
-    four flips, each prediction flipped back."""
-    if not tta:
-        return predict(model, batch)
-    total = None
-    for axes in ((), (2,), (1,), (1, 2)):  # none, horizontal, vertical, both
-        flipped = np.flip(batch, axes) if axes else batch
-        probs = predict(model, np.ascontiguousarray(flipped))
-        probs = np.flip(probs, axes) if axes else probs
-        total = probs if total is None else total + probs
-    return total / 4.0
-
-
-def gaussian_window(height: int, width: int, sigma_fraction: float = 0.125) -> np.ndarray:
-    """Weights for blending overlapping windows: 1 at the centre, falling off towards the edges
-    (sigma = 1/8 of the window, as nnU-Net), never 0, so every pixel has some weight."""
-    ys = np.exp(-0.5 * ((np.arange(height) - (height - 1) / 2) / (sigma_fraction * height)) ** 2)
-    xs = np.exp(-0.5 * ((np.arange(width) - (width - 1) / 2) / (sigma_fraction * width)) ** 2)
-    window = np.outer(ys, xs)
-    return np.maximum(window / window.max(), 1e-3).astype(np.float32)
-
-
-def window_starts(length: int, window: int, overlap: float) -> list[int]:
-    """Start offsets of windows covering ``length`` with at least ``overlap`` between neighbours;
-    the last window ends at the edge."""
-    if length <= window:
-        return [0]
-    stride = max(1, int(window * (1.0 - overlap)))
-    starts = list(range(0, length - window, stride))
-    return starts + [length - window]
-
-
-def predict_tiled(
-    model: keras.Model, image: np.ndarray, card: ModelCard, options: InferOptions, batch_size: int
-) -> np.ndarray:
-    """Probabilities (H, W, classes) of one image at its own resolution by sliding windows of the
-    model's size, blended with Gaussian weights so no seams show. An image smaller than the
-    window in a direction is padded by reflection there and cropped back."""
-    h, w = image.shape[:2]
-    th, tw = card.height, card.width
-    pad_h, pad_w = max(0, th - h), max(0, tw - w)
-    padded = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect") if pad_h or pad_w else image
-    H, W = padded.shape[:2]
-    weight = gaussian_window(th, tw)
-    total = np.zeros((H, W, len(card.class_names)), np.float32)
-    norm = np.zeros((H, W, 1), np.float32)
-    corners = [(y, x) for y in window_starts(H, th, options.overlap) for x in window_starts(W, tw, options.overlap)]
-    for i in range(0, len(corners), batch_size):
-        chunk = corners[i : i + batch_size]
-        batch = np.stack([padded[y : y + th, x : x + tw] for y, x in chunk]).astype(np.float32)
-        for (y, x), probs in zip(chunk, predict_batch(model, batch, options.tta)):
-            total[y : y + th, x : x + tw] += probs * weight[..., None]
-            norm[y : y + th, x : x + tw] += weight[..., None]
-    return (total / norm)[:h, :w]
-
-
-# ---------------------------------------------------------------- post-processing and outputs
-
-
-def postprocess(labels: np.ndarray, num_classes: int, largest_component: bool = False, min_size: int = 0) -> np.ndarray:
-    """Per foreground class: keep only the largest connected component and/or drop components
-    smaller than ``min_size`` pixels (voxels); removed pixels become background (class 0).
-    Components are fully connected: 8 neighbours in 2D, 26 in 3D (a label volume)."""
-    from scipy import ndimage
-
-    if not largest_component and min_size <= 0:
-        return labels
-    result = labels.copy()
-    structure = np.ones((3,) * labels.ndim, bool)
-    for c in range(1, num_classes):
-        components, count = ndimage.label(labels == c, structure=structure)
-        if count == 0:
-            continue
-        sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
-        keep = np.ones(count, bool)
-        if largest_component:
-            keep &= np.arange(count) == sizes.argmax()
-        if min_size > 0:
-            keep &= sizes >= min_size
-        drop = np.flatnonzero(~keep) + 1
-        result[np.isin(components, drop)] = 0
-    return result
-
-
-def infer_volume(
-    model: keras.Model, card: ModelCard, volume: Volume, batch_size: int, options: InferOptions
-) -> np.ndarray:
-    """The label volume of one volume: uint8 class indices on the input's own grid (its shape and
-    voxel order). Memory: the volume, its 8-bit slices and labels, and one batch of slices."""
-    mapping = card.volume
-    plane, context = mapping["plane"], int(mapping.get("context", 0))
-    pixels = display_pixels(volume, mapping)
-    slices, rows, cols = pixels.shape
-    labels = np.empty((slices, rows, cols), np.uint8)
-    for start in range(0, slices, batch_size):
-        stop = min(start + batch_size, slices)
-        images = [slice_channels(pixels, k, context, card.channels) for k in range(start, stop)]
-        if options.tiles:
-            probs = [predict_tiled(model, image, card, options, batch_size) for image in images]
-        else:
-            batch = np.stack([resize(image, card.width, card.height) for image in images]).astype(np.float32)
-            probs = [resize(p, cols, rows) for p in predict_batch(model, batch, options.tta)]
-        labels[start : start + len(images)] = np.stack([p.argmax(-1) for p in probs])
-    labels = postprocess(labels, len(card.class_names), options.largest_component, options.min_size)
-    return from_display(labels, volume.affine, plane)
+# ---------------------------------------------------------------- outputs
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, class_map: ClassMap, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
@@ -326,9 +214,10 @@ def overlay(image: np.ndarray, labels: np.ndarray, class_map: ClassMap, alpha: f
 class _Writer:
     """Writes one image's outputs: the mask, and the overlay and probabilities when asked."""
 
-    def __init__(self, output_dir: Path, card: ModelCard, options: InferOptions, names: OutputNames) -> None:
-        self.output_dir, self.card, self.options, self.names = output_dir, card, options, names
-        self.class_map = card.class_map()
+    def __init__(self, output_dir: Path, predictor: Predictor, options: InferOptions, names: OutputNames) -> None:
+        self.output_dir, self.predictor, self.options, self.names = output_dir, predictor, options, names
+        self.card = predictor.card
+        self.class_map = self.card.class_map()
         self.palette = self.class_map.palette()
         for name, wanted in ((OVERLAY_DIR, options.overlay), (PROBABILITIES_DIR, options.probabilities)):
             if wanted:
@@ -337,9 +226,7 @@ class _Writer:
     def __call__(self, path: Path, probs: np.ndarray, image: np.ndarray | None = None) -> None:
         from flexseg.fsutil import atomic_path
 
-        labels = postprocess(
-            probs.argmax(-1).astype(np.uint8), probs.shape[-1], self.options.largest_component, self.options.min_size
-        )
+        labels = self.predictor.labels(probs)
         write_palette_mask(self.output_dir / self.names.mask(path), labels, self.palette)
         if self.options.overlay:
             image = read_image(path, channels=None) if image is None else image
@@ -398,30 +285,26 @@ def infer(
             f"{model_dir}: this model does not record how volume slices become pixels (trained before "
             "flexseg read volumes); train it again to infer on volumes, or infer on 2D slices"
         )
-    from flexseg.model.store import in_precision
-    from flexseg.precision import resolve
-
-    card, model = load_trained(model_dir, card)  # a model that cannot be used is refused before anything is created
-    precision = resolve(precision, "--precision")
-    model = in_precision(model, precision)
+    # a model that cannot be used is refused before anything is created
+    predictor = Predictor.load(
+        [model_dir], precision=precision, options=options.predict_options(), batch_size=batch_size, expected=card
+    )
     with open_output(output_dir, "infer") as folder:
         names = OutputNames.plan(images, series)
         if names.renamed:
             inputs = [p.name for p in images] + [f"series {s.uid[:64]!r}" for s in series]
             out.warn(describe_renamed(names.renamed, inputs))
         check_output(folder, names.planned(images, series, options), force)
-        result = _infer(model, card, model_dir, images, output_dir, batch_size, options, names, series)
-    result.precision = precision
+        result = _infer(predictor, model_dir, images, output_dir, options, names, series)
+    result.precision = predictor.precision
     return result
 
 
 def _infer(
-    model: keras.Model,
-    card: ModelCard,
+    predictor: Predictor,
     model_dir: Path,
     images: list[Path],
     output_dir: Path,
-    batch_size: int,
     options: InferOptions,
     names: OutputNames,
     series: tuple = (),
@@ -429,6 +312,7 @@ def _infer(
     from flexseg.data.dicom_series import series_volume
 
     t0 = time.perf_counter()
+    card = predictor.card
     header_window = bool(card.volume) and card.volume.get("window") == "header"
     volumes: list = [(names.mask(p), p, read_volume, None) for p in images if is_volume(p)]
     volumes += [(names.mask(s.uid), s.files[0], lambda _, s=s: series_volume(s, header_window), s) for s in series]
@@ -436,13 +320,13 @@ def _infer(
     unreadable: dict[Path, str] = {}  # input → why it has no output
     slices = dicom_segs = 0
     if images:
-        unreadable |= _infer_images(model, card, images, output_dir, batch_size, options, names)
+        unreadable |= _infer_images(predictor, images, output_dir, options, names)
     if volumes:
         with out.progress_bar("volumes", len(volumes)) as bar:
             for name, path, load, one_series in volumes:
                 try:
                     volume = load(path)
-                    labels = infer_volume(model, card, volume, batch_size, options)
+                    labels = predictor.volume(volume)
                 except DataError as e:
                     unreadable[path] = str(e)
                     out.warn(f"{e}; no label volume written")
@@ -479,18 +363,17 @@ def _infer(
 
 
 def _infer_images(
-    model: keras.Model,
-    card: ModelCard,
+    predictor: Predictor,
     images: list[Path],
     output_dir: Path,
-    batch_size: int,
     options: InferOptions,
     names: OutputNames,
 ) -> dict[Path, str]:
     """Masks of 2D images; returns the unreadable ones (warned about, no mask) with the reason."""
     from flexseg.data.pipeline import image_dataset
 
-    write = _Writer(output_dir, card, options, names)
+    card, batch_size = predictor.card, predictor.batch_size
+    write = _Writer(output_dir, predictor, options, names)
     unreadable: dict[Path, str] = {}
 
     reasons: dict[int, str] = {}
@@ -523,7 +406,7 @@ def _infer_images(
                     if image is None:
                         skip(path, reason)
                     else:
-                        submit(path, predict_tiled(model, image, card, options, batch_size))
+                        submit(path, predictor.tiled(image))
                     bar.advance(1)
         else:
             ds = image_dataset(
@@ -535,7 +418,7 @@ def _infer_images(
                 errors=reasons,
             )
             for batch, sizes, indices in ds:
-                probs = predict_batch(model, np.asarray(batch), options.tta)
+                probs = predictor.batch(np.asarray(batch))
                 for p, size, i in zip(probs, sizes.numpy(), indices.numpy()):
                     if not size.any():  # unreadable (see image_dataset)
                         skip(images[int(i)], reasons.get(int(i)))

@@ -263,15 +263,14 @@ class EpochChangeInference(keras.callbacks.Callback):
 
     def _predict_and_write(self, epoch: int, logs: dict | None) -> None:
         from flexseg.data.io import write_image, write_palette_mask
-        from flexseg.model.prediction import predict
+        from flexseg.inference import Predictor
         from flexseg.plots import epoch_montage
 
         if not len(self.images):
             return
-        # called directly, not through predict(): no cross-worker step under tf.distribute
-        probs = np.concatenate(
-            [predict(self.model, self.images[i : i + 4], direct=True) for i in range(0, len(self.images), 4)]
-        )
+        # the predictor infer runs, calling the model directly: no cross-worker step under tf.distribute
+        predictor = Predictor([self.model], card=None, direct=True)
+        probs = np.concatenate([predictor.batch(self.images[i : i + 4]) for i in range(0, len(self.images), 4)])
         predictions = probs.argmax(-1).astype(np.uint8)
         target = self.folder / f"epoch_{epoch + 1:03d}"
         target.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""flexseg evaluate --pred P --truth T on label volumes (NIfTI): scores per volume in 3D.
+"""Scores of label volumes (NIfTI) in 3D, for `evaluate --pred` on volumes and for test slices
+cut from volumes, stacked back.
 
 Per volume and foreground class: Dice, IoU, HD95 in mm (anisotropic voxels), normalised surface
 Dice (NSD) at a tolerance in mm, and the predicted and true volume in ml with their relative
@@ -18,10 +19,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flexseg.data.pairing import read_split_manifest
-from flexseg.data.volumes import check_same_grid, class_indices, is_volume, read_volume, volume_stem
+from flexseg.data.volumes import is_volume, volume_stem
 from flexseg.errors import ConfigError, DataError
 from flexseg.fsutil import atomic_write_text
-from flexseg.runs import open_output, refuse_inputs
 from flexseg.scoring import confusion_counts, hd95, overlap_scores, surface_dice
 
 if TYPE_CHECKING:
@@ -159,27 +159,6 @@ def score_volume(
     return row
 
 
-def evaluate_volume_folders(
-    exp: Experiment, pred_dir: Path, truth_dir: Path, output: Path | None = None
-) -> tuple[VolumeReport, Path]:
-    """Score a folder of predicted label volumes against a folder of truth label volumes; writes
-    evaluation.json, evaluation.csv and per_volume.csv into ``output`` (default
-    ``<run_dir>/evaluate/<pred folder>``)."""
-    names = [c.name for c in exp.classes]
-    scored = []
-    for pred_path, truth_path in pair_volumes(pred_dir, truth_dir):
-        truth_volume, pred_volume = read_volume(truth_path), read_volume(pred_path)
-        check_same_grid(pred_volume, truth_volume)
-        truth, pred = class_indices(truth_volume, len(names)), class_indices(pred_volume, len(names))
-        scored.append((truth_path.name, truth, pred, truth_volume.spacing()))
-    report = volume_report(exp, scored, {"predictions": str(pred_dir), "truth": str(truth_dir)})
-    folder = (output or exp.resolved_run_dir / "evaluate" / pred_dir.name).resolve()
-    refuse_inputs(folder, [("--pred", pred_dir), ("--truth", truth_dir)], "--output")
-    with open_output(folder, "evaluate"):
-        write_volume_report(report, folder)
-    return report, folder
-
-
 def volume_report(
     exp: Experiment, volumes: list[tuple[str, np.ndarray, np.ndarray, tuple[float, ...]]], source: dict
 ) -> VolumeReport:
@@ -257,7 +236,7 @@ def score_slices_as_volumes(
 
 
 def write_volume_report(report: VolumeReport, folder: Path) -> None:
-    from flexseg.commands.evaluate import write_summary
+    from flexseg.evaluation.slices import write_summary
 
     write_summary(report, folder)
     buf = io.StringIO()

@@ -1,0 +1,30 @@
+"""Post-processing of class-index masks and label volumes (numpy and scipy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def postprocess(labels: np.ndarray, num_classes: int, largest_component: bool = False, min_size: int = 0) -> np.ndarray:
+    """Per foreground class: keep only the largest connected component and/or drop components
+    smaller than ``min_size`` pixels (voxels); removed pixels become background (class 0).
+    Components are fully connected: 8 neighbours in 2D, 26 in 3D (a label volume)."""
+    from scipy import ndimage
+
+    if not largest_component and min_size <= 0:
+        return labels
+    result = labels.copy()
+    structure = np.ones((3,) * labels.ndim, bool)
+    for c in range(1, num_classes):
+        components, count = ndimage.label(labels == c, structure=structure)
+        if count == 0:
+            continue
+        sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
+        keep = np.ones(count, bool)
+        if largest_component:
+            keep &= np.arange(count) == sizes.argmax()
+        if min_size > 0:
+            keep &= sizes >= min_size
+        drop = np.flatnonzero(~keep) + 1
+        result[np.isin(components, drop)] = 0
+    return result
