@@ -616,3 +616,68 @@ def test_a_volume_whose_header_claims_terabytes_is_refused_before_reading(tmp_pa
     bomb.rename(tmp_path / "in" / "bomb.nii")
     result = CliRunner().invoke(app, ["infer", "--model", str(tmp_path / "none"), "--images", str(tmp_path / "in")])
     assert result.exit_code == 4  # no model: refused before the volume is touched
+
+
+@pytest.mark.skipif(not KNEE_RAW.is_dir(), reason="needs ../shared/datasets/kneebones3dify-raw")
+def test_split_records_the_header_window_its_dicom_slices_used(knee_split_once, tmp_path):
+    """volume.window: header: split.json records each slice's window, and the model's card gets the
+    one window they share, as numbers (what a NIfTI of the series needs)."""
+    import json
+
+    from flexseg.data.audit import header_windows_used
+    from tests.conftest import knee_experiment
+
+    files = json.loads((knee_split_once / "split.json").read_text())["files"]
+    assert {tuple(f["dicom_window"]) for f in files} == {(1114.0, 2112.0)} and len(files) == 24
+    exp = knee_experiment(knee_split_once, tmp_path)
+    assert header_windows_used(exp) == {"header_window": [1114.0, 2112.0], "header_inverted": False}
+
+
+def test_a_nifti_for_a_header_window_model_without_one_window_is_refused():
+    from flexseg.errors import DataError
+
+    data = np.zeros((2, 4, 4), np.float32)
+    for mapping, why in (
+        ({"window": "header", "header_windows": 3}, "used 3 different windows"),
+        ({"window": "header"}, "before flexseg recorded"),
+    ):
+        with pytest.raises(DataError, match=why):
+            intensity_to_uint8(data, mapping)
+    mapped = intensity_to_uint8(
+        np.array([[[0.0, 1114.0, 5000.0]]], np.float32), {"window": "header", "header_window": [1114, 2112]}
+    )
+    assert mapped.tolist() == [[[0, 128, 255]]]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not KNEE_RAW.is_dir(), reason="needs ../shared/datasets/kneebones3dify-raw")
+def test_a_nifti_made_from_dicom_slices_gets_the_masks_of_the_slices(learned_project, tmp_path_factory):
+    """A model trained on DICOM slices mapped by their header window (recorded as numbers) gives a
+    NIfTI conversion of the same series the label volume it gives the series itself."""
+    import json
+
+    from flexseg.data.dicom_series import group_series, series_volume
+
+    run = copy_of(learned_project / "runs" / "tiny", tmp_path_factory, "knee-nifti")
+    card = json.loads((run / "model.json").read_text())
+    window = {"header_window": [1114.0, 2112.0], "header_inverted": False}
+    card["volume"] = {"plane": "axial", "window": "header", "percentiles": None, **window}
+    (run / "model.json").write_text(json.dumps(card))
+    home = run.parent
+    (series,) = group_series(sorted((KNEE_RAW / "Data").glob("*.dcm")))
+    values = series_volume(series, header_window=False)  # the stored values, as a converter writes them
+    (home / "nifti").mkdir()
+    nib.save(values.image, str(home / "nifti" / "knee.nii.gz"))
+    args = ["infer", "--model", str(run), "--output"]
+    from_dicom = CliRunner().invoke(app, [*args, str(home / "a"), "--images", str(KNEE_RAW / "Data"), "--volumes"])
+    assert from_dicom.exit_code == 0, from_dicom.output
+    from_nifti = CliRunner().invoke(app, [*args, str(home / "b"), "--images", str(home / "nifti")])
+    assert from_nifti.exit_code == 0, from_nifti.output
+    (a,) = (home / "a").glob("*.nii.gz")
+    labels_dicom, labels_nifti = (
+        np.asarray(nib.load(str(a)).dataobj),
+        np.asarray(nib.load(str(home / "b" / "knee.nii.gz")).dataobj),
+    )
+    assert labels_dicom.shape == labels_nifti.shape == (512, 512, 24)
+    assert (labels_dicom > 0).mean() > 0.01  # the model finds bone: not a comparison of empty volumes
+    assert (labels_dicom == labels_nifti).mean() > 0.9999

@@ -425,13 +425,15 @@ def _write_pairs(exp: Experiment, plan: SplitPlan, tmp: Path, workers: int, resu
 
     def one(i: int) -> dict:
         image, mask = plan.pairing.pairs[i]
-        home, stem = tmp / first_home[i], stems[i]
+        home, stem, window = tmp / first_home[i], stems[i], {}
         if is_volume(image):
             return {**_write_volume(exp, image, mask, home, palette, stem), "home": str(first_home[i])}
         if is_dicom(image):
-            pixels, how = read_dicom(image)
-            image_name = stem + ".png"
+            pixels, display = read_dicom(image)
+            how, image_name = display.how, stem + ".png"
             write_image(home / "images" / image_name, pixels)
+            if display.window is not None:  # recorded with the model: a NIfTI of the series maps the same
+                window = {"dicom_window": list(display.window), "dicom_inverted": display.inverted}
         else:
             how, image_name = "copied", stem + image.suffix
             (home / "images").mkdir(parents=True, exist_ok=True)
@@ -446,6 +448,7 @@ def _write_pairs(exp: Experiment, plan: SplitPlan, tmp: Path, workers: int, resu
             "far": far,
             "pixels": int(indices.size),
             "home": str(first_home[i]),
+            **window,
         }
 
     written = []
@@ -539,6 +542,7 @@ def _manifest(exp: Experiment, plan: SplitPlan, written: list[dict]) -> dict:
         else:
             entry["split"] = place
         entry["image_conversion"] = info["how"]
+        entry.update({k: info[k] for k in ("dicom_window", "dicom_inverted") if k in info})
         if "slices" in info:  # a volume: an entry per slice, the volume's geometry once
             volumes[image.name] = {"mask": mask.name, **info["volume"]}
             for piece in info["slices"]:

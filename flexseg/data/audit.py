@@ -17,6 +17,25 @@ if TYPE_CHECKING:
 MAPPING_KEYS = ("plane", "window", "percentiles", "context")
 
 
+def header_windows_used(exp: Experiment) -> dict:
+    """With ``volume.window: header``, the DICOM display windows the training slices were mapped by,
+    as split.json records them, for the model's card: one shared window as numbers
+    (``header_window`` [centre, width] and ``header_inverted``), so that a NIfTI made from the same
+    series is mapped the same way; else how many different windows there were (a NIfTI then
+    cannot be mapped as the slices were, and infer says so). Empty when not applicable or unknown
+    (a split made before flexseg recorded windows)."""
+    from flexseg.data.pairing import read_split_manifest
+
+    if exp.volume.window != "header":
+        return {}
+    files = read_split_manifest(exp.data.split_dir("train")).get("files", [])
+    used = {(*f["dicom_window"], bool(f.get("dicom_inverted"))) for f in files if f.get("dicom_window")}
+    if len(used) == 1:
+        ((centre, width, inverted),) = used
+        return {"header_window": [centre, width], "header_inverted": inverted}
+    return {"header_windows": len(used)} if used else {}
+
+
 def check_slice_mapping(exp: Experiment) -> None:
     """The slices a model trains on were made from volumes the way the experiment says now (plane,
     window or percentiles, context): that is what the model records and ``infer`` applies to

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -161,7 +162,30 @@ def _header_number(path: Path, ds: object, keyword: str, default: float) -> floa
     return number
 
 
-def read_dicom(path: Path) -> tuple[np.ndarray, str]:
+@dataclass(frozen=True)
+class DicomDisplay:
+    """How a DICOM slice became 8-bit pixels."""
+
+    how: str  # for split.json and the user: "header window C=… W=…" or "percentiles …"
+    window: tuple[float, float] | None = None  # the header's (centre, width), when it was used
+    inverted: bool = False  # MONOCHROME1: bright is dense after inversion
+
+
+def header_window(path: Path, ds: object) -> tuple[float, float] | None:
+    """The first VOI window (WindowCenter, WindowWidth) of a DICOM header, or None when it has none."""
+    if ds.get("WindowCenter") is None or ds.get("WindowWidth") is None:
+        return None
+    width = _header_number(path, ds, "WindowWidth", 0.0)
+    return (_header_number(path, ds, "WindowCenter", 0.0), width) if width > 1 else None
+
+
+def dicom_linear(values: np.ndarray, center: float, width: float) -> np.ndarray:
+    """DICOM's linear VOI function (PS3.3 C.11.2.1.2) to 0..1: the same numbers for a DICOM slice
+    and for a NIfTI volume made from it (the window recorded with a model trained on the slices)."""
+    return np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
+
+
+def read_dicom(path: Path) -> tuple[np.ndarray, DicomDisplay]:
     """A DICOM slice as 8-bit grey (H, W), and how it was scaled.
 
     The header's first VOI window (WindowCenter/WindowWidth, DICOM's linear formula) when it
@@ -169,18 +193,18 @@ def read_dicom(path: Path) -> tuple[np.ndarray, str]:
     MONOCHROME1 inverted so bright is dense.
     """
     values, ds = dicom_values(path)
-    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
-    if center is not None and width is not None and _header_number(path, ds, "WindowWidth", 0.0) > 1:
-        c, w = _header_number(path, ds, "WindowCenter", 0.0), _header_number(path, ds, "WindowWidth", 0.0)
-        scaled = np.clip((values - (c - 0.5)) / (w - 1) + 0.5, 0.0, 1.0)
-        how = f"header window C={c:g} W={w:g}"
+    window = header_window(path, ds)
+    if window is not None:
+        scaled = dicom_linear(values, *window)
+        how = f"header window C={window[0]:g} W={window[1]:g}"
     else:
         lo, hi = np.percentile(values, DICOM_PERCENTILES)
         scaled = np.clip((values - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(values)
         how = f"percentiles {DICOM_PERCENTILES[0]:g}–{DICOM_PERCENTILES[1]:g} ({lo:g}..{hi:g})"
-    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+    inverted = str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1"
+    if inverted:
         scaled = 1.0 - scaled
-    return (scaled * 255.0 + 0.5).astype(np.uint8), how
+    return (scaled * 255.0 + 0.5).astype(np.uint8), DicomDisplay(how, window, inverted)
 
 
 def image_size(path: Path) -> tuple[int, int]:

@@ -232,10 +232,7 @@ def intensity_to_uint8(data: np.ndarray, mapping: dict) -> np.ndarray:
     else between the volume's own low and high percentiles (MR). Mapped a slab of slices (first
     axis) at a time, so memory is the input, its 8-bit copy and one slab of floats."""
     if mapping.get("window") == "header":
-        raise DataError(
-            "volume.window: header takes each DICOM file's own display window; this volume has none "
-            "(a NIfTI file): set a CT window or percentiles"
-        )
+        return _as_header_window(data, mapping)
     if mapping.get("window"):
         centre, width = mapping["window"]
         low, high = centre - width / 2.0, centre + width / 2.0
@@ -246,6 +243,33 @@ def intensity_to_uint8(data: np.ndarray, mapping: dict) -> np.ndarray:
     for start in range(0, max(len(mapped), 1), SLAB):
         values = np.asarray(data[start : start + SLAB], dtype=np.float32)
         mapped[start : start + SLAB] = np.rint(np.clip((np.nan_to_num(values, nan=low) - low) * scale, 0, 255))
+    return mapped
+
+
+def _as_header_window(data: np.ndarray, mapping: dict) -> np.ndarray:
+    """A volume without DICOM headers (a NIfTI) for a model trained on DICOM slices mapped by their
+    own display windows: by the one window those slices shared (recorded with the model, DICOM's
+    linear formula, a slab at a time); refused when they did not share one."""
+    from flexseg.data.io import dicom_linear
+
+    window = mapping.get("header_window")
+    if window is None:
+        why = (
+            f"its training slices used {mapping['header_windows']} different windows"
+            if mapping.get("header_windows")
+            else "it was trained before flexseg recorded the window its slices used"
+        )
+        raise DataError(
+            "this model maps each DICOM slice by the slice's own display window (volume.window: header), and "
+            f"this volume has none (a NIfTI file); {why}. Infer on the DICOM series (--volumes), or train with "
+            "a fixed volume.window (a CT preset or [centre, width]) or percentiles"
+        )
+    mapped = np.empty(np.shape(data), np.uint8)
+    for start in range(0, max(len(mapped), 1), SLAB):
+        scaled = dicom_linear(np.asarray(data[start : start + SLAB], dtype=np.float32), *window)
+        if mapping.get("header_inverted"):
+            scaled = 1.0 - scaled
+        mapped[start : start + SLAB] = (np.nan_to_num(scaled) * 255.0 + 0.5).astype(np.uint8)
     return mapped
 
 

@@ -20,6 +20,7 @@ import tensorflow as tf
 from flexseg import console as out
 from flexseg import interrupts, runs
 from flexseg.config import Experiment, dump_experiment
+from flexseg.data.audit import header_windows_used
 from flexseg.data.classes import ClassMap
 from flexseg.data.io import list_images, read_image, read_mask, resize
 from flexseg.data.pipeline import OnlineAugmenter, segmentation_dataset
@@ -269,6 +270,8 @@ def fit(
     write_environment(write_dir, exp, dist, precision)
     atomic_write_text(write_dir / "experiment.yaml", dump_experiment(exp))
     card = ModelCard.from_experiment(exp)
+    if card.volume is not None:
+        card.volume.update(header_windows_used(exp))  # so a NIfTI of the same series maps as the slices
     card.training["precision"] = precision
     if state is not None and state["best"]["best_epoch"]:
         card.training.update(best_epoch=state["best"]["best_epoch"], best_val_loss=state["best"]["best"])
