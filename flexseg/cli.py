@@ -206,9 +206,10 @@ def augment(
 ) -> None:
     """Write augment.copies augmented copies of every pair of the train split, with the
     experiment's albumentations transforms, as <stem>__augNN.png beside the originals."""
-    from flexseg.commands.augment import augment as run_augment
+    from flexseg.commands.augment import augment_all
 
-    views.augment_done(run_augment(_load(experiment, overrides), split_name, force=force))
+    for result in augment_all(_load(experiment, overrides), split_name, force=force):
+        views.augment_done(result)
 
 
 @app.command()
@@ -252,16 +253,28 @@ def train(
     overrides: List[str] = SetOption,
     force: bool = typer.Option(False, "--force", help="Replace an earlier run in the run folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last save point."),
+    folds: bool = typer.Option(
+        False, "--folds", help="Cross-validation: train every fold of a split made with `split --folds K`."
+    ),
+    fold: Optional[int] = typer.Option(None, "--fold", help="Train only this fold (0…K-1) of a cross-validation."),
 ) -> None:
     """Train a FlexUNet on the experiment's train split (validating on valid) into its run folder.
 
     Writes model.keras (best val_loss, weights only), model.json, experiment.yaml,
-    train_metrics/train_losses .csv/.png and epoch_change_infer/ into runs/<name>/.
+    train_metrics/train_losses .csv/.png and epoch_change_infer/ into runs/<name>/. With --folds
+    (or --fold N), one complete run per fold in runs/<name>/fold_k/: the run folder is then the
+    ensemble of its folds for infer and evaluate.
     """
     from flexseg.commands.train import train as run_training
+    from flexseg.commands.train import train_folds
 
-    result = run_training(_load(experiment, overrides), force=force, resume=resume, reporter=views.TrainingBar())
-    views.train_done(result)
+    exp = _load(experiment, overrides)
+    if folds or fold is not None:
+        done = train_folds(exp, fold=fold, force=force, resume=resume, reporter=views.TrainingBar())
+        for result in done.trained.values():
+            views.train_done(result)
+        return
+    views.train_done(run_training(exp, force=force, resume=resume, reporter=views.TrainingBar()))
 
 
 @app.command(epilog=EXAMPLE)

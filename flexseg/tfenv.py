@@ -65,6 +65,11 @@ def import_tensorflow_quietly() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+    # its Python logger's advice (an ensemble's models each trace their predict function once,
+    # which it reports as "retracing") is for TensorFlow programmers, not for a command's user
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def onednn_enabled() -> bool:

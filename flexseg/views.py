@@ -271,6 +271,28 @@ def evaluation_report(report: EvaluationReport | VolumeReport, folder: Path) -> 
     if report.volumes_3d is not None:
         out.info("the test slices stacked back into their source volumes (3D scores in evaluation.json):")
         volume_table(report.volumes_3d)
+    if report.cross_validation:
+        cross_validation_table(report.cross_validation)
+        out.info(f"written: {folder / 'cross_validation.json'}")
+
+
+def cross_validation_table(cv: dict) -> None:
+    """Foreground Dice (mean over images / pooled) of each fold out-of-fold and alone on the test
+    split, beside the pooled out-of-fold and the ensemble: what the ensemble bought."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="cross-validation: foreground Dice, mean over images / pooled", box=box.SIMPLE_HEAD)
+    for col in ("", "out-of-fold (valid)", "test split"):
+        table.add_column(col, justify="right" if col else "left")
+
+    def both(s: dict) -> str:
+        return f"{number(s['foreground_dice'])} / {number(s['foreground_dice_pooled'])}"
+
+    for fold in cv["folds"]:
+        table.add_row(f"fold {fold['fold']}", both(fold["out_of_fold"]), both(fold["test"]))
+    table.add_row("[bold]pooled out-of-fold / ensemble", both(cv["out_of_fold_pooled"]), both(cv["ensemble_test"]))
+    out.console().print(table)
 
 
 def volume_report(report: VolumeReport, folder: Path) -> None:

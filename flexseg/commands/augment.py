@@ -83,6 +83,16 @@ class _PairAugmenter:
         return self.copies
 
 
+def augment_all(exp: Experiment, split: str = "train", force: bool = False) -> list[AugmentResult]:
+    """``augment`` the split, or with cross-validation folds (``split --folds``) every fold's."""
+    from flexseg.data.folds import fold_experiment, fold_numbers
+
+    folds = fold_numbers(exp.data.root) if getattr(exp.data, split) is None else []
+    if not folds or (exp.data.split_dir(split) / "images").is_dir():
+        return [augment(exp, split, force)]
+    return [augment(fold_experiment(exp, k), split, force) for k in folds]
+
+
 def augment(exp: Experiment, split: str = "train", force: bool = False, workers: int = 2) -> AugmentResult:
     """Write ``augment.copies`` augmented copies of every original pair of ``split``."""
     from flexseg import runs

@@ -8,6 +8,7 @@ their volumes and scored in 3D.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from flexseg.evaluation.volumes import (
     volume_report,
     write_volume_report,
 )
+from flexseg.fsutil import atomic_write_text
 from flexseg.runs import RUN_LEGACY_NAMES, open_output, refuse_inputs
 
 
@@ -39,69 +41,145 @@ def pixel_spacings(split_dir: Path) -> dict[str, tuple[float, float]]:
 
 
 def evaluate(exp: Experiment, batch_size: int | None = None) -> EvaluationReport:
-    """Predict the test split with the run's best model and score it at each image's own size;
-    writes evaluation.csv, evaluation.json and per_image.csv into the run folder."""
-    from flexseg.model.store import read_card
+    """Predict the test split with the run's best model (a cross-validation: the ensemble of its
+    folds) and score it at each image's own size; writes evaluation.csv, evaluation.json and
+    per_image.csv into the run folder, and for a cross-validation cross_validation.json: each
+    fold's out-of-fold (validation) scores, the pooled out-of-fold scores, and each single
+    fold on the test split beside the ensemble."""
+    from flexseg.model.store import is_cross_validation, read_card
 
     run_dir = exp.resolved_run_dir
     read_card(run_dir)  # no trained model: say so before anything is created
     # the run folder is locked from the start: a train --force finishing meanwhile would otherwise
     # put a new model beside the old model's scores
     with open_output(run_dir, "evaluate", legacy_names=RUN_LEGACY_NAMES):
-        report = _evaluate_run(exp, run_dir, batch_size)
+        if is_cross_validation(run_dir):
+            report = _evaluate_cross_validation(exp, run_dir, batch_size)
+            atomic_write_text(run_dir / CV_REPORT, json.dumps(report.cross_validation, indent=1) + "\n")
+        else:
+            report = _evaluate_run(exp, run_dir, batch_size)
         write_report(report, run_dir)
     return report
 
 
+CV_REPORT = "cross_validation.json"
+
+
 def _evaluate_run(exp: Experiment, run_dir: Path, batch_size: int | None) -> EvaluationReport:
-    from flexseg.data.audit import check_pairs
-    from flexseg.data.io import read_mask, resize
-    from flexseg.data.pipeline import image_dataset
-    from flexseg.inference import Predictor
-    from flexseg.model.prediction import evaluation_batch_size
-    from flexseg.model.store import check_model_fits, read_card
+    from flexseg.model.store import read_card
 
     card = read_card(run_dir)
-    check_model_fits(card, exp, run_dir)
-    pairs = split_pairs(exp, "test")
-    if not pairs:
-        raise DataError(f"{exp.data.split_dir('test')}: the test split is empty; nothing to evaluate")
+    test_dir = exp.data.split_dir("test")
+    acc = EvaluationAccumulator(ClassMap.from_experiment(exp), exp.evaluate.both_empty)
+    predictor = _predictor(exp, [run_dir], card, batch_size, _pairs(exp, "test"))
+    slices = _predict_and_score(exp, predictor, _pairs(exp, "test"), test_dir, [acc])
+    report = acc.report({"model": str(run_dir), "truth": str(test_dir), "precision": predictor.precision})
+    if slices:
+        report.volumes_3d, report.volume_notes = score_slices_as_volumes(exp, slices, test_dir)
+    return report
+
+
+def _evaluate_cross_validation(exp: Experiment, run_dir: Path, batch_size: int | None) -> EvaluationReport:
+    from flexseg.data.folds import fold_experiment
+    from flexseg.model.store import model_members, read_card
+
+    card, members = read_card(run_dir), model_members(run_dir)
     class_map = ClassMap.from_experiment(exp)
-    check_pairs(pairs, class_map)  # every file readable and each mask its image's size, before predicting
-    # the predictor infer runs, in infer's precision: a model trained in bfloat16 on an AMX host is
-    # not emulated on an AVX2 one
-    batch = evaluation_batch_size(len(pairs), batch_size or max(exp.train.batch_size, 4))
-    predictor = Predictor.load([run_dir], precision=exp.infer.precision, batch_size=batch, expected=card)
-    precision = predictor.precision
-    spacings = pixel_spacings(exp.data.split_dir("test"))
-    ds = image_dataset(
-        [p for p, _ in pairs], width=card.width, height=card.height, channels=card.channels, batch_size=batch
-    )
+    pooled = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
+    folds, test_exp = [], None
+    for member in members:
+        k = int(member.name.removeprefix("fold_"))
+        fold_exp = test_exp = fold_experiment(exp, k)
+        valid, test = _pairs(fold_exp, "valid"), _pairs(fold_exp, "test")
+        predictor = _predictor(exp, [member], card, batch_size, valid + test)
+        oof = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
+        _predict_and_score(fold_exp, predictor, valid, fold_exp.data.split_dir("valid"), [oof, pooled])
+        alone = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
+        _predict_and_score(fold_exp, predictor, test, fold_exp.data.split_dir("test"), [alone])
+        folds.append({"fold": k, "out_of_fold": _summary(oof.report({})), "test": _summary(alone.report({}))})
+    test_dir = test_exp.data.split_dir("test")
+    pairs = _pairs(test_exp, "test")
+    ensemble = _predictor(exp, members, card, batch_size, pairs)
     acc = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
-    from_volumes = bool(slice_origins(exp.data.split_dir("test"))[0])
+    slices = _predict_and_score(test_exp, ensemble, pairs, test_dir, [acc])
+    meta = {"model": str(run_dir), "folds": len(members), "truth": str(test_dir), "precision": ensemble.precision}
+    report = acc.report(meta)
+    if slices:
+        report.volumes_3d, report.volume_notes = score_slices_as_volumes(test_exp, slices, test_dir)
+    report.cross_validation = {
+        "folds": folds,
+        "out_of_fold_pooled": _summary(pooled.report({})),
+        "ensemble_test": _summary(report),
+    }
+    return report
+
+
+def _summary(report: EvaluationReport) -> dict:
+    """Per foreground class the mean and pooled Dice, and their foreground means."""
+    per_class = {name: {k: m[k] for k in ("dice", "dice_pooled")} for name, m in report.per_class.items()}
+    return {"foreground_dice": report.score("dice"), "foreground_dice_pooled": report.score("dice_pooled"), **per_class}
+
+
+def _pairs(exp: Experiment, split: str) -> list[tuple[Path, Path]]:
+    pairs = split_pairs(exp, split)
+    if not pairs:
+        raise DataError(f"{exp.data.split_dir(split)}: the {split} split is empty; nothing to evaluate")
+    return pairs
+
+
+def _predictor(exp: Experiment, members: list[Path], card: object, batch_size: int | None, pairs: list) -> object:
+    """The predictor infer runs, in infer's precision (a model trained in bfloat16 on an AMX host
+    is not emulated on an AVX2 one), after checking every pair it will see."""
+    from flexseg.data.audit import check_pairs
+    from flexseg.inference import Predictor
+    from flexseg.model.prediction import evaluation_batch_size
+    from flexseg.model.store import check_model_fits
+
+    check_model_fits(card, exp, members[0])
+    check_pairs(pairs, ClassMap.from_experiment(exp))  # every file readable, each mask its image's size
+    batch = evaluation_batch_size(len(pairs), batch_size or max(exp.train.batch_size, 4))
+    return Predictor.load(members, precision=exp.infer.precision, batch_size=batch)  # the run folder is locked
+
+
+def _predict_and_score(
+    exp: Experiment, predictor: object, pairs: list[tuple[Path, Path]], split_dir: Path, accs: list
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Predict ``pairs`` and add each image's scores to every accumulator of ``accs``; returns the
+    (truth, prediction) of each slice cut from a volume (for scoring in 3D), else nothing."""
+    from flexseg.data.io import read_mask, resize
+    from flexseg.data.pipeline import image_dataset
+
+    card, class_map = predictor.card, ClassMap.from_experiment(exp)
+    spacings = pixel_spacings(split_dir)
+    from_volumes = bool(slice_origins(split_dir)[0])
     slices: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    ds = image_dataset(
+        [p for p, _ in pairs],
+        width=card.width,
+        height=card.height,
+        channels=card.channels,
+        batch_size=predictor.batch_size,
+    )
     for images, sizes, indices in ds:
         for probs, i, size in zip(predictor.batch(np.asarray(images)), np.asarray(indices), np.asarray(sizes)):
             image_path, mask_path = pairs[int(i)]
             if not size.any():
                 raise DataError(
                     f"{image_path}: not a readable image (corrupt, truncated or not an image); fix or "
-                    "remove it (and its mask) from the test split"
+                    f"remove it (and its mask) from {split_dir}"
                 )
             truth = class_map.to_indices(read_mask(mask_path)).indices
             if tuple(truth.shape) != (int(size[0]), int(size[1])):
                 raise DataError(
                     f"{image_path} is {int(size[1])}×{int(size[0])} but its mask {mask_path.name} is "
-                    f"{truth.shape[1]}×{truth.shape[0]}: not a pair. Fix the test split"
+                    f"{truth.shape[1]}×{truth.shape[0]}: not a pair. Fix {split_dir}"
                 )
             full = resize(probs, truth.shape[1], truth.shape[0])  # probabilities, so edges follow the soft boundary
-            acc.add(image_path.name, truth, full.argmax(-1), full, spacings.get(image_path.stem))
+            for acc in accs:
+                acc.add(image_path.name, truth, full.argmax(-1), full, spacings.get(image_path.stem))
             if from_volumes:
                 slices[image_path.name] = (truth, full.argmax(-1).astype(np.uint8))
-    report = acc.report({"model": str(run_dir), "truth": str(exp.data.split_dir("test")), "precision": precision})
-    if from_volumes:
-        report.volumes_3d, report.volume_notes = score_slices_as_volumes(exp, slices, exp.data.split_dir("test"))
-    return report
+    return slices
 
 
 def score(

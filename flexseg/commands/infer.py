@@ -38,7 +38,7 @@ from flexseg.data.volumes import (
 from flexseg.errors import ConfigError, DataError, RunError, listing
 from flexseg.fsutil import atomic_write_bytes
 from flexseg.inference import PredictOptions, Predictor
-from flexseg.model.store import ModelCard, read_card
+from flexseg.model.store import ModelCard, model_members, read_card
 from flexseg.names import describe_renamed, unique_filenames
 from flexseg.runs import open_output, refuse_inputs
 
@@ -286,8 +286,12 @@ def infer(
             "flexseg read volumes); train it again to infer on volumes, or infer on 2D slices"
         )
     # a model that cannot be used is refused before anything is created
-    predictor = Predictor.load(
-        [model_dir], precision=precision, options=options.predict_options(), batch_size=batch_size, expected=card
+    predictor = Predictor.load(  # a cross-validation's folds predict as an ensemble
+        model_members(model_dir),
+        precision=precision,
+        options=options.predict_options(),
+        batch_size=batch_size,
+        expected=card,
     )
     with open_output(output_dir, "infer") as folder:
         names = OutputNames.plan(images, series)

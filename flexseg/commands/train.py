@@ -6,9 +6,11 @@ the model. TensorFlow is loaded only once the checks have passed.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,7 @@ from flexseg.data.audit import check_pairs, check_slice_mapping
 from flexseg.data.classes import ClassMap
 from flexseg.data.pairing import split_pairs
 from flexseg.errors import ConfigError, RunError
+from flexseg.fsutil import atomic_write_text
 from flexseg.training.state import RESUME_DIR, read_state
 
 if TYPE_CHECKING:
@@ -58,8 +61,9 @@ def _resume_state(folder: Path, exp: Experiment) -> dict:
     return state
 
 
-def _check_same_experiment(folder: Path, exp: Experiment) -> None:
-    """A resumed run continues the same model on the same data: refuse changed keys, naming them."""
+def _check_same_experiment(folder: Path, exp: Experiment, for_folds: bool = False) -> None:
+    """A resumed run continues the same model on the same data, and a cross-validation's folds are
+    one experiment: refuse changed keys, naming them."""
     from flexseg.config import load_experiment
     from flexseg.errors import FlexsegError
 
@@ -84,6 +88,11 @@ def _check_same_experiment(folder: Path, exp: Experiment) -> None:
     )
     if changed:
         shown = "; ".join(f"{k}: {str(a.get(k))[:40]} → {str(b.get(k))[:40]}" for k in changed[:4])
+        if for_folds:
+            raise RunError(
+                f"{folder} was trained with another experiment ({shown}); the folds of a cross-validation are "
+                "one experiment: use the one it was trained with, or --force to train every fold again"
+            )
         raise RunError(
             f"--resume continues the run in {folder} with another experiment ({shown}"
             f"{' …' if len(changed) > 4 else ''}); resume with the experiment it started with, or "
@@ -152,6 +161,69 @@ def train(
             result = fit(exp, dist, run_dir, staging, state, class_map, train_pairs, valid_pairs, reporter)
             runs.promote(folder)
         return result
+
+
+@dataclass
+class FoldsResult:
+    run_dir: Path
+    trained: dict[int, TrainResult]  # fold → its result, for the folds trained now
+    left: list[int]  # folds finished earlier and left as they are
+
+
+def train_folds(
+    exp: Experiment,
+    *,
+    fold: int | None = None,
+    force: bool = False,
+    resume: bool = False,
+    reporter: ProgressReporter | None = None,
+) -> FoldsResult:
+    """Cross-validation: train every fold of a split made with ``split --folds K`` (or only
+    ``fold``), each a complete run in ``<run_dir>/fold_k``; the run folder is locked as one run
+    the whole time and records its folds in folds.json, which makes it a model: ``infer`` and
+    ``evaluate`` use the ensemble of its folds. A finished fold is left as it is (``force``
+    trains it again); an interrupted one continues with ``resume``; a fold not yet started is
+    trained from its beginning either way."""
+    from flexseg.data.folds import fold_experiment, require_folds
+    from flexseg.model.store import FOLDS_FILE, MODEL_FILE
+
+    folds = require_folds(exp)
+    if fold is not None and fold not in folds:
+        raise ConfigError(f"--fold {fold}: {exp.data.root} has folds {', '.join(map(str, folds))}")
+    run_dir = exp.resolved_run_dir
+    with runs.open_output(run_dir, "train --folds"):
+        if (run_dir / MODEL_FILE).exists():
+            raise RunError(
+                f"{run_dir} holds a single run (model.keras); a cross-validation needs a run folder of its own: "
+                "set run_dir, or move that run away"
+            )
+        record = {"folds": folds, "data_root": str(exp.data.root)}
+        atomic_write_text(run_dir / FOLDS_FILE, json.dumps(record, indent=1) + "\n")
+        result = FoldsResult(run_dir, {}, [])
+        chosen = [fold] if fold is not None else folds
+        for i, k in enumerate(chosen, 1):
+            fold_exp = fold_experiment(exp, k)
+            staging = fold_exp.resolved_run_dir / runs.STAGING_DIR  # an interrupted replacement of the fold
+            state = (read_state(staging) if staging.is_dir() else None) or read_state(fold_exp.resolved_run_dir)
+            if state is not None and state.get("finished") and not force:
+                # data.root and run_dir are the fold's own; the rest must be what it was trained with
+                _check_same_experiment(fold_exp.resolved_run_dir, fold_exp, for_folds=True)
+                out.info(f"fold {k} ({i} of {len(chosen)}): finished earlier, left as it is")
+                result.left.append(k)
+                continue
+            out.info(f"fold {k} ({i} of {len(chosen)}) → {fold_exp.resolved_run_dir}")
+            again = resume and state is not None and not state.get("finished")
+            result.trained[k] = train(fold_exp, force=force and not again, resume=again, reporter=reporter)
+            _release_keras_state()
+    return result
+
+
+def _release_keras_state() -> None:
+    """Between folds: drop the finished fold's graphs and layers (names and memory start afresh)."""
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session()
 
 
 def _several(exp: Experiment) -> bool:

@@ -66,6 +66,8 @@ class EvaluationReport:
     source: dict = field(default_factory=dict)  # what was scored: model or prediction folder, truth
     volumes_3d: object = None  # VolumeReport: test slices stacked back into their source volumes
     volume_notes: list[str] = field(default_factory=list)
+    # a cross-validation's ensemble: each fold out-of-fold and alone on the test split, pooled out-of-fold
+    cross_validation: dict | None = None
 
     @property
     def foreground_dice(self) -> float | None:
@@ -97,6 +99,7 @@ class EvaluationReport:
             "images": self.images,
             **({"volumes_3d": self.volumes_3d.to_json()} if self.volumes_3d is not None else {}),
             **({"volume_notes": self.volume_notes} if self.volume_notes else {}),
+            **({"cross_validation": self.cross_validation} if self.cross_validation else {}),
         }
 
     def csv_rows(self) -> list[tuple[str, float | None]]:

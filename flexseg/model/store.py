@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "model.json"
+FOLDS_FILE = "folds.json"  # a cross-validation's run folder: its folds, each a run in fold_k/
 MODEL_ENV = "FLEXSEG_MODEL"
 
 
@@ -132,6 +133,9 @@ def read_card(run_dir: Path) -> ModelCard:
     from flexseg.runs import settle
 
     settle(run_dir)
+    if is_cross_validation(run_dir):  # its folds share one description: the first trained fold's
+        run_dir = model_members(run_dir)[0]
+        settle(run_dir)
     path = run_dir / CARD_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -231,14 +235,38 @@ def in_precision(model: keras.Model, precision: str) -> keras.Model:
 
 
 def is_run_folder(folder: Path) -> bool:
-    """A folder holding a trained model (infer and export never write into one)."""
-    return (folder / MODEL_FILE).exists()
+    """A folder holding a trained model or a cross-validation (infer and export never write into one)."""
+    return (folder / MODEL_FILE).exists() or (folder / FOLDS_FILE).exists()
+
+
+def is_cross_validation(run_dir: Path) -> bool:
+    return (run_dir / FOLDS_FILE).is_file()
+
+
+def model_members(run_dir: Path) -> list[Path]:
+    """The run folders whose models predict for ``run_dir``: itself, or for a cross-validation
+    (``train --folds``) each fold that has a trained model: their ensemble."""
+    if not is_cross_validation(run_dir):
+        return [run_dir]
+    members = sorted((p for p in run_dir.glob("fold_*") if (p / MODEL_FILE).is_file()), key=_fold_key)
+    if not members:
+        raise RunError(f"{run_dir}: a cross-validation without a trained fold yet; train with `flexseg train --folds`")
+    return members
+
+
+def _fold_key(path: Path) -> int:
+    digits = path.name.removeprefix("fold_")
+    return int(digits) if digits.isdigit() else 1 << 30
 
 
 def trained_runs(runs_root: Path) -> list[Path]:
     if not runs_root.is_dir():
         return []
-    return sorted(p for p in runs_root.iterdir() if (p / CARD_FILE).is_file() and (p / MODEL_FILE).is_file())
+    return sorted(
+        p
+        for p in runs_root.iterdir()
+        if ((p / CARD_FILE).is_file() and (p / MODEL_FILE).is_file()) or is_cross_validation(p)
+    )
 
 
 def find_model_dir(model: Path | None = None, run_dir: Path | None = None) -> Path:
