@@ -356,6 +356,11 @@ def infer(
     min_size: int = typer.Option(
         0, "--min-size", min=0, help="Drop connected components smaller than this many pixels."
     ),
+    postprocessing: bool = typer.Option(
+        True,
+        "--postprocessing/--no-postprocessing",
+        help="Apply the post-processing a cross-validated run chose by evidence (its postprocessing.json).",
+    ),
     overlay: bool = typer.Option(
         False, "--overlay", help="Also write overlay/<name>.png: the image with the classes blended in their colours."
     ),
@@ -411,6 +416,7 @@ def infer(
         probabilities=probabilities,
         volumes=volumes,
         dicom_seg=dicom_seg,
+        postprocessing=postprocessing,
     )
     result = infer_for(
         exp,

@@ -291,8 +291,20 @@ def cross_validation_table(cv: dict) -> None:
 
     for fold in cv["folds"]:
         table.add_row(f"fold {fold['fold']}", both(fold["out_of_fold"]), both(fold["test"]))
+    if "ensemble_test_without_postprocessing" in cv:
+        table.add_row("ensemble, no post-processing", "", both(cv["ensemble_test_without_postprocessing"]))
     table.add_row("[bold]pooled out-of-fold / ensemble", both(cv["out_of_fold_pooled"]), both(cv["ensemble_test"]))
     out.console().print(table)
+    if (decision := cv.get("postprocessing")) is not None:
+        kept = ["largest component of all foreground"] * decision["largest_component_of_foreground"] + [
+            f"largest component of {c}" for c in decision["largest_component_of_classes"]
+        ]
+        before, after = decision["out_of_fold_pooled_dice"]["before"], decision["out_of_fold_pooled_dice"]["after"]
+        out.info(
+            f"post-processing chosen on the out-of-fold predictions: {', '.join(kept) or 'none'} (pooled Dice per "
+            f"class {', '.join(number(v) for v in before)} → {', '.join(number(v) for v in after)}); infer applies it "
+            "(--no-postprocessing turns it off); postprocessing.json says what was tried"
+        )
 
 
 def volume_report(report: VolumeReport, folder: Path) -> None:

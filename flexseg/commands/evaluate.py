@@ -18,6 +18,7 @@ from flexseg.data.classes import ClassMap
 from flexseg.data.pairing import pair_by_stem, split_pairs
 from flexseg.data.volumes import check_same_grid, class_indices, read_volume
 from flexseg.errors import ConfigError, DataError
+from flexseg.evaluation.postprocessing import POSTPROCESSING_FILE, decide
 from flexseg.evaluation.slices import EvaluationAccumulator, EvaluationReport, write_report
 from flexseg.evaluation.volumes import (
     VolumeReport,
@@ -86,20 +87,26 @@ def _evaluate_cross_validation(exp: Experiment, run_dir: Path, batch_size: int |
     card, members = read_card(run_dir), model_members(run_dir)
     class_map = ClassMap.from_experiment(exp)
     pooled = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
-    folds, test_exp = [], None
+    folds, test_exp, out_of_fold = [], None, []
     for member in members:
         k = int(member.name.removeprefix("fold_"))
         fold_exp = test_exp = fold_experiment(exp, k)
         valid, test = _pairs(fold_exp, "valid"), _pairs(fold_exp, "test")
         predictor = _predictor(exp, [member], card, batch_size, valid + test)
         oof = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
-        _predict_and_score(fold_exp, predictor, valid, fold_exp.data.split_dir("valid"), [oof, pooled])
+        _predict_and_score(fold_exp, predictor, valid, fold_exp.data.split_dir("valid"), [oof, pooled], out_of_fold)
         alone = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
         _predict_and_score(fold_exp, predictor, test, fold_exp.data.split_dir("test"), [alone])
         folds.append({"fold": k, "out_of_fold": _summary(oof.report({})), "test": _summary(alone.report({}))})
+    # post-processing chosen by evidence: on the pooled out-of-fold predictions, then applied to the ensemble
+    decision = decide([t for t, _ in out_of_fold], [p for _, p in out_of_fold], card.class_names)
+    atomic_write_text(run_dir / POSTPROCESSING_FILE, json.dumps(decision, indent=1) + "\n")
     test_dir = test_exp.data.split_dir("test")
     pairs = _pairs(test_exp, "test")
     ensemble = _predictor(exp, members, card, batch_size, pairs)
+    plain = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
+    _predict_and_score(test_exp, ensemble, pairs, test_dir, [plain])
+    ensemble.options = ensemble.options.with_decision(decision, card.class_names)
     acc = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
     slices = _predict_and_score(test_exp, ensemble, pairs, test_dir, [acc])
     meta = {"model": str(run_dir), "folds": len(members), "truth": str(test_dir), "precision": ensemble.precision}
@@ -109,7 +116,9 @@ def _evaluate_cross_validation(exp: Experiment, run_dir: Path, batch_size: int |
     report.cross_validation = {
         "folds": folds,
         "out_of_fold_pooled": _summary(pooled.report({})),
+        "ensemble_test_without_postprocessing": _summary(plain.report({})),
         "ensemble_test": _summary(report),
+        "postprocessing": {k: v for k, v in decision.items() if k != "tried"},
     }
     return report
 
@@ -142,10 +151,16 @@ def _predictor(exp: Experiment, members: list[Path], card: object, batch_size: i
 
 
 def _predict_and_score(
-    exp: Experiment, predictor: object, pairs: list[tuple[Path, Path]], split_dir: Path, accs: list
+    exp: Experiment,
+    predictor: object,
+    pairs: list[tuple[Path, Path]],
+    split_dir: Path,
+    accs: list,
+    keep: list | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Predict ``pairs`` and add each image's scores to every accumulator of ``accs``; returns the
-    (truth, prediction) of each slice cut from a volume (for scoring in 3D), else nothing."""
+    """Predict ``pairs`` (post-processed as the predictor's options say) and add each image's
+    scores to every accumulator of ``accs``, and its (truth, labels) to ``keep``; returns the
+    (truth, labels) of each slice cut from a volume (for scoring in 3D), else nothing."""
     from flexseg.data.io import read_mask, resize
     from flexseg.data.pipeline import image_dataset
 
@@ -175,10 +190,13 @@ def _predict_and_score(
                     f"{truth.shape[1]}×{truth.shape[0]}: not a pair. Fix {split_dir}"
                 )
             full = resize(probs, truth.shape[1], truth.shape[0])  # probabilities, so edges follow the soft boundary
+            labels = predictor.labels(full)
             for acc in accs:
-                acc.add(image_path.name, truth, full.argmax(-1), full, spacings.get(image_path.stem))
+                acc.add(image_path.name, truth, labels, full, spacings.get(image_path.stem))
+            if keep is not None:
+                keep.append((truth, labels))
             if from_volumes:
-                slices[image_path.name] = (truth, full.argmax(-1).astype(np.uint8))
+                slices[image_path.name] = (truth, labels)
     return slices
 
 

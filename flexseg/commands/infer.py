@@ -63,6 +63,7 @@ class InferOptions:
     probabilities: bool = False  # also write the per-class probabilities (npz, float16)
     volumes: bool = False  # DICOM files grouped into series, one label volume per series
     dicom_seg: bool = False  # with volumes: also a DICOM-SEG per series, referencing it
+    postprocessing: bool = True  # the post-processing a cross-validation chose (postprocessing.json)
 
     def __post_init__(self) -> None:
         if self.dicom_seg and not self.volumes:
@@ -286,10 +287,13 @@ def infer(
             "flexseg read volumes); train it again to infer on volumes, or infer on 2D slices"
         )
     # a model that cannot be used is refused before anything is created
+    from flexseg.evaluation.postprocessing import read_decision
+
+    decision = read_decision(model_dir) if options.postprocessing else None
     predictor = Predictor.load(  # a cross-validation's folds predict as an ensemble
         model_members(model_dir),
         precision=precision,
-        options=options.predict_options(),
+        options=options.predict_options().with_decision(decision, card.class_names),
         batch_size=batch_size,
         expected=card,
     )

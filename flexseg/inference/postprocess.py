@@ -28,3 +28,20 @@ def postprocess(labels: np.ndarray, num_classes: int, largest_component: bool = 
         drop = np.flatnonzero(~keep) + 1
         result[np.isin(components, drop)] = 0
     return result
+
+
+def keep_largest(labels: np.ndarray, together: bool = False, classes: tuple[int, ...] = ()) -> np.ndarray:
+    """Keep only the largest connected component of all foreground together (``together``) and/or
+    of each class in ``classes``; what is removed becomes background. Fully connected, in 2D for
+    a mask and 3D for a label volume."""
+    from scipy import ndimage
+
+    result = labels.copy()
+    structure = np.ones((3,) * labels.ndim, bool)
+    for c in ([None] if together else []) + list(classes):
+        components, count = ndimage.label(result > 0 if c is None else result == c, structure=structure)
+        if count <= 1:
+            continue
+        sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
+        result[(components > 0) & (components != sizes.argmax() + 1)] = 0
+    return result

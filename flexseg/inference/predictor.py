@@ -10,14 +10,14 @@ images at their own size and volumes on their own grid, never a batch of one ima
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from flexseg.errors import RunError
-from flexseg.inference.postprocess import postprocess
+from flexseg.inference.postprocess import keep_largest, postprocess
 from flexseg.inference.tiles import gaussian_window, window_starts
 
 if TYPE_CHECKING:
@@ -37,6 +37,18 @@ class PredictOptions:
     overlap: float = 0.5  # of neighbouring windows, as a fraction of the window
     largest_component: bool = False  # per foreground class, keep only the largest connected component
     min_size: int = 0  # drop connected components smaller than this many pixels (voxels)
+    # chosen by evidence after a cross-validation (flexseg.evaluation.postprocessing)
+    largest_of_foreground: bool = False  # keep the largest component of all foreground together
+    largest_of_classes: tuple[int, ...] = ()  # keep the largest component of each of these classes
+
+    def with_decision(self, decision: dict | None, class_names: list[str]) -> PredictOptions:
+        """These options with a recorded post-processing decision applied (None: as they are)."""
+        if not decision:
+            return self
+        classes = tuple(class_names.index(n) for n in decision["largest_component_of_classes"] if n in class_names)
+        return replace(
+            self, largest_of_foreground=decision["largest_component_of_foreground"], largest_of_classes=classes
+        )
 
 
 class Predictor:
@@ -160,9 +172,14 @@ class Predictor:
 
     def labels(self, probs: np.ndarray) -> np.ndarray:
         """Class indices (uint8) of probabilities (..., classes), post-processed as the options say."""
-        return postprocess(
-            probs.argmax(-1).astype(np.uint8), probs.shape[-1], self.options.largest_component, self.options.min_size
-        )
+        return self._postprocess(probs.argmax(-1).astype(np.uint8), probs.shape[-1])
+
+    def _postprocess(self, labels: np.ndarray, num_classes: int) -> np.ndarray:
+        o = self.options
+        labels = postprocess(labels, num_classes, o.largest_component, o.min_size)
+        if o.largest_of_foreground or o.largest_of_classes:
+            labels = keep_largest(labels, together=o.largest_of_foreground, classes=o.largest_of_classes)
+        return labels
 
     # ---------------------------------------------------------------- volumes
 
@@ -182,5 +199,4 @@ class Predictor:
             stop = min(start + self.batch_size, slices)
             images = [slice_channels(pixels, k, context, self.card.channels) for k in range(start, stop)]
             labels[start:stop] = np.stack([p.argmax(-1) for p in self.images(images)])
-        labels = postprocess(labels, self.num_classes, self.options.largest_component, self.options.min_size)
-        return from_display(labels, volume.affine, plane)
+        return from_display(self._postprocess(labels, self.num_classes), volume.affine, plane)

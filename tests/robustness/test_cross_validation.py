@@ -47,6 +47,12 @@ def test_cross_validation_trains_each_fold_resumes_a_killed_one_and_is_an_ensemb
     assert [f["fold"] for f in cv["folds"]] == [0, 1, 2]
     assert cv["ensemble_test"]["foreground_dice"] is not None and "out_of_fold_pooled" in cv
     assert json.loads((run / "evaluation.json").read_text())["folds"] == 3
+    decision = json.loads((run / "postprocessing.json").read_text())
+    assert [t["step"] for t in decision["tried"]] == ["largest component of all foreground", "largest component of fg"]
+    assert "post-processing chosen on the out-of-fold predictions" in text
+    images = ("--images", "cv/fold_0/test/images")
+    rc, text = flexseg("infer", "--model", "runs/cv", *images, "--output", "p", "--no-postprocessing", cwd=project)
+    assert rc == 0, text
     # a fold trained with another experiment is not silently mixed into the ensemble
     rc, text = flexseg("train", "t.yaml", "--folds", *CV, "--set", "model.base_filters=8", cwd=project)
     assert rc == 4 and "fold_0 was trained with another experiment" in text and "model.base_filters" in text, text
