@@ -27,6 +27,7 @@ from flexseg.model.store import (
     MODEL_FILE,
     ModelCard,
     in_precision,
+    is_cross_validation,
     is_run_folder,
     load_trained,
 )
@@ -74,6 +75,11 @@ def export(
 ) -> ExportResult:
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt[:40]!r}: choose one of {', '.join(FORMATS)}")
+    if is_cross_validation(run_dir):
+        raise ConfigError(
+            f"{run_dir} is a cross-validation (its folds predict as an ensemble, which one file of these formats "
+            f"does not hold); export one fold: flexseg export {run_dir / 'fold_0'} --format {fmt}"
+        )
     card, model = load_trained(run_dir)
     model = in_precision(model, "float32")  # portable: every runtime computes float32
     folder = Path(os.path.abspath(output or run_dir / "export" / fmt))
