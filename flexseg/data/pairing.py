@@ -149,6 +149,11 @@ def split_pairs(exp: Experiment, split: str) -> list[tuple[Path, Path]]:
             f"{folder}: an interrupted flexseg augment was putting its copies in place; run "
             "`flexseg augment EXPERIMENT` to finish it before using the split"
         )
+    if not folder.is_dir() and exp.data.root is not None and (exp.data.root / "fold_0").is_dir():
+        raise DataError(
+            f"{exp.data.root} holds cross-validation folds (fold_0 …), not one {split} split: train with --folds "
+            f"(or --fold N), or point data.root at one fold, e.g. --set data.root={exp.data.root / 'fold_0'}"
+        )
     return pair_by_stem(folder / "images", folder / "masks")
 
 
