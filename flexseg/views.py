@@ -301,9 +301,9 @@ def cross_validation_table(cv: dict) -> None:
         ]
         before, after = decision["out_of_fold_pooled_dice"]["before"], decision["out_of_fold_pooled_dice"]["after"]
         out.info(
-            f"post-processing chosen on the out-of-fold predictions: {', '.join(kept) or 'none'} (pooled Dice per "
-            f"class {', '.join(number(v) for v in before)} → {', '.join(number(v) for v in after)}); infer applies it "
-            "(--no-postprocessing turns it off); postprocessing.json says what was tried"
+            f"post-processing chosen on the out-of-fold predictions: {', '.join(kept) or 'none'} (pooled Dice "
+            f"{', '.join(number(v) for v in before)} → {', '.join(number(v) for v in after)}; what was tried: "
+            "postprocessing.json); infer applies it unless --no-postprocessing"
         )
 
 
