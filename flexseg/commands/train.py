@@ -197,15 +197,22 @@ def train_folds(
                 f"{run_dir} holds a single run (model.keras); a cross-validation needs a run folder of its own: "
                 "set run_dir, or move that run away"
             )
-        record = {"folds": folds, "data_root": str(exp.data.root)}
-        atomic_write_text(run_dir / FOLDS_FILE, json.dumps(record, indent=1) + "\n")
-        result = FoldsResult(run_dir, {}, [])
         chosen = [fold] if fold is not None else folds
+        # folds a --force pass has still to replace: an interrupted --force goes on with --resume
+        earlier = _read_folds_record(run_dir)
+        pending = set(chosen) if force else set(earlier.get("replacing", [])) & set(folds)
+
+        def record() -> None:
+            data = {"folds": folds, "data_root": str(exp.data.root), "replacing": sorted(pending)}
+            atomic_write_text(run_dir / FOLDS_FILE, json.dumps(data, indent=1) + "\n")
+
+        record()
+        result = FoldsResult(run_dir, {}, [])
         for i, k in enumerate(chosen, 1):
             fold_exp = fold_experiment(exp, k)
             staging = fold_exp.resolved_run_dir / runs.STAGING_DIR  # an interrupted replacement of the fold
             state = (read_state(staging) if staging.is_dir() else None) or read_state(fold_exp.resolved_run_dir)
-            if state is not None and state.get("finished") and not force:
+            if state is not None and state.get("finished") and k not in pending:
                 # data.root and run_dir are the fold's own; the rest must be what it was trained with
                 _check_same_experiment(fold_exp.resolved_run_dir, fold_exp, for_folds=True)
                 out.info(f"fold {k} ({i} of {len(chosen)}): finished earlier, left as it is")
@@ -213,9 +220,21 @@ def train_folds(
                 continue
             out.info(f"fold {k} ({i} of {len(chosen)}) → {fold_exp.resolved_run_dir}")
             again = resume and state is not None and not state.get("finished")
-            result.trained[k] = train(fold_exp, force=force and not again, resume=again, reporter=reporter)
+            result.trained[k] = train(fold_exp, force=k in pending and not again, resume=again, reporter=reporter)
+            pending.discard(k)
+            record()
             _release_keras_state()
     return result
+
+
+def _read_folds_record(run_dir: Path) -> dict:
+    from flexseg.model.store import FOLDS_FILE
+
+    try:
+        data = json.loads((run_dir / FOLDS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _release_keras_state() -> None:

@@ -34,7 +34,7 @@ from flexseg.model.prediction import (
     evaluation_batch_size,
     steps_per_epoch,
 )
-from flexseg.model.store import ModelCard, write_card
+from flexseg.model.store import ModelCard, is_cross_validation, write_card
 from flexseg.names import unique_filenames
 from flexseg.tfenv import onednn_enabled
 from flexseg.training.callbacks import (
@@ -332,10 +332,11 @@ def fit(
             checkpoint.keep_best()
             history_files.plot()  # the plots of the epochs that finished
             saved = read_state(write_dir)
+            in_folds = is_cross_validation(run_dir.parent)  # a fold of train --folds
             what = (
                 f"the last save point is after epoch {saved['epoch']}"
                 + (f", the best model (epoch {best.best_epoch}) is written" if best.best_epoch else "")
-                + ". Continue with: flexseg train EXPERIMENT --resume"
+                + f". Continue with: flexseg train EXPERIMENT {'--folds ' if in_folds else ''}--resume"
                 if saved
                 else "no epoch had finished, nothing to resume"
             )
