@@ -26,7 +26,7 @@ _UNSAFE_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp", "Co", "Cn")  # controls, for
 
 def _clean(text: str) -> str:
     """Undecodable bytes (surrogate escapes from os.listdir), separators and control characters → '_'."""
-    text = os.fsencode(text).decode("utf-8", errors="replace") if isinstance(text, str) else str(text)
+    text = os.fsencode(text).decode("utf-8", errors="replace")
     chars = [
         "_" if ch in "/\\\ufffd" or unicodedata.category(ch) in _UNSAFE_CATEGORIES else ch
         for ch in unicodedata.normalize("NFC", text)

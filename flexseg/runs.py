@@ -113,7 +113,7 @@ class WrittenRecord:
 
     def rewrite(self, names: set[str]) -> None:
         self.names = set(names)
-        _read_own_file(self.path)  # refuses a record that is a link before replacing it
+        _refuse_link(self.path)  # before replacing it: os.replace would replace the link, not follow it
         with fsutil.atomic_path(self.path, record=False) as tmp:
             tmp.write_bytes(b"".join(_encode_entry(n) for n in sorted(self.names)))
 
@@ -161,17 +161,22 @@ def _decode_entry(line: bytes) -> str | None:
     return rel if isinstance(rel, str) and is_plain_relative(rel) else None
 
 
+def _refuse_link(path: Path) -> None:
+    if path.is_symlink():
+        raise RunError(
+            f"{path} is a link, not the file flexseg keeps there; flexseg never follows it. Remove the link "
+            "(the file it points to is left alone) and run again"
+        )
+
+
 def _open_own_file(path: Path, flags: int) -> int:
     """Open one of flexseg's own files (lock, record) without following a link: a link there was not
     made by flexseg, and following it would write into whatever it points at."""
     try:
         return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), fsutil.public_mode())
     except OSError as e:
-        if e.errno == errno.ELOOP or path.is_symlink():
-            raise RunError(
-                f"{path} is a link, not the file flexseg keeps there; flexseg never follows it. Remove the link "
-                "(the file it points to is left alone) and run again"
-            ) from None
+        if e.errno == errno.ELOOP:
+            _refuse_link(path)
         raise
 
 
@@ -318,14 +323,20 @@ def open_output(
             _open.remove(handle)
 
 
+def _finish_replacement(folder: Path, when: str) -> bool:
+    """Roll forward a complete new result that a killed run left in the staging folder (call with
+    the folder's lock held). True when there was one."""
+    if not (folder / STAGING_DIR / COMPLETE_MARK).exists():
+        return False
+    out.warn(
+        f"{folder}: an earlier flexseg run was stopped while putting its new result in place; finishing that {when}"
+    )
+    _roll_forward(folder / STAGING_DIR, folder)
+    return True
+
+
 def _finish_interrupted(handle: OutputFolder) -> None:
-    staging = handle.staging()
-    if (staging / COMPLETE_MARK).exists():
-        out.warn(
-            f"{handle.folder}: an earlier flexseg run was stopped while putting its new result in place; "
-            "finishing that now"
-        )
-        _roll_forward(staging, handle.folder)
+    if _finish_replacement(handle.folder, "now"):
         handle.record = WrittenRecord(handle.folder)
         handle.finished_interrupted = True
     cleaned = clean_leftovers(handle.folder)
@@ -402,12 +413,7 @@ def settle(folder: Path) -> None:
     if not (folder / STAGING_DIR / COMPLETE_MARK).exists():
         return
     with folder_lock(folder, command=f"{' '.join(sys.argv[1:2])} (finishing a replacement)"):
-        if (folder / STAGING_DIR / COMPLETE_MARK).exists():
-            out.warn(
-                f"{folder}: an earlier flexseg run was stopped while putting its new result in place; "
-                "finishing that before reading it"
-            )
-            _roll_forward(folder / STAGING_DIR, folder)
+        _finish_replacement(folder, "before reading it")
 
 
 def _stamps(folder: Path, names: tuple[str, ...]) -> tuple:

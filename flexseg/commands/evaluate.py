@@ -70,10 +70,11 @@ def _evaluate_run(exp: Experiment, run_dir: Path, batch_size: int | None) -> Eva
     from flexseg.model.store import read_card
 
     card = read_card(run_dir)
-    test_dir = exp.data.split_dir("test")
+    test_dir, pairs = exp.data.split_dir("test"), _pairs(exp, "test")
+    _check(exp, card, run_dir, pairs)
     acc = EvaluationAccumulator(ClassMap.from_experiment(exp), exp.evaluate.both_empty)
-    predictor = _predictor(exp, [run_dir], card, batch_size, _pairs(exp, "test"))
-    slices = _predict_and_score(exp, predictor, _pairs(exp, "test"), test_dir, [acc])
+    predictor = _predictor(exp, [run_dir], batch_size, len(pairs))
+    slices = _predict_and_score(exp, predictor, pairs, test_dir, [acc])
     report = acc.report({"model": str(run_dir), "truth": str(test_dir), "precision": predictor.precision})
     if slices:
         report.volumes_3d, report.volume_notes = score_slices_as_volumes(exp, slices, test_dir)
@@ -86,29 +87,34 @@ def _evaluate_cross_validation(exp: Experiment, run_dir: Path, batch_size: int |
 
     card, members = read_card(run_dir), model_members(run_dir)
     class_map = ClassMap.from_experiment(exp)
+    fold_exps = [fold_experiment(exp, int(m.name.removeprefix("fold_"))) for m in members]
+    test_exp = fold_exps[-1]  # every fold holds the same test split
+    test_dir, test = test_exp.data.split_dir("test"), _pairs(test_exp, "test")
+    valid = [_pairs(fold_exp, "valid") for fold_exp in fold_exps]
+    _check(exp, card, members[0], [p for pairs in valid for p in pairs] + test)  # every file once, before predicting
     pooled = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
-    folds, test_exp, out_of_fold = [], None, []
-    for member in members:
-        k = int(member.name.removeprefix("fold_"))
-        fold_exp = test_exp = fold_experiment(exp, k)
-        valid, test = _pairs(fold_exp, "valid"), _pairs(fold_exp, "test")
-        predictor = _predictor(exp, [member], card, batch_size, valid + test)
+    folds, out_of_fold = [], []
+    for member, fold_exp, fold_valid in zip(members, fold_exps, valid):
+        predictor = _predictor(exp, [member], batch_size, len(fold_valid) + len(test))
         oof = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
-        _predict_and_score(fold_exp, predictor, valid, fold_exp.data.split_dir("valid"), [oof, pooled], out_of_fold)
+        valid_dir = fold_exp.data.split_dir("valid")
+        _predict_and_score(fold_exp, predictor, fold_valid, valid_dir, [oof, pooled], keep=out_of_fold)
         alone = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
-        _predict_and_score(fold_exp, predictor, test, fold_exp.data.split_dir("test"), [alone])
-        folds.append({"fold": k, "out_of_fold": _summary(oof.report({})), "test": _summary(alone.report({}))})
+        _predict_and_score(fold_exp, predictor, test, test_dir, [alone])
+        folds.append(
+            {
+                "fold": int(member.name.removeprefix("fold_")),
+                "out_of_fold": _summary(oof.report({})),
+                "test": _summary(alone.report({})),
+            }
+        )
     # post-processing chosen by evidence: on the pooled out-of-fold predictions, then applied to the ensemble
     decision = decide([t for t, _ in out_of_fold], [p for _, p in out_of_fold], card.class_names)
     atomic_write_text(run_dir / POSTPROCESSING_FILE, json.dumps(decision, indent=1) + "\n")
-    test_dir = test_exp.data.split_dir("test")
-    pairs = _pairs(test_exp, "test")
-    ensemble = _predictor(exp, members, card, batch_size, pairs)
-    plain = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
-    _predict_and_score(test_exp, ensemble, pairs, test_dir, [plain])
+    ensemble = _predictor(exp, members, batch_size, len(test))
     ensemble.options = ensemble.options.with_decision(decision, card.class_names)
-    acc = EvaluationAccumulator(class_map, exp.evaluate.both_empty)
-    slices = _predict_and_score(test_exp, ensemble, pairs, test_dir, [acc])
+    acc, plain = (EvaluationAccumulator(class_map, exp.evaluate.both_empty) for _ in range(2))
+    slices = _predict_and_score(test_exp, ensemble, test, test_dir, [acc], unprocessed=[plain])
     meta = {"model": str(run_dir), "folds": len(members), "truth": str(test_dir), "precision": ensemble.precision}
     report = acc.report(meta)
     if slices:
@@ -136,17 +142,22 @@ def _pairs(exp: Experiment, split: str) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _predictor(exp: Experiment, members: list[Path], card: object, batch_size: int | None, pairs: list) -> object:
-    """The predictor infer runs, in infer's precision (a model trained in bfloat16 on an AMX host
-    is not emulated on an AVX2 one), after checking every pair it will see."""
+def _check(exp: Experiment, card: object, model_dir: Path, pairs: list) -> None:
+    """The model is the experiment's, every file is readable and each mask is its image's size."""
     from flexseg.data.audit import check_pairs
-    from flexseg.inference import Predictor
-    from flexseg.model.prediction import evaluation_batch_size
     from flexseg.model.store import check_model_fits
 
-    check_model_fits(card, exp, members[0])
-    check_pairs(pairs, ClassMap.from_experiment(exp))  # every file readable, each mask its image's size
-    batch = evaluation_batch_size(len(pairs), batch_size or max(exp.train.batch_size, 4))
+    check_model_fits(card, exp, model_dir)
+    check_pairs(pairs, ClassMap.from_experiment(exp))
+
+
+def _predictor(exp: Experiment, members: list[Path], batch_size: int | None, images: int) -> object:
+    """The predictor infer runs, in infer's precision (a model trained in bfloat16 on an AMX host
+    is not emulated on an AVX2 one), batching ``images`` with no batch of one."""
+    from flexseg.inference import Predictor
+    from flexseg.model.prediction import evaluation_batch_size
+
+    batch = evaluation_batch_size(images, batch_size or max(exp.train.batch_size, 4))
     return Predictor.load(members, precision=exp.infer.precision, batch_size=batch)  # the run folder is locked
 
 
@@ -157,10 +168,12 @@ def _predict_and_score(
     split_dir: Path,
     accs: list,
     keep: list | None = None,
+    unprocessed: tuple = (),
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Predict ``pairs`` (post-processed as the predictor's options say) and add each image's
-    scores to every accumulator of ``accs``, and its (truth, labels) to ``keep``; returns the
-    (truth, labels) of each slice cut from a volume (for scoring in 3D), else nothing."""
+    scores to every accumulator of ``accs`` (and, labels without any post-processing, to those of
+    ``unprocessed``), and its (truth, labels) to ``keep``; returns the (truth, labels) of each
+    slice cut from a volume (for scoring in 3D), else nothing."""
     from flexseg.data.io import read_mask, resize
     from flexseg.data.pipeline import image_dataset
 
@@ -193,6 +206,8 @@ def _predict_and_score(
             labels = predictor.labels(full)
             for acc in accs:
                 acc.add(image_path.name, truth, labels, full, spacings.get(image_path.stem))
+            for acc in unprocessed:
+                acc.add(image_path.name, truth, full.argmax(-1).astype(np.uint8), full, spacings.get(image_path.stem))
             if keep is not None:
                 keep.append((truth, labels))
             if from_volumes:

@@ -28,6 +28,7 @@ class Series:
     files: list[Path]  # in order along the slice normal
     affine: np.ndarray  # RAS, voxel (column, row, slice) → mm
     notes: list[str] = field(default_factory=list)  # what a user should know about its geometry
+    size: tuple[int, int] = (0, 0)  # rows, columns of every slice
 
 
 def group_series(files: list[Path]) -> list[Series]:
@@ -106,7 +107,7 @@ def _series(uid: str, members: list[tuple[Path, object]]) -> Series:
     lps[:3, 1] = col_dir * spacing[0]  # down a column: the next row
     lps[:3, 2] = normal * step
     lps[:3, 3] = origin
-    return Series(uid=uid, files=files, affine=LPS_TO_RAS @ lps, notes=notes)
+    return Series(uid=uid, files=files, affine=LPS_TO_RAS @ lps, notes=notes, size=size)
 
 
 def _size(path: Path, header: object) -> tuple[int, int]:
@@ -124,8 +125,7 @@ def series_volume(series: Series, header_window: bool) -> Volume:
     from flexseg.data.volumes import working_bytes
     from flexseg.memory import check_fits
 
-    rows, columns = _size(series.files[0], dicom_header(series.files[0]))
-    voxels = rows * columns * len(series.files)
+    voxels = series.size[0] * series.size[1] * len(series.files)
     check_fits(series.files[0].parent, working_bytes(voxels, 4), f"a series of {voxels:,} voxels")
     slices = []
     for path in series.files:

@@ -17,6 +17,7 @@ volume puts it back on the input's own grid: same shape, same voxel order.
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -239,10 +240,15 @@ def intensity_to_uint8(data: np.ndarray, mapping: dict) -> np.ndarray:
     else:
         low, high = _percentiles(data, mapping.get("percentiles") or (0.5, 99.5))
     scale = 255.0 / max(high - low, 1e-6)
+    return _slabwise(data, lambda values: np.rint(np.clip((np.nan_to_num(values, nan=low) - low) * scale, 0, 255)))
+
+
+def _slabwise(data: np.ndarray, to_pixels: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``to_pixels`` (float32 values → 0..255) applied a slab of SLAB slices (first axis) at a
+    time, so memory is the input, its 8-bit copy and one slab of floats."""
     mapped = np.empty(np.shape(data), np.uint8)
     for start in range(0, max(len(mapped), 1), SLAB):
-        values = np.asarray(data[start : start + SLAB], dtype=np.float32)
-        mapped[start : start + SLAB] = np.rint(np.clip((np.nan_to_num(values, nan=low) - low) * scale, 0, 255))
+        mapped[start : start + SLAB] = to_pixels(np.asarray(data[start : start + SLAB], dtype=np.float32))
     return mapped
 
 
@@ -264,13 +270,13 @@ def _as_header_window(data: np.ndarray, mapping: dict) -> np.ndarray:
             f"this volume has none (a NIfTI file); {why}. Infer on the DICOM series (--volumes), or train with "
             "a fixed volume.window (a CT preset or [centre, width]) or percentiles"
         )
-    mapped = np.empty(np.shape(data), np.uint8)
-    for start in range(0, max(len(mapped), 1), SLAB):
-        scaled = dicom_linear(np.asarray(data[start : start + SLAB], dtype=np.float32), *window)
-        if mapping.get("header_inverted"):
-            scaled = 1.0 - scaled
-        mapped[start : start + SLAB] = (np.nan_to_num(scaled) * 255.0 + 0.5).astype(np.uint8)
-    return mapped
+    inverted = bool(mapping.get("header_inverted"))
+
+    def to_pixels(values: np.ndarray) -> np.ndarray:  # as io.read_dicom scales a slice
+        scaled = dicom_linear(values, *window)
+        return (np.nan_to_num(1.0 - scaled if inverted else scaled) * 255.0 + 0.5).astype(np.uint8)
+
+    return _slabwise(data, to_pixels)
 
 
 def _percentiles(data: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:

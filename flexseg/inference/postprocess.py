@@ -11,22 +11,16 @@ def postprocess(labels: np.ndarray, num_classes: int, largest_component: bool = 
     Components are fully connected: 8 neighbours in 2D, 26 in 3D (a label volume)."""
     from scipy import ndimage
 
-    if not largest_component and min_size <= 0:
+    if largest_component:
+        labels = keep_largest(labels, classes=tuple(range(1, num_classes)))
+    if min_size <= 0:
         return labels
     result = labels.copy()
     structure = np.ones((3,) * labels.ndim, bool)
     for c in range(1, num_classes):
         components, count = ndimage.label(labels == c, structure=structure)
-        if count == 0:
-            continue
-        sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
-        keep = np.ones(count, bool)
-        if largest_component:
-            keep &= np.arange(count) == sizes.argmax()
-        if min_size > 0:
-            keep &= sizes >= min_size
-        drop = np.flatnonzero(~keep) + 1
-        result[np.isin(components, drop)] = 0
+        sizes = np.bincount(components.ravel(), minlength=count + 1)
+        result[(components > 0) & (sizes[components] < min_size)] = 0
     return result
 
 
