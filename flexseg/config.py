@@ -153,6 +153,7 @@ class ModelSpec(_Section):
     """FlexUNet knobs, named as in the legacy scripts' train_eval_infer.config."""
 
     base_filters: int = Field(16, ge=1, le=1024)
+    max_filters: int | None = Field(None, ge=1, le=4096)  # filters at a level never exceed this (None: no cap)
     base_kernels: tuple[int, int] = (3, 3)
     num_layers: int = Field(6, ge=1, le=12)
     dropout_rate: float = Field(0.0, ge=0.0, lt=1.0)

@@ -32,6 +32,7 @@ def build_flexunet(
     channels: int,
     num_classes: int,
     base_filters: int = 16,
+    max_filters: int | None = None,
     base_kernels: tuple[int, int] = (3, 3),
     num_layers: int = 6,
     dropout_rate: float = 0.0,
@@ -40,7 +41,8 @@ def build_flexunet(
     input_normalize: bool = True,
     name: str = "flexunet",
 ) -> keras.Model:
-    """Level i has two convolutions of ``base_filters·2^i`` filters and dropout ``dropout_rate·i``;
+    """Level i has two convolutions of ``base_filters·2^i`` filters (at most ``max_filters``) and
+    dropout ``dropout_rate·i``;
     the decoder mirrors the encoder without its bottom level; a 1×1 softmax head gives class
     probabilities (kept float32 under mixed precision)."""
     kernels = kernel_schedule(base_kernels[0], num_layers)
@@ -62,7 +64,7 @@ def build_flexunet(
 
     skips = []
     for level in range(num_layers):
-        filters = base_filters * 2**level
+        filters = min(base_filters * 2**level, max_filters or base_filters * 2**level)
         x = conv(x, filters, level)
         x = layers.Dropout(dropout_rate * level)(x)
         x = conv(x, filters, level)
@@ -71,7 +73,7 @@ def build_flexunet(
             x = layers.MaxPooling2D(2)(x)
 
     for level in reversed(range(num_layers - 1)):
-        filters = base_filters * 2**level
+        filters = min(base_filters * 2**level, max_filters or base_filters * 2**level)
         x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same")(x)
         x = layers.Concatenate()([x, skips[level]])
         x = conv(x, filters, level)
@@ -90,6 +92,7 @@ def build_from_experiment(exp: Experiment) -> keras.Model:
         channels=exp.image.channels,
         num_classes=exp.num_classes,
         base_filters=m.base_filters,
+        max_filters=m.max_filters,
         base_kernels=m.base_kernels,
         num_layers=m.num_layers,
         dropout_rate=m.dropout_rate,
