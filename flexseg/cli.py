@@ -196,6 +196,37 @@ def split(
 
 @app.command()
 @handles_errors
+def plan(
+    images: Path = typer.Option(
+        ..., "--images", help="Raw images: png, jpg, tif, bmp, DICOM slices or NIfTI volumes.", show_default=False
+    ),
+    masks: Path = typer.Option(..., "--masks", help="Raw masks (or label volumes).", show_default=False),
+    output: Path = typer.Option(..., "--output", "-o", help="The experiment YAML file to write.", show_default=False),
+    budget: str = typer.Option(
+        "1h",
+        "--budget",
+        help="Time for split, augment, train (every fold) and evaluate on this machine: 15m, 2h, 1h30m.",
+    ),
+    name: Optional[str] = typer.Option(None, "--name", help="Experiment name [default: the file's stem]."),
+    force: bool = typer.Option(False, "--force", help="Replace an experiment flexseg plan wrote before."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan's summary as JSON on stdout."),
+) -> None:
+    """Plan a complete experiment from a raw folder: pairing, classes (JPEG-damaged masks
+    included), groups, intensity mapping, image size, depth, loss, cross-validation, and the
+    batch size and epochs that fit --budget here (a few training steps are measured). Every
+    choice is explained in a YAML comment; <stem>.fingerprint.json beside it holds the statistics."""
+    from flexseg.commands.plan import parse_budget
+    from flexseg.commands.plan import plan as run_plan
+
+    result = run_plan(images, masks, output, budget_s=parse_budget(budget), name=name, force=force)
+    if as_json:
+        typer.echo(json.dumps(views.plan_json(result), indent=1))
+    else:
+        views.plan_done(result)
+
+
+@app.command()
+@handles_errors
 def augment(
     experiment: Path = ExperimentArg,
     split_name: str = typer.Option(

@@ -585,6 +585,36 @@ def experiment_yaml(raw: dict, header: str = "") -> str:
     return comment + yaml.safe_dump(ordered, sort_keys=False, default_flow_style=None, allow_unicode=True)
 
 
+def commented_experiment_yaml(raw: dict, header: str, why: dict[str, str], width: int = 100) -> str:
+    """``experiment_yaml`` with a reason above keys: ``why`` maps a section (``train``) or a key in
+    it (``train.epochs``) to the comment written above it. The text parses back to ``raw``."""
+    import textwrap
+
+    def comment(text: str, indent: str) -> list[str]:
+        return [indent + "# " + line for line in textwrap.wrap(text, width - len(indent) - 2)]
+
+    def item(key: str, value: object) -> list[str]:  # `key: value`, a leaf collection in flow style
+        flow = None if isinstance(value, (dict, list)) else False
+        return yaml.safe_dump(
+            {key: value}, sort_keys=False, default_flow_style=flow, allow_unicode=True, width=width
+        ).splitlines()
+
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    for key in [k for k in Experiment.model_fields if k in raw]:
+        lines += comment(why[key], "") if key in why else []
+        if not isinstance(raw[key], dict):
+            lines += item(key, raw[key])
+            continue
+        lines.append(f"{key}:")
+        for sub, value in raw[key].items():
+            lines += comment(why[f"{key}.{sub}"], "  ") if f"{key}.{sub}" in why else []
+            lines += ["  " + line for line in item(sub, value)]
+    text = "\n".join(lines) + "\n"
+    if parse_yaml(text, "the planned experiment") != {k: v for k, v in raw.items()}:
+        raise ValueError("the commented YAML does not read back as the experiment")  # a bug, not bad input
+    return text
+
+
 def dump_experiment(exp: Experiment) -> str:
     """The resolved experiment as YAML (absolute paths), as written into the run folder."""
     data = exp.model_dump(mode="json")

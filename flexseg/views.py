@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from flexseg.commands.export import ExportResult
     from flexseg.commands.import_config import ImportResult
     from flexseg.commands.infer import InferResult
+    from flexseg.commands.plan import PlanResult
     from flexseg.commands.split import SplitPlan, SplitResult
     from flexseg.commands.stats import StatsReport
     from flexseg.config import Experiment
@@ -366,6 +367,52 @@ def export_done(result: ExportResult) -> None:
         f"{result.format}: {result.path} (max |probability difference| vs Keras {result.max_abs_diff:.2g} "
         f"on {result.images_checked} images, tolerance {result.tolerance:g}); model.json beside it"
     )
+
+
+def plan_json(result: PlanResult) -> dict:
+    fit = result.fit
+    return {
+        "experiment": str(result.experiment),
+        "fingerprint": str(result.fingerprint_file),
+        "groups_csv": str(result.groups_csv) if result.groups_csv else None,
+        "classes": [c["name"] for c in result.raw["classes"]],
+        "pairing": result.fingerprint.pairing["rule"],
+        "folds": result.raw["split"].get("folds"),
+        "image": [fit.width, fit.height],
+        "base_filters": fit.base_filters,
+        "num_layers": fit.layers,
+        "batch_size": fit.batch_size,
+        "epochs": fit.epochs,
+        "fits_budget": fit.fits,
+        "budget_seconds": result.budget_s,
+        "expected_seconds": round(fit.expected_seconds),
+        "commands": result.commands,
+    }
+
+
+def plan_done(result: PlanResult) -> None:
+    fp, fit, raw = result.fingerprint, result.fit, result.raw
+    classes = fp.classes
+    if fp.kind != "volumes":
+        colours = ", ".join(str(tuple(c)) for c in classes["colors"])
+        out.info(
+            f"{fp.pairs} pairs (pairing: {fp.pairing['rule']}); {len(classes['colors'])} classes from "
+            f"{classes['distinct_colors']} mask colours: {colours}; {classes['far_pixels']:,} pixels far from all"
+        )
+    else:
+        out.info(f"{fp.pairs} volume pairs ({fp.samples} slices, {fp.modality}); labels {classes['labels']}")
+    folds = raw["split"].get("folds")
+    out.info(
+        f"{fit.width}×{fit.height}, {fit.layers} levels, base {fit.base_filters} filters, batch {fit.batch_size}, "
+        f"{fit.epochs} epochs"
+        + (f" × {folds} folds" if folds else "")
+        + f": about {fit.expected_seconds / 60:.0f} min of the {result.budget_s / 60:.0f} min budget"
+    )
+    if not fit.fits:
+        out.warn(f"the budget of {result.budget_s / 60:.0f} min is too small for a good model here; raise --budget")
+    out.info(f"wrote {result.experiment} and {result.fingerprint_file.name} in {result.seconds:.0f}s; next:")
+    for command in result.commands:
+        out.info(f"  {command}")
 
 
 def import_done(result: ImportResult) -> None:

@@ -9,8 +9,11 @@ peak (the inside of every region) and the damage is a thin spread between and ar
    by JPEG still counts as one;
 2. a colour closer than ``SEPARATION`` to a class already taken belongs to that class;
 3. it must be a peak: no colour within ``SEPARATION`` is denser (JPEG's ramps between two
-   classes fall away from both), it holds at least ``PEAK_SHARE`` of the pixels within
-   ``SEPARATION`` of it that no class has taken, and at least ``MIN_SHARE`` of all pixels.
+   classes fall away from both), at least ``PEAK_SHARE`` of the pixels within ``SEPARATION`` of
+   it that no class has taken lie within ``PEAK_RADIUS`` of it (a flat ramp spreads them evenly),
+   and it holds at least ``MIN_SHARE`` of all pixels;
+4. its pixels form regions: at least ``MIN_INTERIOR`` of them lie inside one (JPEG mixes two
+   colours along their shared edge into a line one or two pixels wide, which has no inside).
 
 The class's colour is the most frequent exact colour of its peak. Pixels further than the
 tolerance from every class colour are counted (they are what split reports as far pixels).
@@ -19,14 +22,19 @@ tolerance from every class colour are counted (they are what split reports as fa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 PEAK_RADIUS = 12  # per channel: the blur JPEG puts on a flat region's colour
 SEPARATION = 48  # per channel: closer colours are one class (the data.mask_tolerance default is 60)
 MIN_SHARE = 1e-4  # of all pixels: smaller peaks are noise (one 512² mask in 10 000 pixels is 26 px)
 PEAK_SHARE = 0.5  # of the pixels within SEPARATION: a peak, not a ramp
-SNAP = 3  # a channel this close to 0 or 255 is taken as 0 or 255
+MIN_INTERIOR = 0.1  # of a colour's pixels inside a region (a 4×4 square: 4 of 16); edge colours: ~0
+SNAP = 8  # a channel this close to 0 or 255 is taken as 0 or 255
 MAX_DISTINCT = 4096  # distinct colours compared pairwise (the most frequent); the rest are noise
 
 
@@ -60,9 +68,38 @@ def count_colors(masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return colors.reshape(-1, 3), np.array([counts[v] for v in packed.tolist()], np.int64)
 
 
-def find_classes(colors: np.ndarray, counts: np.ndarray, tolerance: float = 60.0) -> FoundClasses:
+def interior_share(masks: list[np.ndarray]) -> Callable[[np.ndarray], float]:
+    """For a colour: the share of the pixels within PEAK_RADIUS of it whose 3×3 neighbourhood is
+    too: regions have an inside, the colours JPEG mixes along an edge lie on lines one or two
+    pixels wide."""
+    import cv2
+
+    def share(color: np.ndarray) -> float:
+        near = inside = 0
+        for mask in masks:
+            hit = (np.abs(mask.astype(np.int16) - color.astype(np.int16)).max(axis=-1) <= PEAK_RADIUS).astype(np.uint8)
+            near += int(hit.sum())
+            inside += int(cv2.erode(hit, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE).sum())
+        return inside / max(1, near)
+
+    return share
+
+
+def find_classes_in(masks: list[np.ndarray], tolerance: float = 60.0) -> FoundClasses:
+    """The class colours of (H, W, 3) uint8 ``masks``: ``find_classes`` with the interior test."""
+    colors, counts = count_colors(masks)
+    return find_classes(colors, counts, tolerance, interior_share(masks))
+
+
+def find_classes(
+    colors: np.ndarray,
+    counts: np.ndarray,
+    tolerance: float = 60.0,
+    interior: Callable[[np.ndarray], float] | None = None,
+) -> FoundClasses:
     """The class colours among ``colors`` (N, 3) with pixel ``counts`` (N,), by the peak rule of this
-    module; the background (black if it is a class, else the most frequent) comes first."""
+    module (and, given ``interior``, the share of a colour's pixels inside a region, at least
+    MIN_INTERIOR); the background (black if it is a class, else the most frequent) comes first."""
     total = int(counts.sum())
     distinct = len(colors)
     top = np.argsort(-counts, kind="stable")[:MAX_DISTINCT]
@@ -74,11 +111,15 @@ def find_classes(colors: np.ndarray, counts: np.ndarray, tolerance: float = 60.0
     for i in np.argsort(-density, kind="stable"):
         if claimed[i] or density[i] < MIN_SHARE * total:
             continue
-        near = gap[i] <= SEPARATION
-        if density[i] < density[near].max() or density[i] < PEAK_SHARE * counts[near & ~claimed].sum():
+        near, peak = gap[i] <= SEPARATION, gap[i] <= PEAK_RADIUS
+        if (
+            density[i] < density[near].max()
+            or counts[peak & ~claimed].sum() < PEAK_SHARE * counts[near & ~claimed].sum()
+            or (interior is not None and interior(colors[i]) < MIN_INTERIOR)
+        ):
             continue
-        peak = np.flatnonzero(gap[i] <= PEAK_RADIUS)
-        taken.append((int(peak[np.argmax(counts[peak])]), int(density[i])))
+        members = np.flatnonzero(peak)
+        taken.append((int(members[np.argmax(counts[members])]), int(density[i])))
         claimed |= gap[i] <= SEPARATION
     taken.sort(key=lambda t: (tuple(colors[t[0]]) != (0, 0, 0), -t[1]))
     found = [_snapped(colors[i]) for i, _ in taken]
@@ -86,11 +127,18 @@ def find_classes(colors: np.ndarray, counts: np.ndarray, tolerance: float = 60.0
 
 
 def _snapped(color: np.ndarray) -> tuple[int, int, int]:
-    """A JPEG-shifted pure colour back to its channel's end (254 → 255, 2 → 0)."""
+    """A JPEG-shifted pure colour back to its channel's end (251 → 255, 5 → 0)."""
     return tuple(0 if v <= SNAP else 255 if v >= 255 - SNAP else int(v) for v in color.tolist())
 
 
-def _fit(found, colors, counts, total, distinct, tolerance) -> FoundClasses:
+def _fit(
+    found: list[tuple[int, int, int]],
+    colors: np.ndarray,
+    counts: np.ndarray,
+    total: int,
+    distinct: int,
+    tolerance: float,
+) -> FoundClasses:
     if not found:
         return FoundClasses([], [], distinct, total, total, total, tolerance)
     palette = np.array(found, np.int32)

@@ -28,7 +28,7 @@ from flexseg.data.io import (
 from flexseg.data.pairing import Pairing, pair_files, pair_volume_folders
 from flexseg.data.volumes import is_volume, read_volume, to_display
 from flexseg.errors import DataError
-from flexseg.planning.colours import count_colors, find_classes
+from flexseg.planning.colours import FoundClasses, find_classes_in
 
 # the pairing rules tried, in order of preference: a rule that pairs by a key the files carry
 # beats one that pairs by position (natural order pairs any two folders of equal size)
@@ -96,7 +96,7 @@ def take_fingerprint(images_dir: Path, masks_dir: Path, tolerance: float = 60.0)
             f"{len(mismatched) - 1} more): they are not pairs; name the files so that one rule pairs them"
         )
     mask_sample = _evenly([m for _, m in pairs], MAX_MASKS)
-    found = find_classes(*count_colors([read_mask(m) for m in mask_sample]), tolerance)
+    found = find_classes_in([read_mask(m) for m in mask_sample], tolerance)
     if len(found.colors) < 2:
         raise DataError(f"{masks_dir}: the masks hold one colour only; nothing to segment")
     image_sample = _evenly(pairs, MAX_IMAGES)
@@ -124,6 +124,7 @@ def find_pairing(images: list[Path], masks: list[Path], dicom: bool) -> tuple[st
     """The first rule of PAIRING_RULES that pairs every image with a mask, its regex, the pairs, and
     what every rule tried gave; a DataError listing them when none pairs every file."""
     tried: dict[str, str] = {}
+    unpaired: dict[str, str] = {}
     chosen = None
     for rule, pattern in PAIRING_RULES:
         if rule == "instance_number" and not dicom:
@@ -135,14 +136,17 @@ def find_pairing(images: list[Path], masks: list[Path], dicom: bool) -> tuple[st
             tried[name] = str(e)[:200]
             continue
         if pairing.complete and pairing.pairs:
-            tried[name] = f"pairs all {len(pairing.pairs)}"
+            tried[name] = f"pairs all {len(pairing.pairs)}" + (" (by position)" if rule == "natural" else "")
             chosen = chosen or (rule, pattern, pairing)
         else:
-            tried[name] = f"pairs {len(pairing.pairs)} of {len(images)} images ({pairing.describe_unpaired()})"
+            tried[name] = f"pairs {len(pairing.pairs)} of {len(images)}"
+            unpaired[name] = pairing.describe_unpaired()
     if chosen is None:
         raise DataError(
             f"no pairing rule pairs every image with a mask ({len(images)} images, {len(masks)} masks): "
-            + "; ".join(f"{rule}: {what}" for rule, what in tried.items())
+            + "; ".join(
+                f"{rule}: {what}" + (f" ({unpaired[rule]})" if rule in unpaired else "") for rule, what in tried.items()
+            )
             + ". Rename the files so that their names match, or write split.pairing: regex by hand"
         )
     return chosen[0], chosen[1], chosen[2], tried
@@ -166,7 +170,7 @@ def _is_grey(image: np.ndarray) -> bool:
     return image.shape[-1] == 1 or bool((image == image[..., :1]).all())
 
 
-def _classes_json(found, sampled: int) -> dict:
+def _classes_json(found: FoundClasses, sampled: int) -> dict:
     return {
         "colors": [list(c) for c in found.colors],
         "pixel_shares": [round(s, 6) for s in found.shares],
@@ -231,8 +235,12 @@ def _dicom_groups(pairs: list[tuple[Path, Path]]) -> dict:
     patients = {image.name: str(dicom_header(image).get("PatientID", "") or "") for image, _ in pairs}
     distinct = sorted(set(patients.values()))
     if "" in distinct or len(distinct) < 2:
-        note = "one patient" if len(distinct) == 1 and "" not in distinct else "no PatientID in some headers"
-        return {"how": "each file", "count": len(pairs), "note": f"{note}: each slice is its own group"}
+        note = (
+            "all slices are of one patient"
+            if len(distinct) == 1 and "" not in distinct
+            else "no PatientID in some headers"
+        )
+        return {"how": "each file", "count": len(pairs), "note": note}
     return {"how": "PatientID", "count": len(distinct), "rows": patients}
 
 
