@@ -77,3 +77,33 @@ def test_the_predictor_applies_a_recorded_decision():
     labels = Predictor([object()], None, options).labels(probs)
     assert labels[3, 3] == 1 and labels[15, 15] == 0
     assert Predictor([object()], None, PredictOptions()).labels(probs)[15, 15] == 1
+
+
+def u_shaped_volume() -> np.ndarray:
+    """One object of class a, bent like a U through the slices: slices 2–5 show its two arms
+    apart, slice 1 the bottom that joins them. In 3D one component; in each of slices 2–5, two."""
+    volume = np.zeros((6, 30, 30), np.uint8)
+    volume[1, 5:25, 5:25] = 1
+    volume[2:6, 5:12, 5:25] = 1
+    volume[2:6, 18:25, 5:25] = 1
+    return volume
+
+
+def test_the_decision_for_volumes_is_taken_in_3d():
+    truth = u_shaped_volume()
+    pred = truth.copy()
+    pred[4, 28:30, 28:30] = 1  # a speck of a, apart from the object in 3D
+    in_3d = decide([truth], [pred], NAMES)
+    assert in_3d["largest_component_of_foreground"] is True  # the speck goes, the U stays whole
+    assert in_3d["out_of_fold_pooled_dice"]["after"][0] == 1.0
+    in_2d = decide(list(truth), list(pred), NAMES)  # slice by slice, one arm of the U would go
+    assert in_2d["largest_component_of_foreground"] is False and in_2d["largest_component_of_classes"] == []
+
+
+def test_evaluate_stacks_only_whole_volumes():
+    from flexseg.commands.evaluate import _volumes_of
+
+    origins = {f"a_{k}.png": ("a.nii.gz", k) for k in range(3)} | {f"b_{k}.png": ("b.nii.gz", k) for k in (0, 2)}
+    geometry = {"a.nii.gz": {"slices": 3}, "b.nii.gz": {"slices": 3}}
+    pending = {name: (np.zeros((4, 4), np.uint8),) for name in ["a_2.png", "b_2.png", "a_0.png", "b_0.png", "a_1.png"]}
+    assert _volumes_of(pending, origins, geometry) == [["a_0.png", "a_1.png", "a_2.png"], ["b_0.png"], ["b_2.png"]]

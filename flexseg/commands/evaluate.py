@@ -19,7 +19,7 @@ from flexseg.data.pairing import pair_by_stem, split_pairs
 from flexseg.data.volumes import check_same_grid, class_indices, read_volume
 from flexseg.errors import ConfigError, DataError
 from flexseg.evaluation.postprocessing import POSTPROCESSING_FILE, decide
-from flexseg.evaluation.slices import EvaluationAccumulator, EvaluationReport, write_report
+from flexseg.evaluation.slices import EvaluationAccumulator, EvaluationReport, probability_scores, write_report
 from flexseg.evaluation.volumes import (
     VolumeReport,
     pair_volumes,
@@ -170,17 +170,19 @@ def _predict_and_score(
     keep: list | None = None,
     unprocessed: tuple = (),
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Predict ``pairs`` (post-processed as the predictor's options say) and add each image's
-    scores to every accumulator of ``accs`` (and, labels without any post-processing, to those of
-    ``unprocessed``), and its (truth, labels) to ``keep``; returns the (truth, labels) of each
-    slice cut from a volume (for scoring in 3D), else nothing."""
+    """Predict ``pairs`` (post-processed as the predictor's options say: slices cut from a volume
+    stacked back and post-processed in 3D, as infer does a volume) and add each image's scores to
+    every accumulator of ``accs`` (and, labels without any post-processing, to those of
+    ``unprocessed``), and its (truth, labels) to ``keep`` (a whole volume's slices as one 3D
+    stack); returns the (truth, labels) of each slice cut from a volume (for scoring in 3D)."""
     from flexseg.data.io import read_mask, resize
     from flexseg.data.pipeline import image_dataset
 
     card, class_map = predictor.card, ClassMap.from_experiment(exp)
     spacings = pixel_spacings(split_dir)
-    from_volumes = bool(slice_origins(split_dir)[0])
+    origins, geometry = slice_origins(split_dir)
     slices: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    pending: dict[str, tuple] = {}  # slices of volumes: post-processed in 3D once their volume is read
     ds = image_dataset(
         [p for p, _ in pairs],
         width=card.width,
@@ -188,6 +190,15 @@ def _predict_and_score(
         channels=card.channels,
         batch_size=predictor.batch_size,
     )
+
+    def score_one(
+        name: str, truth: np.ndarray, labels: np.ndarray, raw: np.ndarray, probs: object, spacing: object
+    ) -> None:
+        for acc in accs:
+            acc.add(name, truth, labels, probs, spacing)
+        for acc in unprocessed:
+            acc.add(name, truth, raw, probs, spacing)
+
     for images, sizes, indices in ds:
         for probs, i, size in zip(predictor.batch(np.asarray(images)), np.asarray(indices), np.asarray(sizes)):
             image_path, mask_path = pairs[int(i)]
@@ -203,16 +214,51 @@ def _predict_and_score(
                     f"{truth.shape[1]}×{truth.shape[0]}: not a pair. Fix {split_dir}"
                 )
             full = resize(probs, truth.shape[1], truth.shape[0])  # probabilities, so edges follow the soft boundary
+            raw, spacing = full.argmax(-1).astype(np.uint8), spacings.get(image_path.stem)
+            if image_path.name in origins:
+                pending[image_path.name] = (truth, raw, probability_scores(truth, full), spacing)
+                continue
             labels = predictor.labels(full)
-            for acc in accs:
-                acc.add(image_path.name, truth, labels, full, spacings.get(image_path.stem))
-            for acc in unprocessed:
-                acc.add(image_path.name, truth, full.argmax(-1).astype(np.uint8), full, spacings.get(image_path.stem))
+            score_one(image_path.name, truth, labels, raw, full, spacing)
             if keep is not None:
                 keep.append((truth, labels))
-            if from_volumes:
-                slices[image_path.name] = (truth, labels)
+    for names in _volumes_of(pending, origins, geometry):
+        # a whole volume's slices: post-processed in 3D, as infer post-processes a volume; the
+        # slices of a volume the split holds only some of (split.empty_slices) one by one
+        truths = [pending[n][0] for n in names]
+        raws = np.stack([pending[n][1] for n in names]) if len(names) > 1 else None
+        processed = (
+            predictor.postprocess(raws, predictor.num_classes)
+            if raws is not None
+            else np.stack([predictor.postprocess(pending[n][1], predictor.num_classes) for n in names])
+        )
+        for n, truth, labels in zip(names, truths, processed):
+            score_one(n, truth, labels, pending[n][1], pending[n][2], pending[n][3])
+            slices[n] = (truth, labels)
+        if keep is not None and raws is not None:
+            keep.append((np.stack(truths), processed))  # the post-processing decision sees the volume
+        elif keep is not None:
+            keep.extend(zip(truths, processed))
     return slices
+
+
+def _volumes_of(pending: dict[str, tuple], origins: dict, geometry: dict) -> list[list[str]]:
+    """The names of ``pending`` slices grouped by their volume, in slice order: a list per volume
+    whose slices are all there (a 3D stack), a list of one per slice of the others."""
+    grouped: dict[str, list[tuple[int, str]]] = {}
+    for name in pending:
+        volume, index = origins[name]
+        grouped.setdefault(volume, []).append((index, name))
+    out = []
+    for volume, members in sorted(grouped.items()):
+        members.sort()
+        total = int(geometry.get(volume, {}).get("slices", 0))
+        shapes = {pending[n][0].shape for _, n in members}
+        if total and len(members) == total and len(shapes) == 1:
+            out.append([n for _, n in members])
+        else:
+            out.extend([n] for _, n in members)
+    return out
 
 
 def score(

@@ -135,6 +135,15 @@ class EvaluationReport:
         return float(np.mean(values)) if values else None
 
 
+def probability_scores(truth: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """The legacy scripts' loss and dice_coef_multiclass of one image's probabilities (H, W, classes)."""
+    p_true = true_class_probability(truth, probs)
+    return {
+        "loss": cross_entropy(truth, probs, p_true),
+        "dice_coef_multiclass": legacy_dice_coef_multiclass(truth, probs, p_true=p_true),
+    }
+
+
 class EvaluationAccumulator:
     """Collects per-image scores as predictions stream in."""
 
@@ -151,11 +160,12 @@ class EvaluationAccumulator:
         name: str,
         truth: np.ndarray,
         pred: np.ndarray,
-        probs: np.ndarray | None = None,
+        probs: np.ndarray | dict | None = None,
         spacing: tuple[float, float] | None = None,
     ) -> None:
         """``truth`` and ``pred`` are class-index masks of one shape; ``probs`` (H, W, classes)
-        when a model made ``pred`` (for the legacy scripts' loss and metric); ``spacing`` in mm."""
+        when a model made ``pred`` (for the legacy scripts' loss and metric), or those scores
+        already computed (``probability_scores``); ``spacing`` in mm."""
         if truth.shape != pred.shape:
             raise DataError(
                 f"{name}: prediction {pred.shape[1]}×{pred.shape[0]} and truth "
@@ -164,10 +174,7 @@ class EvaluationAccumulator:
         counts = confusion_counts(truth, pred, len(self.class_map))
         scores = overlap_scores(counts, self.both_empty)
         row: dict = {"image": name, "spacing_mm": list(spacing) if spacing else None}
-        if probs is not None:
-            p_true = true_class_probability(truth, probs)
-            row["loss"] = cross_entropy(truth, probs, p_true)
-            row["dice_coef_multiclass"] = legacy_dice_coef_multiclass(truth, probs, p_true=p_true)
+        row.update(probability_scores(truth, probs) if isinstance(probs, np.ndarray) else probs or {})
         distances = []
         for c in self.class_map.foreground:
             cname = self.class_map.names[c]

@@ -172,9 +172,10 @@ class Predictor:
 
     def labels(self, probs: np.ndarray) -> np.ndarray:
         """Class indices (uint8) of probabilities (..., classes), post-processed as the options say."""
-        return self._postprocess(probs.argmax(-1).astype(np.uint8), probs.shape[-1])
+        return self.postprocess(probs.argmax(-1).astype(np.uint8), probs.shape[-1])
 
-    def _postprocess(self, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    def postprocess(self, labels: np.ndarray, num_classes: int) -> np.ndarray:
+        """Class indices (a mask, or a label volume in 3D) post-processed as the options say."""
         o = self.options
         labels = postprocess(labels, num_classes, o.largest_component, o.min_size)
         if o.largest_of_foreground or o.largest_of_classes:
@@ -199,4 +200,4 @@ class Predictor:
             stop = min(start + self.batch_size, slices)
             images = [slice_channels(pixels, k, context, self.card.channels) for k in range(start, stop)]
             labels[start:stop] = np.stack([p.argmax(-1) for p in self.images(images)])
-        return from_display(self._postprocess(labels, self.num_classes), volume.affine, plane)
+        return from_display(self.postprocess(labels, self.num_classes), volume.affine, plane)
