@@ -94,3 +94,26 @@ def test_stats_before_split_says_what_to_do(tmp_path):
 
     with pytest.raises(DataError, match="no split dataset in .*run flexseg split EXPERIMENT first"):
         collect_stats(knee_experiment(tmp_path / "nothing", tmp_path))
+
+
+def test_a_cross_validation_dataset_is_checked_fold_by_fold(tmp_path):
+    """stats on a data.root of folds: each fold and the test split are the disjoint parts; an
+    image in two folds is a leak."""
+    from flexseg.commands.split import plan_split, write_split
+    from flexseg.config import load_experiment
+
+    root = tmp_path / "data"
+    exp = load_experiment(REPO / "experiments" / "kneebones3dify.yaml", [f"data.root={root}", f"run_dir={tmp_path}/r"])
+    write_split(exp, plan_split(exp, folds=3))
+    report = collect_stats(exp)
+    assert list(report.splits) == ["fold_0", "fold_1", "fold_2", "test"] and not report.problems
+    assert sum(s.pairs for s in report.splits.values()) == 24
+    leaked = sorted((root / "fold_0" / "valid" / "images").iterdir())[0]
+    shutil.copy(leaked, root / "fold_1" / "valid" / "images" / "again.png")
+    shutil.copy(root / "fold_0" / "valid" / "masks" / leaked.name, root / "fold_1" / "valid" / "masks" / "again.png")
+    report = collect_stats(exp)
+    assert report.leakage and "fold_0 and fold_1" in next(
+        p.message for p in report.problems if p.kind.startswith("leak")
+    )
+    figures = write_stats_figures(exp, report, tmp_path / "stats")
+    assert [f.name for f in figures] == ["split_counts.png", "train_images_sample.png", "train_masks_sample.png"]

@@ -121,18 +121,35 @@ def _facts(pair: tuple[Path, Path], class_map: ClassMap) -> _FileFacts:
     )
 
 
+def dataset_parts(exp: Experiment) -> list[tuple[str, Path]]:
+    """The disjoint parts of the dataset, each (name, folder): train, valid and test, or for a
+    cross-validation (``split --folds``) each fold (its ``fold_k/valid``) and the test split."""
+    from flexseg.data.folds import fold_numbers
+
+    folds = fold_numbers(exp.data.root) if exp.data.train is None else []
+    if folds and not (exp.data.split_dir("train") / "images").is_dir():
+        root = exp.data.root
+        return [(f"fold_{k}", root / f"fold_{k}" / "valid") for k in folds] + [
+            ("test", root / f"fold_{folds[0]}" / "test")
+        ]
+    return [(split, exp.data.split_dir(split)) for split in SPLITS]
+
+
 def collect_stats(exp: Experiment, workers: int = 2) -> StatsReport:
+    """Counts, sizes, intensities and classes of each part of the dataset (``dataset_parts``), and
+    the problems: unpaired files, empty parts, and leakage (the same image in two parts, an
+    augmented copy whose source sits elsewhere)."""
     class_map = ClassMap.from_experiment(exp)
     splits: dict[str, SplitStats] = {}
     problems: list[Problem] = []
     facts: dict[str, list[_FileFacts]] = {}
-    if not any((exp.data.split_dir(split) / "images").is_dir() for split in SPLITS):
+    places = dataset_parts(exp)
+    if not any((folder / "images").is_dir() for _, folder in places):
         raise DataError(
             f"no split dataset in {exp.data.split_dir('train').parent} (no train/valid/test images folders); "
             "run flexseg split EXPERIMENT first, or set data.root"
         )
-    for split in SPLITS:
-        folder = exp.data.split_dir(split)
+    for split, folder in places:
         stats = SplitStats(split, str(folder))
         splits[split] = stats
         if not (folder / "images").is_dir() or not (folder / "masks").is_dir():
@@ -164,7 +181,7 @@ def collect_stats(exp: Experiment, workers: int = 2) -> StatsReport:
             problems.append(
                 Problem(
                     "empty_split",
-                    "error" if split == "train" else "warning",
+                    "error" if split == "train" or split.startswith("fold_") else "warning",
                     f"{split}: no image/mask pairs in {folder}",
                 )
             )
@@ -240,7 +257,7 @@ def _leakage(facts: dict[str, list[_FileFacts]]) -> list[Problem]:
                 Problem(
                     "leak_identical_image",
                     "error",
-                    f"the same image is in {' and '.join(sorted(splits, key=SPLITS.index))}: "
+                    f"the same image is in {' and '.join(sorted(splits, key=list(facts).index))}: "
                     f"{listing(listed, sep=' = ')}",
                     listed,
                 )
@@ -260,7 +277,7 @@ def _leakage(facts: dict[str, list[_FileFacts]]) -> list[Problem]:
             source = source_stem(f.stem)
             if source is None:
                 continue
-            homes = [s for s in SPLITS if source in originals[s]]
+            homes = [s for s in originals if source in originals[s]]
             if split == "test":
                 problems.append(
                     Problem(
@@ -310,8 +327,12 @@ def write_stats_figures(exp: Experiment, report: StatsReport, output: Path, seed
         f"{exp.name}: image/mask pairs per split",
         written[0],
     )
+    from flexseg.data.folds import fold_experiment, fold_numbers
+
+    folds = fold_numbers(exp.data.root) if report.splits and "train" not in report.splits else []
+    train_of = fold_experiment(exp, folds[0]) if folds else exp  # a cross-validation: the first fold's
     try:
-        pairs = [p for p in split_pairs(exp, "train") if source_stem(p[0].stem) is None]
+        pairs = [p for p in split_pairs(train_of, "train") if source_stem(p[0].stem) is None]
     except DataError:
         pairs = []
     if pairs:
@@ -351,6 +372,7 @@ def report_dataset(exp: Experiment, output: Path | None = None) -> tuple[StatsRe
     report = collect_stats(exp)
     folder = (output or exp.resolved_run_dir / "stats").resolve()
     inputs = [(f"the {split} split", exp.data.split_dir(split)) for split in ("train", "valid", "test")]
+    inputs += [(f"the dataset's {name}", folder) for name, folder in dataset_parts(exp)]
     refuse_inputs(folder, inputs, "--output")
     with open_output(folder, "stats"):
         write_stats_figures(exp, report, folder, seed=exp.split.seed)
