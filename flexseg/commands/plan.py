@@ -229,6 +229,7 @@ def _plan(
     why["train"] = "Adam at 1e-3, halved when validation loss stalls; early stopping keeps the best epoch"
     why["train.epochs"] = fit.why
     why["train.batch_size"] = "; ".join(fit.tried[-3:])
+    why["train.patience"] = "stop after this many epochs without a lower val_loss: a fifth of the epochs, at least 10"
     root = Path("data") / name
     split = {"images": _relative(fp.images, home), "masks": _relative(fp.masks, home)}
     if fp.kind != "volumes":

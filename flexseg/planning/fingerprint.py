@@ -255,13 +255,14 @@ def _name_groups(images: list[Path]) -> dict:
             continue
         groups = Counter(m.group(1) for m in matches)
         if len(groups) == 1:
-            notes.append(f"{pattern!r} gives one group ({next(iter(groups))!r}) for all files")
+            notes.append(f"every name starts with {next(iter(groups))!r}")
             continue
         if len(groups) > len(images) / 2:
-            notes.append(f"{pattern!r} gives {len(groups)} groups for {len(images)} files")
+            notes.append(f"a name prefix gives {len(groups)} groups for {len(images)} files")
             continue
         return {"how": "file name", "pattern": pattern, "count": len(groups)}
-    return {"how": "each file", "count": len(images), "note": "; ".join(notes) or "no pattern matches every name"}
+    note = "; ".join(dict.fromkeys(notes)) or "no pattern matches every name"
+    return {"how": "each file", "count": len(images), "note": f"no patient in the file names ({note})"}
 
 
 # ---------------------------------------------------------------- volumes
