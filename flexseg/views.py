@@ -391,26 +391,36 @@ def plan_json(result: PlanResult) -> dict:
 
 
 def plan_done(result: PlanResult) -> None:
+    """What the plan found and chose, in lines short enough for an 80-column terminal."""
     fp, fit, raw = result.fingerprint, result.fit, result.raw
     classes = fp.classes
     if fp.kind != "volumes":
-        colours = ", ".join(str(tuple(c)) for c in classes["colors"])
         out.info(
-            f"{fp.pairs} pairs (pairing: {fp.pairing['rule']}); {len(classes['colors'])} classes from "
-            f"{classes['distinct_colors']} mask colours: {colours}; {classes['far_pixels']:,} pixels far from all"
+            f"{fp.pairs} pairs, paired by {fp.pairing['rule']}; {len(classes['colors'])} classes "
+            f"in {classes['distinct_colors']:,} mask colours:"
         )
+        line = ""
+        for c in raw["classes"]:  # a few to a line
+            item = f"{c['name']} ({','.join(map(str, c['color']))})"
+            if line and len(line) + len(item) > 74:
+                out.info(f"  {line},")
+                line = ""
+            line = f"{line}, {item}" if line else item
+        out.info(f"  {line}")
+        far = classes["far_pixels"] / max(1, classes["total_pixels"])
+        out.info(f"  {classes['far_pixels']:,} pixels ({far:.1%}) far from every class colour")
     else:
-        out.info(f"{fp.pairs} volume pairs ({fp.samples} slices, {fp.modality}); labels {classes['labels']}")
+        out.info(f"{fp.pairs} volume pairs, {fp.samples} slices, {fp.modality}; labels {classes['labels']}")
     folds = raw["split"].get("folds")
     out.info(
-        f"{fit.width}×{fit.height}, {fit.layers} levels, base {fit.base_filters} filters, batch {fit.batch_size}, "
-        f"{fit.epochs} epochs"
-        + (f" × {folds} folds" if folds else "")
-        + f": about {fit.expected_seconds / 60:.0f} min of the {result.budget_s / 60:.0f} min budget"
+        f"model {fit.width}×{fit.height}, {fit.layers} levels, base {fit.base_filters} filters; "
+        f"batch {fit.batch_size}, {fit.epochs} epochs" + (f" × {folds} folds" if folds else "")
     )
+    out.info(f"  about {fit.expected_seconds / 60:.0f} min of the {result.budget_s / 60:.0f} min budget")
     if not fit.fits:
         out.warn(f"the budget of {result.budget_s / 60:.0f} min is too small for a good model here; raise --budget")
-    out.info(f"wrote {result.experiment} and {result.fingerprint_file.name} in {result.seconds:.0f}s; next:")
+    out.info(f"wrote {result.experiment}")
+    out.info(f"  and {result.fingerprint_file.name} in {result.seconds:.0f}s; next:")
     for command in result.commands:
         out.info(f"  {command}")
 

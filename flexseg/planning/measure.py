@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 WARMUP_STEPS = 2  # the first steps trace and compile
-TIMED_STEPS = 3
+TIMED_STEPS = 5  # the median of five: a busy moment on the machine moves one, not the result
 
 
 def step_seconds(exp_raw: dict, width: int, height: int, base_filters: int, batch: int, layers: int) -> float:
