@@ -24,15 +24,15 @@ needs_nbm = pytest.mark.skipif(not NBM_MINI.is_dir(), reason="needs ../shared/da
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
 
 
-def jpeg_masks(colours: list, count: int = 10, quality: int = 75, seed: int = 0) -> list[np.ndarray]:
-    """Masks of discs in ``colours`` on black, saved as JPEG and read back (RGB)."""
+def jpeg_masks(colours: list, count: int = 10, quality: int = 75, seed: int = 0, side: int = 128) -> list[np.ndarray]:
+    """Masks of discs in ``colours`` on black, ``side`` pixels square, saved as JPEG and read back (RGB)."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(count):
-        mask = np.zeros((128, 128, 3), np.uint8)
+        mask = np.zeros((side, side, 3), np.uint8)
         for colour in colours:
-            centre = tuple(int(v) for v in rng.integers(20, 108, 2))
-            cv2.circle(mask, centre, int(rng.integers(6, 18)), colour, -1)
+            centre = tuple(int(v) for v in rng.integers(side // 6, side - side // 6, 2))
+            cv2.circle(mask, centre, int(rng.integers(side // 21, side // 7)), colour, -1)
         ok, data = cv2.imencode(".jpg", mask[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
         out.append(cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1])
     return out
@@ -252,11 +252,13 @@ def test_the_nbm_folder_finds_two_classes_in_jpeg_damaged_masks():
     assert fp.groups["how"] == "each file"  # "1 (107)": the 1 is not a patient, and no name tells one
 
 
-def synthetic_folder(root: Path, colours: list, patients: int = 8, slices: int = 3) -> tuple[Path, Path]:
+def synthetic_folder(
+    root: Path, colours: list, patients: int = 8, slices: int = 3, side: int = 128
+) -> tuple[Path, Path]:
     images, masks = root / "images", root / "masks"
     images.mkdir(parents=True)
     masks.mkdir(parents=True)
-    damaged = jpeg_masks(colours, count=patients * slices, quality=70)
+    damaged = jpeg_masks(colours, count=patients * slices, quality=70, side=side)
     rng = np.random.default_rng(1)
     for k, mask in enumerate(damaged):
         stem = f"p{k // slices:02d}_slice{k % slices}"
@@ -330,7 +332,7 @@ def test_flexseg_plan_measures_here_and_its_experiment_splits_as_it_is(tmp_path)
     experiment it writes is taken by `flexseg split`, and its errors are one line with their code."""
     from tests.robustness.test_processes import digest, flexseg, unchanged
 
-    images, masks = synthetic_folder(tmp_path / "raw", COLOURS[:2])
+    images, masks = synthetic_folder(tmp_path / "raw", COLOURS[:2], side=64)  # tiny models to time
     before = digest(tmp_path / "raw")
     rc, text = flexseg(
         "plan", "--images", images, "--masks", masks, "-o", "exp/mine.yaml", "--budget", "10m", "--json", cwd=tmp_path
@@ -338,7 +340,7 @@ def test_flexseg_plan_measures_here_and_its_experiment_splits_as_it_is(tmp_path)
     assert rc == 0, text
     summary = json.loads(text[text.index("{") :])
     assert summary["classes"] == ["background", "class_1", "class_2"] and summary["folds"] == 5
-    assert summary["image"] == [128, 128] and summary["expected_seconds"] <= 600 * 1.05
+    assert summary["image"] == [64, 64] and summary["expected_seconds"] <= 600 * 1.05
     exp = load_experiment(tmp_path / "exp" / "mine.yaml")
     assert exp.train.epochs == summary["epochs"] and exp.train.batch_size == summary["batch_size"]
     rc, text = flexseg("split", "exp/mine.yaml", cwd=tmp_path)
