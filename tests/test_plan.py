@@ -358,3 +358,67 @@ def test_flexseg_plan_measures_here_and_its_experiment_splits_as_it_is(tmp_path)
         assert (tmp_path / "exp" / "theirs.yaml").read_text() == "name: theirs\n"
     rc, text = flexseg("plan", "--images", tmp_path / "nowhere", "--masks", masks, "-o", "x.yaml", cwd=tmp_path)
     assert rc == 3 and "nowhere" in text and not (tmp_path / "x.yaml").exists(), text
+
+
+def test_ct_volumes_get_a_window_over_their_foreground_and_split_as_planned(tmp_path):
+    """NIfTI volumes: CT found from air at −1000 HU, the window over the lesions' HU, one group
+    per volume, label i as class i; the planned experiment splits as it is."""
+    import nibabel as nib
+
+    from flexseg.commands.split import plan_split, write_split
+
+    images, labels = tmp_path / "raw" / "imagesTr", tmp_path / "raw" / "labelsTr"
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for case in range(7):
+        hu = np.full((32, 32, 6), -1000.0, np.float32)
+        hu[4:28, 4:28] = rng.normal(40, 10, (24, 24, 6))  # soft tissue
+        label = np.zeros(hu.shape, np.uint8)
+        label[10:16, 10:16, 1:5] = 1
+        label[18:22, 18:22, 2:4] = 2
+        hu[label == 1] = rng.normal(300, 30, int((label == 1).sum()))
+        hu[label == 2] = rng.normal(900, 50, int((label == 2).sum()))
+        affine = np.diag([1.0, 1.0, 3.0, 1.0])
+        nib.save(nib.Nifti1Image(hu.astype(np.int16), affine), str(images / f"case_{case:03d}_0000.nii.gz"))
+        nib.save(nib.Nifti1Image(label, affine), str(labels / f"case_{case:03d}.nii.gz"))
+    target = tmp_path / "ct.yaml"
+    result = plan(images, labels, target, budget_s=1800, measure=fake_step)
+    fp = result.fingerprint
+    assert fp.kind == "volumes" and fp.modality == "CT" and fp.samples == 7 * 6 and fp.groups["count"] == 7
+    exp = load_experiment(target)
+    centre, width = exp.volume.window
+    assert 200 < centre - width / 2 < 300 and 900 < centre + width / 2 < 1100  # the lesions' HU, not the air's
+    assert [c.name for c in exp.classes] == ["background", "class_1", "class_2"] and exp.split.folds == 5
+    write_split(exp, plan_split(exp))
+    manifest = json.loads((exp.data.root / "split.json").read_text())
+    assert len(manifest["volumes"]) == 7 and manifest["volume_mapping"]["window"] == [centre, width]
+
+
+@pytest.mark.skipif(not KNEE_RAW.is_dir(), reason="needs ../shared/datasets/kneebones3dify-raw")
+def test_dicom_patients_become_a_groups_csv_that_split_keeps_together(tmp_path):
+    import csv
+
+    import pydicom
+
+    from flexseg.commands.split import plan_split
+
+    images = tmp_path / "raw" / "Data"
+    images.mkdir(parents=True)
+    for i, source in enumerate(sorted((KNEE_RAW / "Data").glob("*.dcm"))):
+        ds = pydicom.dcmread(str(source))
+        ds.PatientID = f"patient{i % 8}"
+        ds.save_as(images / source.name)
+    target = tmp_path / "exp" / "knee.yaml"
+    result = plan(images, KNEE_RAW / "GT-Masks", target, budget_s=1800, measure=fake_step)
+    assert result.groups_csv == tmp_path / "exp" / "knee.groups.csv"
+    with result.groups_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 24 and {r["group"] for r in rows} == {f"patient{k}" for k in range(8)}
+    exp = load_experiment(target)
+    assert exp.split.groups_csv == result.groups_csv and exp.split.pairing == "instance_number"
+    split = plan_split(exp)
+    place_of: dict = {}
+    for group, place in zip(split.groups, split.assignment):
+        assert place_of.setdefault(group, place) == place  # a patient's slices in one place
+    assert len(place_of) == 8
