@@ -88,11 +88,14 @@ def classes(fp: Fingerprint) -> Choice:
     else:
         colors = [tuple(c) for c in fp.classes["colors"]]
         c = fp.classes
-        why = (
-            f"{len(colors)} colours stand out of the {c['distinct_colors']} in {c['masks_read']} masks "
-            f"(the rest: JPEG damage or edges; {c['far_pixels']:,} of {c['total_pixels']:,} pixels lie further "
-            f"than {c['tolerance']:g} from every class colour)"
-        )
+        if c["distinct_colors"] == len(colors):
+            why = f"the {c['masks_read']} masks read hold exactly these {len(colors)} colours"
+        else:
+            why = (
+                f"{len(colors)} colours stand out of the {c['distinct_colors']} in {c['masks_read']} masks "
+                f"(the rest: JPEG damage or edges; {c['far_pixels']:,} of {c['total_pixels']:,} pixels lie "
+                f"further than {c['tolerance']:g} from every class colour)"
+            )
     named = [{"name": "background", "color": list(colors[0])}] + [
         {"name": f"class_{i}", "color": list(col)} for i, col in enumerate(colors[1:], 1)
     ]
