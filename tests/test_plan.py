@@ -422,3 +422,8 @@ def test_dicom_patients_become_a_groups_csv_that_split_keeps_together(tmp_path):
     for group, place in zip(split.groups, split.assignment):
         assert place_of.setdefault(group, place) == place  # a patient's slices in one place
     assert len(place_of) == 8
+
+
+def test_the_batch_never_outgrows_the_data():
+    tiny = rules.fit_budget(fingerprint(samples=3), 3600, 1, 2, 1, 4, cost_model(batch_speedup=3.0))
+    assert tiny.batch_size <= 10 // 2 and tiny.steps_per_epoch >= 2

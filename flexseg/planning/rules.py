@@ -233,7 +233,7 @@ def fit_budget(
     tried, fit = [], None
     for w, h, layers in sizes(fp):
         for base in BASE_FILTERS:
-            batch = 4 if w * h >= 256 * 256 else 8
+            batch = min(4 if w * h >= 256 * 256 else 8, samples)  # never more than an epoch holds
             step = cost(w, h, base, batch, layers)
             steps = math.ceil(samples / batch)
             epoch = steps * step + math.ceil(n_valid / batch) * step / 3 + EPOCH_OVERHEAD_S
@@ -247,9 +247,15 @@ def fit_budget(
         else:
             continue
         break
-    # the batch: twice as large when that trains a sample clearly faster on this machine
-    double = cost(fit.width, fit.height, fit.base_filters, fit.batch_size * 2, fit.layers)
-    tried.append(f"batch {fit.batch_size * 2}: {double:.2f} s a step")
+    # the batch: twice as large when that trains a sample clearly faster on this machine (and an
+    # epoch still holds two steps)
+    double = (
+        cost(fit.width, fit.height, fit.base_filters, fit.batch_size * 2, fit.layers)
+        if samples >= 4 * fit.batch_size
+        else math.inf
+    )
+    if math.isfinite(double):
+        tried.append(f"batch {fit.batch_size * 2}: {double:.2f} s a step")
     if double / (fit.batch_size * 2) < 0.85 * fit.step_seconds / fit.batch_size:
         fit.batch_size *= 2
         fit.step_seconds = double
