@@ -527,6 +527,8 @@ def main() -> None:
 
     tfenv.quiet_tensorflow_logging()
     tfenv.prepare()
+    # no "[ WARN:0@...]" lines from OpenCV for broken files: flexseg reports them (read when cv2 loads)
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     interrupts.install()
     try:
         app(prog_name="flexseg")

@@ -228,7 +228,17 @@ def _record_write(path: Path) -> None:
     owner.record.add(rel)
 
 
-fsutil.before_write = _record_write
+def _opened(handle: OutputFolder) -> None:
+    """An output folder opens: writes into it are recorded (fsutil's hook is set while any is open,
+    so importing this module changes nothing)."""
+    _open.append(handle)
+    fsutil.before_write = _record_write
+
+
+def _closed(handle: OutputFolder) -> None:
+    _open.remove(handle)
+    if not _open:
+        fsutil.before_write = None
 
 
 def remove_written(path: Path) -> bool:
@@ -316,11 +326,11 @@ def open_output(
         if handle.record.older_format:
             handle.record.rewrite(handle.record.names)
         _finish_interrupted(handle)
-        _open.append(handle)
+        _opened(handle)
         try:
             yield handle
         finally:
-            _open.remove(handle)
+            _closed(handle)
 
 
 def _finish_replacement(folder: Path, when: str) -> bool:
@@ -394,13 +404,13 @@ def staged(
         discard_staging(handle)
     staging.mkdir(parents=True, exist_ok=True)
     inner = OutputFolder(staging, WrittenRecord(staging))
-    _open.append(inner)
+    _opened(inner)
     ok = False
     try:
         yield staging
         ok = True
     finally:
-        _open.remove(inner)
+        _closed(inner)
         if not ok and staging.exists() and not (staging / COMPLETE_MARK).exists() and not keep_on_failure():
             shutil.rmtree(staging)
 

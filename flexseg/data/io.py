@@ -15,10 +15,6 @@ from PIL import Image
 from flexseg.errors import DataError
 from flexseg.fsutil import atomic_write_bytes
 
-cv2.utils.logging.setLogLevel(
-    cv2.utils.logging.LOG_LEVEL_ERROR
-)  # no "[ WARN:0@...]" lines for broken files: flexseg reports them
-
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 RAW_IMAGE_SUFFIXES = IMAGE_SUFFIXES + (".dcm",)  # what `flexseg split` reads
 DICOM_PERCENTILES = (0.5, 99.5)  # the 8-bit range of a DICOM slice without a window in its header
@@ -42,7 +38,29 @@ def max_pixels() -> int:
     return value
 
 
-Image.MAX_IMAGE_PIXELS = None  # flexseg checks the size itself (check_pixels), with its own message
+def open_image(path: Path) -> Image.Image:
+    """``Image.open`` under flexseg's own pixel limit (``check_pixels`` follows on its size), leaving
+    Pillow's decompression-bomb guard as the process set it: its warning is not shown (flexseg's
+    check decides), and an image over the guard but within $FLEXSEG_MAX_PIXELS is opened with the
+    guard at that limit for this one call."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return Image.open(path)
+        except Image.DecompressionBombError:
+            pass
+        guard, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels()
+        try:
+            return Image.open(path)
+        except Image.DecompressionBombError:
+            raise DataError(
+                f"{path}: over the limit of {max_pixels() / 1e6:.0f} M pixels; not decoded. Crop or downsample "
+                f"it, or raise ${MAX_PIXELS_ENV} if the machine has the memory"
+            ) from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = guard
 
 
 def check_pixels(path: Path, width: int, height: int) -> None:
@@ -216,7 +234,7 @@ def image_size(path: Path) -> tuple[int, int]:
         except (AttributeError, TypeError, ValueError):
             raise DataError(f"{path}: the DICOM header has no image size (Rows, Columns); not an image slice") from None
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             check_pixels(path, *im.size)
             return im.size
     except (OSError, SyntaxError, ValueError) as e:
@@ -225,7 +243,7 @@ def image_size(path: Path) -> tuple[int, int]:
 
 def _decode(path: Path, flags: int) -> np.ndarray:
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             check_pixels(path, *im.size)
     except (OSError, SyntaxError, ValueError):
         pass  # not an image PIL knows: OpenCV decides below
@@ -278,7 +296,7 @@ def read_mask(path: Path) -> np.ndarray:
     if path.suffix.lower() == ".png":
         # PIL honours the palette of 'P' PNGs and gives 1-bit PNGs as 0/255
         try:
-            with Image.open(path) as im:
+            with open_image(path) as im:
                 check_pixels(path, *im.size)
                 if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
                     rgba = np.asarray(im.convert("RGBA"))
