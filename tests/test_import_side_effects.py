@@ -61,3 +61,22 @@ def test_an_image_over_pillows_guard_but_within_flexsegs_limit_is_read(tmp_path,
 
     with pytest.raises(DataError, match="limit"):
         read_image(path)
+
+
+def test_file_work_uses_the_cpus_this_process_may_use(monkeypatch):
+    import os
+
+    import pytest
+
+    from flexseg import settings
+    from flexseg.errors import ConfigError
+
+    monkeypatch.delenv("FLEXSEG_WORKERS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5})  # as under taskset -c 0,3,5
+    assert settings.workers() == 3
+    monkeypatch.setenv("FLEXSEG_WORKERS", "7")
+    assert settings.workers() == 7
+    for bad in ("0", "many"):
+        monkeypatch.setenv("FLEXSEG_WORKERS", bad)
+        with pytest.raises(ConfigError, match="FLEXSEG_WORKERS"):
+            settings.workers()

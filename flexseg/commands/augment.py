@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flexseg import console as out
+from flexseg import settings
 from flexseg.data.augmented import (
     AUGMENT_RECORD,
     augmented_name,
@@ -93,7 +94,7 @@ def augment_all(exp: Experiment, split: str = "train", force: bool = False) -> l
     return [augment(fold_experiment(exp, k), split, force) for k in folds]
 
 
-def augment(exp: Experiment, split: str = "train", force: bool = False, workers: int = 2) -> AugmentResult:
+def augment(exp: Experiment, split: str = "train", force: bool = False, workers: int | None = None) -> AugmentResult:
     """Write ``augment.copies`` augmented copies of every original pair of ``split``."""
     from flexseg import runs
     from flexseg.data.classes import ClassMap
@@ -143,7 +144,7 @@ def augment(exp: Experiment, split: str = "train", force: bool = False, workers:
         with (
             runs.staged(folder) as staging,
             out.progress_bar(f"augment {split}", len(pairs) * spec.copies) as bar,
-            ThreadPoolExecutor(max(1, workers)) as pool,
+            ThreadPoolExecutor(workers or settings.workers()) as pool,
         ):
             for n in pool.map(lambda pair: augment_pair(pair, staging), pairs):
                 written += n

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flexseg import __version__
+from flexseg import __version__, settings
 from flexseg import console as out
 from flexseg.config import SPLITS, Experiment, parse_mask_value
 from flexseg.data.audit import MaskAudit
@@ -371,7 +371,7 @@ def mask_converter(exp: Experiment) -> Callable[[np.ndarray], tuple[np.ndarray, 
     return convert
 
 
-def write_split(exp: Experiment, plan: SplitPlan, workers: int = 2) -> SplitResult:
+def write_split(exp: Experiment, plan: SplitPlan, workers: int | None = None) -> SplitResult:
     """Write the plan into a temporary folder beside the output, then rename it into place. The
     output is locked (beside it: the folder is replaced whole) while it is written."""
     output = plan.output
@@ -452,7 +452,10 @@ def _write_pairs(exp: Experiment, plan: SplitPlan, tmp: Path, workers: int, resu
         }
 
     written = []
-    with out.progress_bar("split", len(plan.pairing.pairs)) as bar, ThreadPoolExecutor(workers) as pool:
+    with (
+        out.progress_bar("split", len(plan.pairing.pairs)) as bar,
+        ThreadPoolExecutor(workers or settings.workers()) as pool,
+    ):
         for i, info in enumerate(pool.map(one, range(len(plan.pairing.pairs)))):
             written.append(info)
             bar.advance()

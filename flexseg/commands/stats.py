@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from flexseg import console as out
+from flexseg import settings
 from flexseg.config import SPLITS, Experiment
 from flexseg.data.augmented import source_stem
 from flexseg.data.classes import ClassMap
@@ -135,7 +136,7 @@ def dataset_parts(exp: Experiment) -> list[tuple[str, Path]]:
     return [(split, exp.data.split_dir(split)) for split in SPLITS]
 
 
-def collect_stats(exp: Experiment, workers: int = 2) -> StatsReport:
+def collect_stats(exp: Experiment, workers: int | None = None) -> StatsReport:
     """Counts, sizes, intensities and classes of each part of the dataset (``dataset_parts``), and
     the problems: unpaired files, empty parts, and leakage (the same image in two parts, an
     augmented copy whose source sits elsewhere)."""
@@ -185,7 +186,10 @@ def collect_stats(exp: Experiment, workers: int = 2) -> StatsReport:
                     f"{split}: no image/mask pairs in {folder}",
                 )
             )
-        with out.progress_bar(f"stats {split}", len(pairs)) as bar, ThreadPoolExecutor(workers) as pool:
+        with (
+            out.progress_bar(f"stats {split}", len(pairs)) as bar,
+            ThreadPoolExecutor(workers or settings.workers()) as pool,
+        ):
             facts[split] = []
             for f in pool.map(lambda pair: _facts(pair, class_map), pairs):
                 facts[split].append(f)

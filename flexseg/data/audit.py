@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flexseg import settings
 from flexseg.data.classes import ClassMap
 from flexseg.data.io import read_image, read_mask
 from flexseg.errors import ConfigError, DataError
@@ -93,7 +94,7 @@ class MaskAudit:
         )
 
 
-def audit_masks(mask_files: list[Path], class_map: ClassMap, workers: int = 2) -> MaskAudit:
+def audit_masks(mask_files: list[Path], class_map: ClassMap, workers: int | None = None) -> MaskAudit:
     """Count mask pixels that are far from every class colour (streamed, nothing kept in RAM)."""
 
     def one(path: Path) -> tuple[str, int, int]:
@@ -101,13 +102,13 @@ def audit_masks(mask_files: list[Path], class_map: ClassMap, workers: int = 2) -
         return str(path), class_map.to_indices(rgb).far_pixels, rgb.shape[0] * rgb.shape[1]
 
     audit = MaskAudit()
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(workers or settings.workers()) as pool:
         for name, far, pixels in pool.map(one, mask_files):
             audit.add(name, pixels, far)
     return audit
 
 
-def check_pairs(pairs: list[tuple[Path, Path]], class_map: ClassMap, workers: int = 2) -> MaskAudit:
+def check_pairs(pairs: list[tuple[Path, Path]], class_map: ClassMap, workers: int | None = None) -> MaskAudit:
     """Read every image and mask once before training starts: each must decode, and a mask must
     have its image's size. A bad file stops the command here, named, before anything is written,
     instead of inside TensorFlow's input threads in the middle of an epoch. Returns the mask audit."""
@@ -127,7 +128,7 @@ def check_pairs(pairs: list[tuple[Path, Path]], class_map: ClassMap, workers: in
         return str(mask_path), rgb.shape[0] * rgb.shape[1], class_map.to_indices(rgb).far_pixels
 
     audit, problems = MaskAudit(), []
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(workers or settings.workers()) as pool:
         for result in pool.map(one, pairs):
             if isinstance(result, str):
                 problems.append(result)
