@@ -108,3 +108,15 @@ def test_tensorflow_gets_the_cpu_settings_whichever_way_it_is_first_loaded():
     env["TF_ENABLE_ONEDNN_OPTS"] = "0"
     run = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=120)
     assert run.stdout.split() == ["true", "0"], run.stderr
+
+
+def test_only_settings_reads_flexsegs_environment():
+    """$FLEXSEG_* and $TF_CONFIG are read in flexseg/settings.py only (tfenv sets TensorFlow's own
+    variables before it loads, the CLI OpenCV's)."""
+    readers = {
+        module_name(p)
+        for p in PACKAGE.rglob("*.py")
+        if "os.environ" in p.read_text(encoding="utf-8") or "os.getenv" in p.read_text(encoding="utf-8")
+    }
+    assert "flexseg.settings" in readers  # the check sees a reader
+    assert readers <= {"flexseg.settings", "flexseg.tfenv", "flexseg.cli"}, readers

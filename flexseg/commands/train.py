@@ -7,7 +7,6 @@ the model. TensorFlow is loaded only once the checks have passed.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flexseg import console as out
-from flexseg import runs
+from flexseg import runs, settings
 from flexseg.config import Experiment
 from flexseg.data.audit import check_pairs, check_slice_mapping
 from flexseg.data.classes import ClassMap
@@ -248,7 +247,7 @@ def _release_keras_state() -> None:
 def _several(exp: Experiment) -> bool:
     """Whether training may span several processes or devices (then the strategy comes first)."""
     mode = exp.train.distribute
-    return mode in ("mirrored", "multi_worker") or (mode == "auto" and bool(os.environ.get("TF_CONFIG", "").strip()))
+    return mode in ("mirrored", "multi_worker") or (mode == "auto" and bool(settings.tf_config_text()))
 
 
 def _distribution(exp: Experiment) -> Distribution:

@@ -14,28 +14,11 @@ from PIL import Image
 
 from flexseg.errors import DataError
 from flexseg.fsutil import atomic_write_bytes
+from flexseg.settings import MAX_PIXELS_ENV, max_pixels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 RAW_IMAGE_SUFFIXES = IMAGE_SUFFIXES + (".dcm",)  # what `flexseg split` reads
 DICOM_PERCENTILES = (0.5, 99.5)  # the 8-bit range of a DICOM slice without a window in its header
-MAX_PIXELS_ENV = "FLEXSEG_MAX_PIXELS"
-DEFAULT_MAX_PIXELS = 64_000_000  # 8000×8000: about 1.5 GB at the peak of infer --tiles with 2 classes
-
-
-def max_pixels() -> int:
-    """The largest image (width × height) flexseg decodes; $FLEXSEG_MAX_PIXELS changes it. A PNG of a few
-    hundred KB can hold 400 M pixels (7 GB decoded): the size is checked from the header first."""
-
-    text = os.environ.get(MAX_PIXELS_ENV, "")
-    try:
-        value = int(text) if text.strip() else DEFAULT_MAX_PIXELS
-    except ValueError:
-        value = 0
-    if value <= 0:
-        from flexseg.errors import ConfigError
-
-        raise ConfigError(f"${MAX_PIXELS_ENV}={text[:40]!r}: a positive whole number of pixels, e.g. 100000000")
-    return value
 
 
 def open_image(path: Path) -> Image.Image:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flexseg import __version__
+from flexseg import __version__, settings
 from flexseg.data.classes import ClassMap
 from flexseg.errors import RunError
 from flexseg.fsutil import atomic_path, atomic_write_text
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
 MODEL_FILE = "model.keras"
 CARD_FILE = "model.json"
 FOLDS_FILE = "folds.json"  # a cross-validation's run folder: its folds, each a run in fold_k/
-MODEL_ENV = "FLEXSEG_MODEL"
 
 
 @dataclass
@@ -276,8 +274,8 @@ def find_model_dir(model: Path | None = None, run_dir: Path | None = None) -> Pa
         return model
     if run_dir is not None:
         return run_dir
-    if os.environ.get(MODEL_ENV):
-        return Path(os.environ[MODEL_ENV])
+    if settings.default_model() is not None:
+        return settings.default_model()
     root = Path.cwd() / "runs"
     runs = trained_runs(root)
     if len(runs) == 1:
@@ -285,7 +283,9 @@ def find_model_dir(model: Path | None = None, run_dir: Path | None = None) -> Pa
     if not runs:
         raise RunError(
             f"no trained model found: {root} holds no trained run. Train one (`flexseg train EXPERIMENT`), "
-            f"or choose a model with --model RUN_DIR, an experiment, or ${MODEL_ENV}"
+            f"or choose a model with --model RUN_DIR, an experiment, or ${settings.MODEL_ENV}"
         )
     names = ", ".join(str(r.relative_to(Path.cwd())) for r in runs)
-    raise RunError(f"{len(runs)} trained runs found ({names}); choose one with --model RUN_DIR or ${MODEL_ENV}")
+    raise RunError(
+        f"{len(runs)} trained runs found ({names}); choose one with --model RUN_DIR or ${settings.MODEL_ENV}"
+    )

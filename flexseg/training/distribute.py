@@ -14,7 +14,6 @@ folder; the other workers train and write nothing.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,6 +23,7 @@ tfenv.load_tensorflow()
 
 import tensorflow as tf
 
+from flexseg import settings
 from flexseg.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class Distribution:
 
 def read_tf_config() -> dict | None:
     """TF_CONFIG as a dict, None when unset; a ConfigError says what is wrong with it."""
-    raw = os.environ.get("TF_CONFIG", "").strip()
+    raw = settings.tf_config_text()
     if not raw:
         return None
     example = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
