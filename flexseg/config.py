@@ -29,6 +29,11 @@ from flexseg.errors import ConfigError, excerpt
 
 SPLITS = ("train", "valid", "test")
 MAX_CLASSES = 256  # masks are palette PNGs of 8-bit class indices
+# shared defaults: every module that needs one of these takes it from here
+MASK_TOLERANCE = 60.0  # per-channel distance of a mask pixel to the nearest class colour
+PERCENTILES = (0.5, 99.5)  # the 8-bit range of an image without a window (MR volumes, DICOM without one)
+NSD_TOLERANCE_MM = 2.0  # normalised surface Dice: about two voxels of a CT/MR scan
+PREDICT_BATCH = 4  # images a prediction batch holds unless told otherwise
 SEED_RANGE = dict(ge=0, le=2**32 - 1)  # what NumPy, TensorFlow and albumentations all accept
 MAX_YAML_BYTES = 1024 * 1024
 MAX_YAML_DEPTH = 32
@@ -218,7 +223,7 @@ class DataSpec(_Section):
     train: ResolvedPath | None = None
     valid: ResolvedPath | None = None
     test: ResolvedPath | None = None
-    mask_tolerance: float = Field(60.0, ge=0.0, le=255.0)  # per-channel distance to the nearest class colour
+    mask_tolerance: float = Field(MASK_TOLERANCE, ge=0.0, le=255.0)  # per-channel distance to the nearest class colour
 
     def split_dir(self, split: str) -> Path:
         explicit = getattr(self, split)
@@ -341,7 +346,7 @@ class EvaluateSpec(_Section):
     # normalised surface Dice of label volumes: how far (mm) a boundary may lie from the true one
     # and still count; one value for every class or {class: mm}. 2 mm: about two voxels of a
     # typical CT/MR scan, the order of boundary disagreement between human raters
-    nsd_tolerance_mm: float | dict[str, float] = 2.0
+    nsd_tolerance_mm: float | dict[str, float] = NSD_TOLERANCE_MM
 
     @field_validator("nsd_tolerance_mm")
     @classmethod
@@ -361,7 +366,7 @@ class EvaluateSpec(_Section):
             raise ConfigError(
                 f"evaluate.nsd_tolerance_mm: {unknown[0]!r} is not a foreground class ({', '.join(classes)})"
             )
-        return {c: float(v.get(c, 2.0)) for c in classes}
+        return {c: float(v.get(c, NSD_TOLERANCE_MM)) for c in classes}
 
 
 class InferSpec(_Section):
@@ -389,7 +394,7 @@ class VolumeSpec(_Section):
     # CT: a preset name or [centre, width] in HU; "header": each DICOM file's own display window,
     # as `split` reads single DICOM files; None: per-volume percentiles (MR)
     window: str | tuple[float, float] | None = None
-    percentiles: tuple[float, float] = (0.5, 99.5)
+    percentiles: tuple[float, float] = PERCENTILES
 
     @field_validator("window")
     @classmethod

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flexseg.config import Experiment
+from flexseg.config import PREDICT_BATCH, Experiment
 from flexseg.data.classes import ClassMap
 from flexseg.data.pairing import pair_by_stem, split_pairs
 from flexseg.data.volumes import check_same_grid, class_indices, read_volume
@@ -157,7 +157,7 @@ def _predictor(exp: Experiment, members: list[Path], batch_size: int | None, ima
     from flexseg.inference import Predictor
     from flexseg.model.prediction import evaluation_batch_size
 
-    batch = evaluation_batch_size(images, batch_size or max(exp.train.batch_size, 4))
+    batch = evaluation_batch_size(images, batch_size or max(exp.train.batch_size, PREDICT_BATCH))
     return Predictor.load(members, precision=exp.infer.precision, batch_size=batch)  # the run folder is locked
 
 

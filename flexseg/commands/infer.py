@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flexseg import console as out
+from flexseg.config import PREDICT_BATCH
 from flexseg.data.io import (
     RAW_IMAGE_SUFFIXES,
     is_dicom,
@@ -245,7 +246,7 @@ def infer(
     images: list[Path],
     output_dir: Path,
     *,
-    batch_size: int = 4,
+    batch_size: int = PREDICT_BATCH,
     force: bool = False,
     options: InferOptions | None = None,
     precision: str = "auto",
@@ -445,7 +446,7 @@ def infer_for(
     model: Path | None,
     images: list[Path],
     output: Path | None,
-    batch_size: int = 4,
+    batch_size: int = PREDICT_BATCH,
     force: bool = False,
     options: InferOptions | None = None,
     precision: str | None = None,

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from flexseg.config import MASK_TOLERANCE
+
 if TYPE_CHECKING:
     from flexseg.config import Experiment
 
@@ -30,7 +32,7 @@ class MaskConversion:
 class ClassMap:
     """Ordered classes with their RGB colours; index 0 is the background."""
 
-    def __init__(self, names: list[str], colors: list[tuple[int, int, int]], tolerance: float = 60.0) -> None:
+    def __init__(self, names: list[str], colors: list[tuple[int, int, int]], tolerance: float = MASK_TOLERANCE) -> None:
         if len(names) != len(colors):
             raise ValueError("one colour per class")
         self.names = list(names)

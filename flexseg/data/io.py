@@ -12,13 +12,14 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from flexseg.config import PERCENTILES
 from flexseg.errors import DataError
 from flexseg.fsutil import atomic_write_bytes
 from flexseg.settings import MAX_PIXELS_ENV, max_pixels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 RAW_IMAGE_SUFFIXES = IMAGE_SUFFIXES + (".dcm",)  # what `flexseg split` reads
-DICOM_PERCENTILES = (0.5, 99.5)  # the 8-bit range of a DICOM slice without a window in its header
+DICOM_PERCENTILES = PERCENTILES  # the 8-bit range of a DICOM slice without a window in its header
 
 
 def open_image(path: Path) -> Image.Image:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from flexseg.config import PERCENTILES
 from flexseg.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -238,7 +239,7 @@ def intensity_to_uint8(data: np.ndarray, mapping: dict) -> np.ndarray:
         centre, width = mapping["window"]
         low, high = centre - width / 2.0, centre + width / 2.0
     else:
-        low, high = _percentiles(data, mapping.get("percentiles") or (0.5, 99.5))
+        low, high = _percentiles(data, mapping.get("percentiles") or PERCENTILES)
     scale = 255.0 / max(high - low, 1e-6)
     return _slabwise(data, lambda values: np.rint(np.clip((np.nan_to_num(values, nan=low) - low) * scale, 0, 255)))
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from flexseg.config import PREDICT_BATCH
 from flexseg.errors import RunError
 from flexseg.inference.postprocess import keep_largest, postprocess
 from flexseg.inference.tiles import gaussian_window, window_starts
@@ -63,7 +64,7 @@ class Predictor:
         models: list[keras.Model],
         card: ModelCard | None,
         options: PredictOptions | None = None,
-        batch_size: int = 4,
+        batch_size: int = PREDICT_BATCH,
         precision: str = "float32",
         direct: bool = False,
     ) -> None:
@@ -80,7 +81,7 @@ class Predictor:
         *,
         precision: str = "auto",
         options: PredictOptions | None = None,
-        batch_size: int = 4,
+        batch_size: int = PREDICT_BATCH,
         expected: ModelCard | None = None,
     ) -> Predictor:
         """The models of ``model_dirs`` (run folders), each read as one version and cast once to

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flexseg import __version__, settings
+from flexseg.config import MASK_TOLERANCE
 from flexseg.data.classes import ClassMap
 from flexseg.errors import RunError
 from flexseg.fsutil import atomic_path, atomic_write_text
@@ -33,7 +34,7 @@ class ModelCard:
     height: int
     channels: int
     input_normalize: bool
-    mask_tolerance: float = 60.0
+    mask_tolerance: float = MASK_TOLERANCE
     flexseg_version: str = __version__
     training: dict = field(default_factory=dict)  # epochs run, best epoch, best val_loss
     # how slices of a 3D volume become pixels (Experiment.volume_mapping); None: a model from

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from flexseg.config import MASK_TOLERANCE
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -85,7 +87,7 @@ def interior_share(masks: list[np.ndarray]) -> Callable[[np.ndarray], float]:
     return share
 
 
-def find_classes_in(masks: list[np.ndarray], tolerance: float = 60.0) -> FoundClasses:
+def find_classes_in(masks: list[np.ndarray], tolerance: float = MASK_TOLERANCE) -> FoundClasses:
     """The class colours of (H, W, 3) uint8 ``masks``: ``find_classes`` with the interior test."""
     colors, counts = count_colors(masks)
     return find_classes(colors, counts, tolerance, interior_share(masks))
@@ -94,7 +96,7 @@ def find_classes_in(masks: list[np.ndarray], tolerance: float = 60.0) -> FoundCl
 def find_classes(
     colors: np.ndarray,
     counts: np.ndarray,
-    tolerance: float = 60.0,
+    tolerance: float = MASK_TOLERANCE,
     interior: Callable[[np.ndarray], float] | None = None,
 ) -> FoundClasses:
     """The class colours among ``colors`` (N, 3) with pixel ``counts`` (N,), by the peak rule of this

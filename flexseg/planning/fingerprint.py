@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flexseg.config import MASK_TOLERANCE, PERCENTILES
 from flexseg.data.io import (
     RAW_IMAGE_SUFFIXES,
     dicom_header,
@@ -67,7 +68,7 @@ class Fingerprint:
         return data
 
 
-def take_fingerprint(images_dir: Path, masks_dir: Path, tolerance: float = 60.0) -> Fingerprint:
+def take_fingerprint(images_dir: Path, masks_dir: Path, tolerance: float = MASK_TOLERANCE) -> Fingerprint:
     """Read ``images_dir`` and ``masks_dir`` as `flexseg split` would and describe them.
 
     Raises a DataError when the folders hold nothing to pair, or when no pairing rule pairs
@@ -217,7 +218,7 @@ def _dicom_intensity(sample: list[tuple[Path, Path]], headers: list, colors: lis
 def _percentiles(values: np.ndarray) -> dict | None:
     if not values.size:
         return None
-    lo, hi = np.percentile(values, (0.5, 99.5))
+    lo, hi = np.percentile(values, PERCENTILES)
     return {"p0.5": round(float(lo), 3), "p99.5": round(float(hi), 3), "voxels": int(values.size)}
 
 

@@ -25,6 +25,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from flexseg.config import PERCENTILES
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -121,7 +123,8 @@ def intensity(fp: Fingerprint) -> Choice:
         )
     if fp.kind == "volumes":
         return Choice(
-            {"percentiles": [0.5, 99.5]}, f"{fp.modality}: no fixed scale, so each volume by its 0.5–99.5 percentiles"
+            {"percentiles": list(PERCENTILES)},
+            f"{fp.modality}: no fixed scale, so each volume by its {PERCENTILES[0]:g}–{PERCENTILES[1]:g} percentiles",
         )
     if fp.kind == "dicom":
         windows = fp.intensity.get("header_windows", [])
