@@ -245,6 +245,19 @@ def input_datasets(
     )
 
 
+@dataclass
+class _Callbacks:
+    """The Keras callbacks of one training, in the order they run, and the ones fit's steps ask
+    about afterwards."""
+
+    best: BestModel
+    progress: TrainingProgress
+    history_files: HistoryFiles
+    nan_guard: StopOnNaN
+    checkpoint: ResumeCheckpoint
+    ordered: list[keras.callbacks.Callback]
+
+
 def fit(
     exp: Experiment,
     dist: Distribution,
@@ -256,9 +269,56 @@ def fit(
     valid_pairs: list[tuple[Path, Path]],
     reporter: ProgressReporter | None = None,
 ) -> TrainResult:
+    """Train ``exp``'s model: the TensorFlow half of ``flexseg train``, in six steps.
+
+    Args:
+        exp: the experiment (seed, model, training knobs).
+        dist: the tf.distribute strategy to train under.
+        run_dir: the run folder the user named (for messages and the result).
+        write_dir: where this training writes: ``run_dir``, or a staging or scratch folder that
+            the caller promotes when training ends well.
+        state: the resume state of an interrupted run (``training.resume``), or None.
+        class_map: the classes and their mask colours.
+        train_pairs, valid_pairs: (image, mask) files of the two splits.
+        reporter: shows the progress (a terminal bar); None prints plain lines.
+
+    Returns:
+        The TrainResult: epochs run, best epoch and val_loss, speed, precision and the model as
+        after the last epoch (the best epoch's weights are in ``write_dir``).
+
+    Raises:
+        KeyboardInterrupt: on SIGINT/SIGTERM, after saving what can be resumed.
+        RunError: when the loss became NaN, or no epoch gave a finite val_loss.
+    """
     keras.utils.set_random_seed(exp.train.seed)
     ds_train, ds_valid, steps = input_datasets(exp, dist, train_pairs, valid_pairs, class_map)
     precision = training_precision(exp)
+    model = _build(exp, dist, write_dir, state, precision)
+    card = _start_record(exp, dist, write_dir, state, precision)
+    callbacks = _callbacks(exp, dist, write_dir, state, card, class_map, valid_pairs, steps, len(train_pairs), reporter)
+    initial_epoch = state["epoch"] if state else 0
+    _announce(exp, dist, run_dir, model, precision, len(train_pairs), len(valid_pairs), initial_epoch)
+    t0 = time.perf_counter()
+    history = _run(model, exp, ds_train, ds_valid, initial_epoch, callbacks, run_dir, write_dir)
+    seconds = time.perf_counter() - t0
+    epochs_run = _finish(exp, write_dir, card, callbacks, initial_epoch + len(history.history.get("loss", [])))
+    steady = callbacks.progress.seconds[1:] or callbacks.progress.seconds
+    return TrainResult(
+        run_dir=run_dir,
+        epochs_run=epochs_run,
+        best_epoch=callbacks.best.best_epoch,
+        best_val_loss=callbacks.best.best,
+        seconds=seconds,
+        train_images=len(train_pairs),
+        images_per_second=len(train_pairs) * len(steady) / sum(steady),
+        precision=precision,
+        model=model,
+    )
+
+
+def _build(exp: Experiment, dist: Distribution, write_dir: Path, state: dict | None, precision: str) -> keras.Model:
+    """Step 1: the compiled model under the strategy, with the weights and optimizer state of
+    ``state`` restored when resuming."""
     with dist.strategy.scope():
         model = compiled_model(exp, precision)
         if state is not None:
@@ -267,6 +327,14 @@ def fit(
         work_around_keras_symbolic_build(model, dist.strategy)
     if dist.kind == "multi_worker":
         reduce_metrics_across_workers(model)
+    return model
+
+
+def _start_record(
+    exp: Experiment, dist: Distribution, write_dir: Path, state: dict | None, precision: str
+) -> ModelCard:
+    """Step 2: environment.json and experiment.yaml into ``write_dir``; the model card that the
+    best epoch's save writes (with the best epoch so far when resuming)."""
     write_environment(write_dir, exp, dist, precision)
     atomic_write_text(write_dir / "experiment.yaml", dump_experiment(exp))
     card = ModelCard.from_experiment(exp)
@@ -275,6 +343,23 @@ def fit(
     card.training["precision"] = precision
     if state is not None and state["best"]["best_epoch"]:
         card.training.update(best_epoch=state["best"]["best_epoch"], best_val_loss=state["best"]["best"])
+    return card
+
+
+def _callbacks(
+    exp: Experiment,
+    dist: Distribution,
+    write_dir: Path,
+    state: dict | None,
+    card: ModelCard,
+    class_map: ClassMap,
+    valid_pairs: list[tuple[Path, Path]],
+    steps: int,
+    train_images: int,
+    reporter: ProgressReporter | None,
+) -> _Callbacks:
+    """Step 3: the callbacks, in an order that matters: the checkpoint after those whose state it
+    saves, the progress last so that an epoch's time includes the others."""
 
     def record_best(epoch: int, val_loss: float) -> None:
         card.training.update(best_epoch=epoch, best_val_loss=val_loss)
@@ -283,7 +368,7 @@ def fit(
     infer_images, infer_truths, infer_names = _epoch_change_images(exp, valid_pairs, class_map)
     best = BestModel(write_dir, on_save=record_best)
     progress = TrainingProgress(
-        exp.train.epochs, steps, dist.global_batch(exp.train.batch_size), len(train_pairs), reporter
+        exp.train.epochs, steps, dist.global_batch(exp.train.batch_size), train_images, reporter
     )
     reducer = keras.callbacks.ReduceLROnPlateau(
         monitor="val_loss", factor=exp.train.reducer_factor, patience=exp.train.reducer_patience, verbose=0
@@ -292,7 +377,7 @@ def fit(
     history_files = HistoryFiles(write_dir)
     nan_guard = StopOnNaN()
     checkpoint = ResumeCheckpoint(write_dir, best, reducer, stopper, history_files, state)
-    callbacks = [
+    ordered = [
         StopAtStepBoundary(),
         nan_guard,
         best,
@@ -304,33 +389,60 @@ def fit(
         progress,  # last, so an epoch's time includes the checkpoint and the other callbacks
     ]
     if exp.train.tensorboard:
-        callbacks.insert(-1, keras.callbacks.TensorBoard(log_dir=str(write_dir / "tensorboard")))
-    initial_epoch = state["epoch"] if state else 0
+        ordered.insert(-1, keras.callbacks.TensorBoard(log_dir=str(write_dir / "tensorboard")))
+    return _Callbacks(best, progress, history_files, nan_guard, checkpoint, ordered)
+
+
+def _announce(
+    exp: Experiment,
+    dist: Distribution,
+    run_dir: Path,
+    model: keras.Model,
+    precision: str,
+    train_images: int,
+    valid_images: int,
+    initial_epoch: int,
+) -> None:
+    """Step 4: one line saying what trains, on what, where."""
     online = f", online augmentation ({len(exp.augment.transforms)} transforms)" if exp.augment.online else ""
     out.info(
-        f"training {exp.name}: {len(train_pairs)} train / {len(valid_pairs)} valid images, "
+        f"training {exp.name}: {train_images} train / {valid_images} valid images, "
         f"{exp.image.width}×{exp.image.height}×{exp.image.channels}, {exp.num_classes} classes, "
         f"{model.count_params():,} parameters, {precision}, {dist.describe()}{online} → "
         + (str(run_dir) if dist.is_chief else "the chief's run folder (this worker writes nothing)")
         + (f", resuming after epoch {initial_epoch}" if initial_epoch else "")
     )
-    t0 = time.perf_counter()
+
+
+def _run(
+    model: keras.Model,
+    exp: Experiment,
+    ds_train: tf.data.Dataset,
+    ds_valid: tf.data.Dataset,
+    initial_epoch: int,
+    callbacks: _Callbacks,
+    run_dir: Path,
+    write_dir: Path,
+) -> keras.callbacks.History:
+    """Step 5: Keras' fit, with a signal stopping it after the step in progress; on one, the best
+    model and the plots are kept and the message says how to resume."""
     with warnings.catch_warnings():
         # Keras warns that fit's default shuffle=True is ignored for a tf.data input; ours shuffles itself
         warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
         try:
             with interrupts.deferred():  # a signal stops training after the step in progress
-                history = model.fit(
+                return model.fit(
                     ds_train,
                     validation_data=ds_valid,
                     epochs=exp.train.epochs,
                     initial_epoch=initial_epoch,
-                    callbacks=callbacks,
+                    callbacks=callbacks.ordered,
                     verbose=0,
                 )
         except KeyboardInterrupt as e:
-            checkpoint.keep_best()
-            history_files.plot()  # the plots of the epochs that finished
+            best = callbacks.best
+            callbacks.checkpoint.keep_best()
+            callbacks.history_files.plot()  # the plots of the epochs that finished
             saved = read_state(write_dir)
             in_folds = is_cross_validation(run_dir.parent)  # a fold of train --folds
             what = (
@@ -343,33 +455,26 @@ def fit(
             kept = "; the earlier run is untouched" if write_dir != run_dir else ""
             out.warn(f"{getattr(e, 'signal_name', 'SIGINT')}: training stopped; {what}{kept}")
             raise
-    seconds = time.perf_counter() - t0
-    if nan_guard.nan_epoch is not None:
-        checkpoint.keep_best()
+
+
+def _finish(exp: Experiment, write_dir: Path, card: ModelCard, callbacks: _Callbacks, epochs_run: int) -> int:
+    """Step 6: a NaN loss is an error (the best model and the state kept); else the best model
+    and the finished mark are written, and the card with the epochs run. Returns the epochs run."""
+    best = callbacks.best
+    if callbacks.nan_guard.nan_epoch is not None:
+        callbacks.checkpoint.keep_best()
         saved = read_state(write_dir)
         raise RunError(
-            f"the loss became NaN in epoch {nan_guard.nan_epoch}; training stopped. Kept: the best model "
+            f"the loss became NaN in epoch {callbacks.nan_guard.nan_epoch}; training stopped. Kept: the best model "
             f"(epoch {best.best_epoch}) and the state after epoch {saved['epoch'] if saved else 0}. "
             "Lower train.learning_rate or set train.clipvalue, then --resume or --force"
         )
     best.save()
-    checkpoint.mark_finished()
+    callbacks.checkpoint.mark_finished()
     if exp.train.tensorboard and (write_dir / "tensorboard").is_dir():
         runs.adopt(write_dir, write_dir / "tensorboard")  # written by TensorFlow's own writers
-    epochs_run = initial_epoch + len(history.history.get("loss", []))
     if best.best_epoch == 0:
         raise RunError("training produced no finite val_loss, so no model was saved; check the data and learning_rate")
     card.training.update(epochs_run=epochs_run)
     write_card(write_dir, card)
-    steady = progress.seconds[1:] or progress.seconds
-    return TrainResult(
-        run_dir=run_dir,
-        epochs_run=epochs_run,
-        best_epoch=best.best_epoch,
-        best_val_loss=best.best,
-        seconds=seconds,
-        train_images=len(train_pairs),
-        images_per_second=len(train_pairs) * len(steady) / sum(steady),
-        precision=precision,
-        model=model,
-    )
+    return epochs_run
