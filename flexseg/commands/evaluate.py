@@ -25,6 +25,7 @@ from flexseg.evaluation.volumes import (
     pair_volumes,
     score_slices_as_volumes,
     slice_origins,
+    slices_by_volume,
     volume_report,
     write_volume_report,
 )
@@ -244,20 +245,16 @@ def _predict_and_score(
 
 def _volumes_of(pending: dict[str, tuple], origins: dict, geometry: dict) -> list[list[str]]:
     """The names of ``pending`` slices grouped by their volume, in slice order: a list per volume
-    whose slices are all there (a 3D stack), a list of one per slice of the others."""
-    grouped: dict[str, list[tuple[int, str]]] = {}
-    for name in pending:
-        volume, index = origins[name]
-        grouped.setdefault(volume, []).append((index, name))
+    whose slices are all there and of one size (a 3D stack), a list of one per slice of the others."""
+    whole, partial = slices_by_volume(list(pending), origins, geometry)
     out = []
-    for volume, members in sorted(grouped.items()):
-        members.sort()
-        total = int(geometry.get(volume, {}).get("slices", 0))
-        shapes = {pending[n][0].shape for _, n in members}
-        if total and len(members) == total and len(shapes) == 1:
-            out.append([n for _, n in members])
+    for names in whole.values():
+        if len({pending[n][0].shape for n in names}) == 1:
+            out.append(names)
         else:
-            out.extend([n] for _, n in members)
+            out.extend([n] for n in names)
+    for names in partial.values():
+        out.extend([n] for n in names)
     return out
 
 

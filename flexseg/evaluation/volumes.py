@@ -207,6 +207,23 @@ def slice_origins(split_dir: Path) -> tuple[dict[str, tuple[str, int]], dict[str
     return origins, data.get("volumes", {})
 
 
+def slices_by_volume(names: list[str], origins: dict, geometry: dict) -> tuple[dict, dict]:
+    """Slice file names grouped by their source volume, each group in slice order: (the volumes
+    whose every slice is among ``names``, the others). ``origins`` and ``geometry`` as
+    ``slice_origins`` gives them; names cut from no volume are left out."""
+    grouped: dict[str, list[tuple[int, str]]] = {}
+    for name in names:
+        if name in origins:
+            volume, index = origins[name]
+            grouped.setdefault(volume, []).append((index, name))
+    whole, partial = {}, {}
+    for volume, members in sorted(grouped.items()):
+        total = int(geometry.get(volume, {}).get("slices", 0))
+        ordered = [n for _, n in sorted(members)]
+        (partial if total and len(members) < total else whole)[volume] = ordered
+    return whole, partial
+
+
 def score_slices_as_volumes(
     exp: Experiment, slices: dict[str, tuple[np.ndarray, np.ndarray]], split_dir: Path
 ) -> tuple[VolumeReport | None, list[str]]:
@@ -214,20 +231,15 @@ def score_slices_as_volumes(
     a volume only some of whose slices are in the split (split.empty_slices below 1) is left out
     and named in the notes."""
     origins, geometry = slice_origins(split_dir)
-    grouped: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
-    for name, pair in slices.items():
-        if name in origins:
-            volume, index = origins[name]
-            grouped.setdefault(volume, {})[index] = pair
-    volumes, notes = [], []
-    for volume, members in sorted(grouped.items()):
-        total = int(geometry.get(volume, {}).get("slices", 0))
-        if total and len(members) < total:
-            notes.append(f"{volume}: {len(members)} of its {total} slices in the test split; not scored in 3D")
-            continue
-        order = sorted(members)
-        truth = np.stack([members[k][0] for k in order])
-        pred = np.stack([members[k][1] for k in order])
+    whole, partial = slices_by_volume(list(slices), origins, geometry)
+    notes = [
+        f"{volume}: {len(names)} of its {geometry[volume]['slices']} slices in the test split; not scored in 3D"
+        for volume, names in partial.items()
+    ]
+    volumes = []
+    for volume, names in whole.items():
+        truth = np.stack([slices[n][0] for n in names])
+        pred = np.stack([slices[n][1] for n in names])
         spacing = tuple(geometry.get(volume, {}).get("spacing_mm", (1.0, 1.0, 1.0)))
         volumes.append((volume, truth, pred, spacing))
     if not volumes:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from flexseg.config import MASK_TOLERANCE, PERCENTILES
+from flexseg.data.classes import ClassMap
 from flexseg.data.io import (
     RAW_IMAGE_SUFFIXES,
     dicom_header,
@@ -185,9 +186,8 @@ def _classes_json(found: FoundClasses, sampled: int) -> dict:
 
 
 def _foreground(mask_rgb: np.ndarray, colors: list) -> np.ndarray:
-    palette = np.asarray(colors, np.int32)
-    d2 = ((mask_rgb.astype(np.int32)[..., None, :] - palette[None, None]) ** 2).sum(axis=-1)
-    return d2.argmin(axis=-1) > 0
+    """Pixels nearest to a class colour other than the first (the background), as split maps them."""
+    return ClassMap([str(i) for i in range(len(colors))], [tuple(c) for c in colors]).to_indices(mask_rgb).indices > 0
 
 
 def _dicom_modality(headers: list) -> str:

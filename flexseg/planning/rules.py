@@ -232,6 +232,10 @@ def fit_budget(
     training share of the budget (at most MAX_EPOCHS). When nothing fits, the smallest model with
     the epochs that fit, and ``fits`` False."""
     available = budget_s * TRAIN_SHARE / models - FOLD_OVERHEAD_S
+
+    def epoch_seconds(step: float, batch: int) -> float:  # training steps, validation (forward only), callbacks
+        return math.ceil(samples / batch) * step + math.ceil(n_valid / batch) * step / 3 + EPOCH_OVERHEAD_S
+
     samples = n_train * (1 + copies_)
     tried, fit = [], None
     for w, h, layers in sizes(fp):
@@ -239,7 +243,7 @@ def fit_budget(
             batch = min(4 if w * h >= 256 * 256 else 8, samples)  # never more than an epoch holds
             step = cost(w, h, base, batch, layers)
             steps = math.ceil(samples / batch)
-            epoch = steps * step + math.ceil(n_valid / batch) * step / 3 + EPOCH_OVERHEAD_S
+            epoch = epoch_seconds(step, batch)
             epochs = int(min(MAX_EPOCHS, max(0.0, available) // epoch))
             tried.append(
                 f"{w}×{h} base {base}, batch {batch}: {step:.2f} s a step, {epoch:.0f} s an epoch → {epochs} epochs"
@@ -263,12 +267,12 @@ def fit_budget(
         fit.batch_size *= 2
         fit.step_seconds = double
         fit.steps_per_epoch = math.ceil(samples / fit.batch_size)
-        epoch = fit.steps_per_epoch * double + math.ceil(n_valid / fit.batch_size) * double / 3 + EPOCH_OVERHEAD_S
+        epoch = epoch_seconds(double, fit.batch_size)
         fit.epochs = int(min(MAX_EPOCHS, max(0.0, available) // epoch))
     fit.fits = fit.epochs >= MIN_EPOCHS and fit.epochs * fit.steps_per_epoch >= MIN_STEPS
     fit.epochs = max(fit.epochs, 1)
-    epoch = fit.steps_per_epoch * fit.step_seconds + math.ceil(n_valid / fit.batch_size) * fit.step_seconds / 3
-    fit.expected_seconds = (models * (FOLD_OVERHEAD_S + fit.epochs * (epoch + EPOCH_OVERHEAD_S))) / TRAIN_SHARE
+    epoch = epoch_seconds(fit.step_seconds, fit.batch_size)
+    fit.expected_seconds = models * (FOLD_OVERHEAD_S + fit.epochs * epoch) / TRAIN_SHARE
     per = f"{models} models × " if models > 1 else ""
     fit.why = (
         f"measured here: {fit.step_seconds:.2f} s a training step at {fit.width}×{fit.height}, batch {fit.batch_size}; "
