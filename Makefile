@@ -19,11 +19,11 @@ install: $(STAMP)
 
 # The whole pipeline on a synthetic CT-like dataset made on the spot (no download).
 demo: $(STAMP)
-	$(BIN)/flexseg demo experiments/demo.yaml
+	$(BIN)/flexseg demo
 
 # The same on NIfTI volumes: split into slices, train, label volumes for unseen volumes, 3D scores.
 demo-volumes: $(STAMP)
-	$(BIN)/flexseg demo experiments/demo-volumes.yaml --volumes
+	$(BIN)/flexseg demo --volumes
 
 # ruff first: pyflakes, import order, line length, complexity, the bandit security rules (nothing
 # user-given is executed) and the formatter's layout; the same checks as .pre-commit-config.yaml

@@ -136,9 +136,9 @@ def _describe_failure(e: Exception) -> tuple[str, int]:
 
 
 def _load(experiment: Path, overrides: list[str]):
-    from flexseg.config import load_experiment
+    from flexseg import api
 
-    return load_experiment(experiment, overrides)
+    return api.load_experiment(experiment, overrides)
 
 
 @app.command(epilog=EXAMPLE)
@@ -183,15 +183,17 @@ def split(
     DICOM as 8-bit PNG, and split.json listing every file, its pair, group and split. The
     sources are never modified; the output appears in one rename at the end.
     """
-    from flexseg.commands.split import plan_split, write_split
+    from flexseg import api
 
     exp = _load(experiment, overrides)
-    plan = plan_split(exp, images, masks, output, folds=folds, allow_unpaired=allow_unpaired, force=force)
+    plan = api.split_plan(
+        exp, images=images, masks=masks, output=output, folds=folds, allow_unpaired=allow_unpaired, force=force
+    )
     views.split_plan(exp, plan)
     if dry_run:
         views.split_dry_run(plan)
         return
-    views.split_done(exp, plan, write_split(exp, plan))
+    views.split_done(exp, plan, api.write_split(exp, plan))
 
 
 @app.command()
@@ -215,10 +217,9 @@ def plan(
     included), groups, intensity mapping, image size, depth, loss, cross-validation, and the
     batch size and epochs that fit --budget here (a few training steps are measured). Every
     choice is explained in a YAML comment; <stem>.fingerprint.json beside it holds the statistics."""
-    from flexseg.commands.plan import parse_budget
-    from flexseg.commands.plan import plan as run_plan
+    from flexseg import api
 
-    result = run_plan(images, masks, output, budget_s=parse_budget(budget), name=name, force=force)
+    result = api.plan(images, masks, output, budget=budget, name=name, force=force)
     if as_json:
         typer.echo(json.dumps(views.plan_json(result), indent=1))
     else:
@@ -237,9 +238,9 @@ def augment(
 ) -> None:
     """Write augment.copies augmented copies of every pair of the train split, with the
     experiment's albumentations transforms, as <stem>__augNN.png beside the originals."""
-    from flexseg.commands.augment import augment_all
+    from flexseg import api
 
-    for result in augment_all(_load(experiment, overrides), split_name, force=force):
+    for result in api.augment(_load(experiment, overrides), split=split_name, force=force):
         views.augment_done(result)
 
 
@@ -261,14 +262,14 @@ def stats(
     split_counts.png, train_images_sample.png and train_masks_sample.png. Exits with 1 when
     it finds an error-level problem (leakage, unpaired files, size mismatch, empty train split).
     """
-    from flexseg.commands.stats import report_dataset
+    from flexseg import api
     from flexseg.errors import QualityGateError
 
-    report, folder = report_dataset(_load(experiment, overrides), output)
+    report = api.stats(_load(experiment, overrides), output=output)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=1))
     views.stats_report(report)
-    views.stats_written(report, folder)
+    views.stats_written(report, report.output)
     if report.errors:
         raise QualityGateError(
             f"{len(report.errors)} problem(s) to fix before training: "
@@ -296,16 +297,12 @@ def train(
     (or --fold N), one complete run per fold in runs/<name>/fold_k/: the run folder is then the
     ensemble of its folds for infer and evaluate.
     """
-    from flexseg.commands.train import train as run_training
-    from flexseg.commands.train import train_folds
+    from flexseg import api
 
     exp = _load(experiment, overrides)
-    if folds or fold is not None:
-        done = train_folds(exp, fold=fold, force=force, resume=resume, reporter=views.TrainingBar())
-        for result in done.trained.values():
-            views.train_done(result)
-        return
-    views.train_done(run_training(exp, force=force, resume=resume, reporter=views.TrainingBar()))
+    done = api.train(exp, force=force, resume=resume, folds=folds, fold=fold, reporter=views.TrainingBar())
+    for result in done.trained.values() if folds or fold is not None else [done]:
+        views.train_done(result)
 
 
 @app.command(epilog=EXAMPLE)
@@ -339,12 +336,12 @@ def evaluate(
     """Score the trained model on the test split (or --pred masks against --truth): Dice, IoU,
     precision, recall and HD95 per image and foreground class, at each image's own size, plus the
     legacy loss and dice_coef_multiclass. Writes evaluation.csv, evaluation.json and per_image.csv."""
-    from flexseg.commands.evaluate import score
+    from flexseg import api
     from flexseg.errors import QualityGateError
     from flexseg.evaluation.slices import failed_gates
 
-    exp = _load(experiment, overrides)
-    report, folder = score(exp, pred, truth, output)
+    report = api.evaluate(_load(experiment, overrides), pred=pred, truth=truth, output=output)
+    folder = report.output
     failures = failed_gates(report, fail_under)
     if as_json:
         typer.echo(json.dumps({**report.to_json(), "failed_gates": failures}, indent=2))
@@ -434,10 +431,10 @@ def infer(
     trained run under ./runs/. The output: --output, else the experiment's infer.output, else
     <run>/mini_test_output for the experiment's own images and <run>/infer/<folder name> for others.
     """
-    from flexseg.commands.infer import InferOptions, infer_for
+    from flexseg import api
 
     exp = _load(experiment, overrides) if experiment is not None else None
-    options = InferOptions(
+    options = api.InferOptions(
         tta=tta,
         tiles=tiles,
         overlap=overlap,
@@ -449,7 +446,7 @@ def infer(
         dicom_seg=dicom_seg,
         postprocessing=postprocessing,
     )
-    result = infer_for(
+    result = api.infer(
         exp,
         model=model,
         images=images,
@@ -482,9 +479,9 @@ def export(
     """Export the trained model for another runtime: a SavedModel (serving signature `serve`, input
     `image`), TFLite or ONNX. The export is run on a few images and compared with the Keras model;
     it fails when the probabilities differ by more than --tolerance. model.json goes beside it."""
-    from flexseg.commands.export import export as run_export
+    from flexseg import api
 
-    views.export_done(run_export(run_dir, fmt, output, tolerance=tolerance, force=force))
+    views.export_done(api.export(run_dir, fmt, output=output, tolerance=tolerance, force=force))
 
 
 @app.command("import-config")
@@ -499,15 +496,20 @@ def import_config(
     """Convert a TensorFlowFlexUNet train_eval_infer.config into a flexseg experiment YAML.
     Values are read as Python literals (never evaluated as code); every key flexseg does not
     take is listed as a warning; relative paths stay relative, to the new file."""
-    from flexseg.commands.import_config import import_config as run_import
+    from flexseg import api
 
-    views.import_done(run_import(config, output, force=force))
+    views.import_done(api.import_config(config, output, force=force))
 
 
 @app.command()
 @handles_errors
 def demo(
-    experiment: Path = typer.Argument(Path("experiments/demo.yaml"), help="The demo experiment."),
+    experiment: Optional[Path] = typer.Argument(
+        None, help="A demo experiment of your own [default: flexseg's, writing under --output].", show_default=False
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "--output", help="Folder for data/ and runs/ of the shipped demo [default: the current folder]."
+    ),
     volumes: bool = typer.Option(
         False, "--volumes", help="Raw data as NIfTI volumes; unseen volumes get label volumes, scored in 3D."
     ),
@@ -515,11 +517,29 @@ def demo(
 ) -> None:
     """Run the whole pipeline on a synthetic CT-like dataset made on the spot (no download):
     make raw data → split (by patient) → augment → stats → train → evaluate → infer, then print
-    the foreground Dice and where outputs are. The demo rewrites its own data and run folders."""
-    from flexseg.commands.demo import run_demo
+    the foreground Dice and where outputs are. Writes data/ and runs/ under --output (default the
+    current folder); rewrites only its own data and run folders."""
+    from flexseg import api
 
-    exp = _load(experiment, overrides)
-    views.demo_summary(run_demo(exp, experiment, reporter=views.TrainingBar(), volumes=volumes))
+    views.demo_summary(
+        api.demo(experiment, output=output, volumes=volumes, overrides=overrides, reporter=views.TrainingBar())
+    )
+
+
+@app.command()
+@handles_errors
+def experiments(
+    names: List[str] = typer.Argument(None, help="Shipped experiments to copy; none: list them.", show_default=False),
+    to: Path = typer.Option(Path("experiments"), "--to", help="Folder to copy them into."),
+) -> None:
+    """List the experiments shipped with flexseg, or copy some into --to (default ./experiments,
+    beside which their relative paths expect data/ and runs/). A file already there is never replaced."""
+    from flexseg.resources import copy_experiments, shipped_experiments
+
+    if not names:
+        views.shipped_experiments(shipped_experiments())
+        return
+    views.experiments_copied(copy_experiments(list(names), to))
 
 
 def main() -> None:

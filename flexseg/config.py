@@ -513,7 +513,8 @@ class Experiment(_Section):
 
 
 def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
-    """Read, override (``dotted.key=value``) and validate an experiment YAML file."""
+    """Read, override (``dotted.key=value``) and validate an experiment YAML file; its relative
+    paths are taken from its folder."""
     path = Path(path)
     if not path.is_file():
         hint = " (it is a folder)" if path.is_dir() else ""
@@ -525,19 +526,36 @@ def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (
             f"{path}: {path.stat().st_size:,} bytes; an experiment is a few KB (limit {MAX_YAML_BYTES:,})"
         )
     try:
-        raw = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a readable YAML file: {e}") from None
+    return parse_experiment(text, str(path), path.resolve().parent, overrides)
+
+
+def parse_experiment(text: str, source: str, base_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
+    """An experiment from YAML text (``source`` names it in errors), overridden and validated,
+    its relative paths taken from ``base_dir``."""
+    try:
+        raw = parse_yaml(text, source)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise ConfigError(f"{path}: YAML syntax error at {where}: {e.problem}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not a readable YAML file: {e}") from None
+        raise ConfigError(f"{source}: YAML syntax error at {where}: {e.problem}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not a readable YAML file: {e}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: an experiment must be a mapping of keys, got {type(raw).__name__}")
+        raise ConfigError(f"{source}: an experiment must be a mapping of keys, got {type(raw).__name__}")
     raw = apply_overrides(raw, overrides)
-    return validate_experiment(raw, base_dir=path.resolve().parent, source=str(path))
+    return validate_experiment(raw, base_dir=base_dir, source=source)
+
+
+def override_experiment(exp: Experiment, overrides: list[str] | tuple[str, ...]) -> Experiment:
+    """An experiment with ``dotted.key=value`` overrides applied, validated again."""
+    raw = exp.model_dump(mode="json")
+    raw["run_dir"] = str(exp.resolved_run_dir)
+    return validate_experiment(apply_overrides(raw, overrides), base_dir=Path.cwd(), source=exp.name)
 
 
 def validate_experiment(raw: dict, base_dir: Path, source: str = "experiment") -> Experiment:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from flexseg.config import Experiment
     from flexseg.evaluation.slices import EvaluationReport
     from flexseg.evaluation.volumes import VolumeReport
+    from flexseg.resources import ShippedExperiment
     from flexseg.training.fit import TrainResult
 
 
@@ -432,6 +433,29 @@ def import_done(result: ImportResult) -> None:
         f"wrote {result.target} ({result.classes} classes, {len(result.warnings)} warnings); "
         f"check it with: flexseg check {result.target}"
     )
+
+
+# ---------------------------------------------------------------- shipped experiments
+
+
+def shipped_experiments(shipped: list[ShippedExperiment]) -> None:
+    """The list of ``flexseg experiments`` on stdout (one name and its first comment line per
+    row: a script reads the first column), the hint on stderr."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column("experiment", no_wrap=True)
+    table.add_column("what it is")
+    for exp in shipped:
+        table.add_row(exp.name, escape(exp.description))
+    Console(soft_wrap=False).print(table)
+    out.info("copy one with: flexseg experiments NAME [--to DIR]")
+
+
+def experiments_copied(copied: list[tuple[Path, bool]]) -> None:
+    for path, written in copied:
+        out.info(f"{'wrote' if written else 'already there, the same'}: {path}")
 
 
 # ---------------------------------------------------------------- demo

@@ -1,4 +1,4 @@
-"""The layers stay as ARCHITECTURE.md draws them: imports run one way (cli → commands → library),
+"""The layers stay as ARCHITECTURE.md draws them: imports run one way (cli → api → commands → library),
 nothing below cli.py draws tables or knows typer, and only config.py parses YAML."""
 
 from __future__ import annotations
@@ -36,15 +36,17 @@ def importers_of(prefix: str) -> set[str]:
 
 def test_the_graph_sees_real_imports():
     # a check that cannot fail is no check: the parser must find edges we know exist
-    assert "flexseg.commands.train" in GRAPH["flexseg.cli"]
+    assert "flexseg.commands.train" in GRAPH["flexseg.api"]
+    assert "flexseg.api" in GRAPH["flexseg.cli"]
     assert "flexseg.commands" in {d.rsplit(".", 1)[0] for d in GRAPH["flexseg.commands.demo"]}
     assert "yaml" in GRAPH["flexseg.config"]
     assert len(GRAPH) > 30
 
 
 def test_no_library_module_imports_a_command():
-    # cli and views are the layer above the commands (views draws their result types)
-    library = {m for m in GRAPH if not m.startswith("flexseg.commands") and m not in ("flexseg.cli", "flexseg.views")}
+    # cli, api and views are the layer above the commands (views draws their result types)
+    above = ("flexseg.cli", "flexseg.api", "flexseg.views")
+    library = {m for m in GRAPH if not m.startswith("flexseg.commands") and m not in above}
     offenders = sorted(m for m in importers_of("flexseg.commands") if m in library)
     assert not offenders, f"library modules importing a command: {offenders}"
 
@@ -61,6 +63,21 @@ def test_no_command_imports_another_but_the_demo():
     )
     assert not offenders, offenders
     assert any(d.startswith("flexseg.commands.train") for d in GRAPH["flexseg.commands.demo"])  # it can see one
+
+
+def test_the_cli_reaches_the_commands_only_through_the_api():
+    """The CLI parses and draws; what a command does is callable from Python (flexseg.api)."""
+    assert not sorted(d for d in GRAPH["flexseg.cli"] if d.startswith("flexseg.commands")), GRAPH["flexseg.cli"]
+
+
+def test_the_wheel_lists_every_package():
+    """pyproject lists the packages by hand (flexseg.experiments is mapped from experiments/):
+    a package left out would be missing from the wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {module_name(p.parent / "__init__.py") for p in PACKAGE.rglob("__init__.py")}
+    assert listed == on_disk | {"flexseg.experiments"}, listed ^ (on_disk | {"flexseg.experiments"})
 
 
 def test_config_imports_no_command_and_nothing_from_data():

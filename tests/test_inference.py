@@ -61,7 +61,7 @@ def test_loading_an_ensemble_refuses_members_of_another_experiment(tmp_path):
     for name, classes in (("a", 3), ("b", 3), ("c", 2)):
         save_model(small_model(1, classes), tmp_path / name)
         write_card(tmp_path / name, card(classes))
-    loaded = Predictor.load([tmp_path / "a", tmp_path / "b"], precision="float32")
+    loaded = Predictor.from_runs([tmp_path / "a", tmp_path / "b"], precision="float32")
     assert len(loaded.models) == 2 and loaded.num_classes == 3
     with pytest.raises(RunError, match="class_names"):
-        Predictor.load([tmp_path / "a", tmp_path / "c"], precision="float32")
+        Predictor.from_runs([tmp_path / "a", tmp_path / "c"], precision="float32")

@@ -155,9 +155,28 @@ class DemoResult:
     volumes: object = None  # VolumeReport: the unseen volumes scored in 3D (demo --volumes)
 
 
-def run_demo(
-    exp: Experiment, source: Path, reporter: ProgressReporter | None = None, volumes: bool = False
-) -> DemoResult:
+def demo_experiment(
+    experiment: str | Path | Experiment | None, output: Path | None, volumes: bool, overrides: list[str]
+) -> Experiment:
+    """The demo's experiment: ``experiment`` (a path or an Experiment, its own paths saying where
+    it writes), else the one shipped with flexseg (``demo``, or ``demo-volumes`` with ``volumes``)
+    read as if it were ``<output>/experiments/<name>.yaml``: its data in ``<output>/data`` and its
+    run in ``<output>/runs`` (``output`` default: the current folder)."""
+    from flexseg.config import Experiment, load_experiment, override_experiment, parse_experiment
+    from flexseg.resources import shipped_experiment
+
+    if experiment is not None:
+        if output is not None:
+            raise ConfigError("--output is for the shipped demo; your experiment's own paths say where it writes")
+        if isinstance(experiment, Experiment):
+            return override_experiment(experiment, overrides) if overrides else experiment
+        return load_experiment(Path(experiment), overrides)
+    shipped = shipped_experiment("demo-volumes" if volumes else "demo")
+    base = (output or Path.cwd()).resolve() / "experiments"
+    return parse_experiment(shipped.text, f"flexseg's {shipped.name}.yaml", base, overrides)
+
+
+def run_demo(exp: Experiment, reporter: ProgressReporter | None = None, volumes: bool = False) -> DemoResult:
     """The whole pipeline as a user runs it: write a raw dataset into split.images' parent,
     split it by patient, augment the train split, check it (stats), train (replacing the demo's
     own earlier run), evaluate, infer on its mini_test folder. With ``volumes`` the raw data are
@@ -172,7 +191,7 @@ def run_demo(
     t0 = time.perf_counter()
     if exp.split.images is None or exp.data.root is None:
         raise ConfigError(
-            f"{source}: the demo needs split.images (its raw dataset goes into that folder's parent) and data.root"
+            f"{exp.name}: the demo needs split.images (its raw dataset goes into that folder's parent) and data.root"
         )
     raw = exp.split.images.parent
     _check_demo_owns(exp, raw)

@@ -159,7 +159,7 @@ def _predictor(exp: Experiment, members: list[Path], batch_size: int | None, ima
     from flexseg.model.prediction import evaluation_batch_size
 
     batch = evaluation_batch_size(images, batch_size or max(exp.train.batch_size, PREDICT_BATCH))
-    return Predictor.load(members, precision=exp.infer.precision, batch_size=batch)  # the run folder is locked
+    return Predictor.from_runs(members, precision=exp.infer.precision, batch_size=batch)  # the run folder is locked
 
 
 def _predict_and_score(

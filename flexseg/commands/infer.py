@@ -39,7 +39,7 @@ from flexseg.data.volumes import (
 from flexseg.errors import ConfigError, DataError, RunError, listing
 from flexseg.fsutil import atomic_write_bytes
 from flexseg.inference import PredictOptions, Predictor
-from flexseg.model.store import ModelCard, model_members, read_card
+from flexseg.model.store import ModelCard, read_card
 from flexseg.names import describe_renamed, unique_filenames
 from flexseg.runs import open_output, refuse_inputs
 
@@ -287,14 +287,13 @@ def infer(
             f"{model_dir}: this model does not record how volume slices become pixels (trained before "
             "flexseg read volumes); train it again to infer on volumes, or infer on 2D slices"
         )
-    # a model that cannot be used is refused before anything is created
-    from flexseg.evaluation.postprocessing import read_decision
-
-    decision = read_decision(model_dir) if options.postprocessing else None
-    predictor = Predictor.load(  # a cross-validation's folds predict as an ensemble
-        model_members(model_dir),
+    # a model that cannot be used is refused before anything is created; a cross-validation's
+    # folds predict as an ensemble, with the post-processing it chose
+    predictor = Predictor.load(
+        model_dir,
         precision=precision,
-        options=options.predict_options().with_decision(decision, card.class_names),
+        options=options.predict_options(),
+        postprocessing=options.postprocessing,
         batch_size=batch_size,
         expected=card,
     )

@@ -63,6 +63,7 @@ class StatsReport:
     splits: dict[str, SplitStats]
     problems: list[Problem]
     figures: list[str] = field(default_factory=list)
+    output: Path | None = None  # the folder stats.json and the figures were written into
 
     @property
     def errors(self) -> list[Problem]:

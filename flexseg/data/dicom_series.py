@@ -29,6 +29,7 @@ class Series:
     affine: np.ndarray  # RAS, voxel (column, row, slice) → mm
     notes: list[str] = field(default_factory=list)  # what a user should know about its geometry
     size: tuple[int, int] = (0, 0)  # rows, columns of every slice
+    datasets: list | None = None  # the slices' pydicom Datasets, for a series in memory (files then name them)
 
 
 def group_series(files: list[Path]) -> list[Series]:
@@ -41,6 +42,19 @@ def group_series(files: list[Path]) -> list[Series]:
         uid = str(header.get("SeriesInstanceUID", "")) or "no-series-uid"
         by_uid.setdefault(uid, []).append((path, header))
     return [_series(uid, members) for uid, members in sorted(by_uid.items())]
+
+
+def series_of_datasets(datasets: list) -> Series:
+    """One series from pydicom Datasets in memory (with their pixels), ordered along its normal;
+    a DataError when they are not one series."""
+    members = [(Path(f"dataset {i}"), ds) for i, ds in enumerate(datasets)]
+    uids = {str(ds.get("SeriesInstanceUID", "")) or "no-series-uid" for ds in datasets}
+    if len(uids) != 1:
+        raise DataError(f"{len(datasets)} DICOM datasets of {len(uids)} series; pass the datasets of one series")
+    series = _series(uids.pop(), members)
+    by_name = {str(path): ds for path, ds in members}
+    series.datasets = [by_name[str(path)] for path in series.files]
+    return series
 
 
 def _series(uid: str, members: list[tuple[Path, object]]) -> Series:
@@ -128,8 +142,8 @@ def series_volume(series: Series, header_window: bool) -> Volume:
     voxels = series.size[0] * series.size[1] * len(series.files)
     check_fits(series.files[0].parent, working_bytes(voxels, 4), f"a series of {voxels:,} voxels")
     slices = []
-    for path in series.files:
-        pixels = read_dicom(path)[0] if header_window else dicom_values(path)[0]
+    for path, ds in zip(series.files, series.datasets or [None] * len(series.files)):
+        pixels = read_dicom(path, ds)[0] if header_window else dicom_values(path, ds)[0]
         slices.append(pixels.T)  # (rows, columns) → (column, row)
     data = np.stack(slices, axis=-1)
     image = nib.Nifti1Image(data, series.affine)

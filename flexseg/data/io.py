@@ -129,10 +129,11 @@ def dicom_header(path: Path):  # noqa: ANN201 (a pydicom Dataset, pixels not rea
     return _dicom(path, pixels=False)
 
 
-def dicom_values(path: Path) -> tuple[np.ndarray, object]:
+def dicom_values(path: Path, ds: object = None) -> tuple[np.ndarray, object]:
     """A DICOM slice's values (H, W) float32 after rescale slope/intercept (HU for CT), and its
-    dataset; the size is checked from the header before the pixels are decoded."""
-    ds = _dicom(path)
+    dataset; the size is checked from the header before the pixels are decoded. ``ds``: the
+    slice's pydicom Dataset already in memory (``path`` then only names it)."""
+    ds = _dicom(path) if ds is None else ds
     if not (ds.get("Rows") and ds.get("Columns")):
         raise DataError(f"{path}: the DICOM header has no image size (Rows, Columns); not an image slice")
     check_pixels(path, int(ds.Columns), int(ds.Rows))
@@ -187,14 +188,14 @@ def dicom_linear(values: np.ndarray, center: float, width: float) -> np.ndarray:
     return np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
 
 
-def read_dicom(path: Path) -> tuple[np.ndarray, DicomDisplay]:
+def read_dicom(path: Path, ds: object = None) -> tuple[np.ndarray, DicomDisplay]:
     """A DICOM slice as 8-bit grey (H, W), and how it was scaled.
 
     The header's first VOI window (WindowCenter/WindowWidth, DICOM's linear formula) when it
     has one, else the 0.5–99.5 percentiles of the slice; rescale slope/intercept first,
-    MONOCHROME1 inverted so bright is dense.
+    MONOCHROME1 inverted so bright is dense. ``ds``: as for ``dicom_values``.
     """
-    values, ds = dicom_values(path)
+    values, ds = dicom_values(path, ds)
     window = header_window(path, ds)
     if window is not None:
         scaled = dicom_linear(values, *window)
@@ -257,21 +258,31 @@ def read_image(path: Path, channels: int | None = 3) -> np.ndarray:
     """An image as uint8 RGB (H, W, 3) or grey (H, W, 1), whatever its file's bit depth and
     channels; ``channels=None`` keeps the file's own (grey or RGB). DICOM is windowed to 8 bits."""
     if is_dicom(path):
-        img = read_dicom(path)[0][..., None]
-    else:
-        img = to_uint8(_decode(path, cv2.IMREAD_UNCHANGED))
+        return as_channels(read_dicom(path)[0], channels)
+    img = _decode(path, cv2.IMREAD_UNCHANGED)
+    if img.ndim == 3 and img.shape[-1] >= 3:  # OpenCV decodes BGR(A)
+        img = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB)
+    return as_channels(img, channels)
+
+
+def as_channels(img: np.ndarray, channels: int | None = 3) -> np.ndarray:
+    """An image array (H, W) or (H, W, 1|2|3|4) of any bit depth, RGB order, as the model reads
+    it: uint8 (see ``to_uint8``) with ``channels`` channels (None: grey or RGB as it is); an
+    alpha channel is dropped. The one conversion of files (``read_image``) and of arrays
+    (``Predictor.segment``)."""
+    img = to_uint8(np.asarray(img))
     if img.ndim == 2:
         img = img[..., None]
+    if img.ndim != 3 or img.shape[-1] not in (1, 2, 3, 4):
+        raise DataError(f"an image of shape {img.shape}; flexseg takes (H, W) or (H, W, channels) with 1-4 channels")
     if img.shape[-1] == 4:
         img = img[..., :3]
     if img.shape[-1] == 2:  # grey + alpha
         img = img[..., :1]
-    if img.shape[-1] == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     if channels == 3 and img.shape[-1] == 1:
         img = np.repeat(img, 3, axis=-1)
     elif channels == 1 and img.shape[-1] == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None]
+        img = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)[..., None]
     return img
 
 

@@ -90,6 +90,21 @@ def read_volume(path: Path) -> Volume:
         raise DataError(f"{path}: no such volume") from None
     except Exception as e:  # nibabel raises many types (ImageFileError, EOFError, zlib.error, ValueError)
         raise DataError(f"{path}: not a readable NIfTI volume ({type(e).__name__}: {str(e)[:160]})") from None
+    return checked_volume(path, data, image)
+
+
+def volume_of_image(image: nib.spatialimages.SpatialImage, name: str = "image") -> Volume:
+    """A volume from a nibabel image in memory (NIfTI-1/2 or any image with an affine), checked
+    as a file's is; ``name`` stands for it in messages."""
+    import nibabel as nib
+
+    if not isinstance(image, nib.Nifti1Image):  # Nifti2, MGH, ...: the same voxels and affine
+        image = nib.Nifti1Image(np.asanyarray(image.dataobj), image.affine)
+    return checked_volume(Path(name), np.asanyarray(image.dataobj), image)
+
+
+def checked_volume(path: Path, data: np.ndarray, image: nib.Nifti1Image) -> Volume:
+    """``data`` of ``image`` as a Volume: one channel in 3D, a valid affine; else a DataError."""
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3 or min(data.shape) < 1:
@@ -291,8 +306,8 @@ def _percentiles(data: np.ndarray, percentiles: tuple[float, float]) -> tuple[fl
     return float(low), float(high)
 
 
-def label_volume_bytes(labels: np.ndarray, like: Volume) -> bytes:
-    """A gzipped NIfTI of uint8 class indices on ``like``'s grid: its shape, voxel order, affine
+def label_volume(labels: np.ndarray, like: Volume) -> nib.Nifti1Image:
+    """A NIfTI image of uint8 class indices on ``like``'s grid: its shape, voxel order, affine
     and qform/sform with their codes; no intensity scaling."""
     import nibabel as nib
 
@@ -307,4 +322,9 @@ def label_volume_bytes(labels: np.ndarray, like: Volume) -> bytes:
     out.set_sform(sform if sform is not None else like.affine, code=int(scode or 0))
     out.header.set_slope_inter(1.0, 0.0)
     out.header["descrip"] = b"flexseg label volume (class indices)"
-    return gzip.compress(out.to_bytes(), compresslevel=6, mtime=0)
+    return out
+
+
+def label_volume_bytes(labels: np.ndarray, like: Volume) -> bytes:
+    """``label_volume`` as a gzipped NIfTI file's bytes (what infer writes)."""
+    return gzip.compress(label_volume(labels, like).to_bytes(), compresslevel=6, mtime=0)

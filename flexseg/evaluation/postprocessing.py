@@ -7,16 +7,11 @@ predictor in `infer` and `evaluate`."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
-from flexseg.errors import RunError
-from flexseg.inference.postprocess import keep_largest
+from flexseg.inference.postprocess import POSTPROCESSING_FILE, keep_largest, read_decision  # noqa: F401 (the file)
 from flexseg.scoring import confusion_counts
 
-POSTPROCESSING_FILE = "postprocessing.json"
 TOLERANCE = 1e-9  # a class "does not get worse" within rounding
 
 
@@ -79,18 +74,3 @@ def decide(truths: list[np.ndarray], preds: list[np.ndarray], class_names: list[
         "out_of_fold_pooled_dice": {"before": base, "after": current_dice},
         "tried": tried,
     }
-
-
-def read_decision(run_dir: Path) -> dict | None:
-    """The decision recorded with a cross-validation's ensemble, or None when there is none."""
-    path = run_dir / POSTPROCESSING_FILE
-    if not path.is_file():
-        return None
-    try:
-        decision = json.loads(path.read_text(encoding="utf-8"))
-        return {
-            "largest_component_of_foreground": bool(decision["largest_component_of_foreground"]),
-            "largest_component_of_classes": [str(c) for c in decision["largest_component_of_classes"]],
-        }
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise RunError(f"{path}: not a post-processing decision ({str(e)[:100]}); run flexseg evaluate again") from None

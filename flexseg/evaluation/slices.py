@@ -68,6 +68,7 @@ class EvaluationReport:
     volume_notes: list[str] = field(default_factory=list)
     # a cross-validation's ensemble: each fold out-of-fold and alone on the test split, pooled out-of-fold
     cross_validation: dict | None = None
+    output: Path | None = None  # the folder the reports were written into
 
     @property
     def foreground_dice(self) -> float | None:

@@ -40,6 +40,7 @@ class VolumeReport:
     nsd_tolerance_mm: dict[str, float]
     both_empty_rule: str
     both_empty: dict[str, int] = field(default_factory=dict)  # volumes where a class is in neither
+    output: Path | None = None  # the folder the reports were written into
 
     @property
     def foreground_dice(self) -> float | None:

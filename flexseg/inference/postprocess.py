@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+
+from flexseg.errors import RunError
+
+POSTPROCESSING_FILE = "postprocessing.json"  # the decision a cross-validation took (evaluation.postprocessing)
 
 
 def postprocess(labels: np.ndarray, num_classes: int, largest_component: bool = False, min_size: int = 0) -> np.ndarray:
@@ -39,3 +46,19 @@ def keep_largest(labels: np.ndarray, together: bool = False, classes: tuple[int,
         sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
         result[(components > 0) & (components != sizes.argmax() + 1)] = 0
     return result
+
+
+def read_decision(run_dir: Path) -> dict | None:
+    """The post-processing decision recorded with a cross-validation's ensemble
+    (``postprocessing.json``, written by ``flexseg evaluate``), or None when there is none."""
+    path = run_dir / POSTPROCESSING_FILE
+    if not path.is_file():
+        return None
+    try:
+        decision = json.loads(path.read_text(encoding="utf-8"))
+        return {
+            "largest_component_of_foreground": bool(decision["largest_component_of_foreground"]),
+            "largest_component_of_classes": [str(c) for c in decision["largest_component_of_classes"]],
+        }
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RunError(f"{path}: not a post-processing decision ({str(e)[:100]}); run flexseg evaluate again") from None

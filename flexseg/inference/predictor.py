@@ -10,6 +10,7 @@ images at their own size and volumes on their own grid, never a batch of one ima
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flexseg.config import PREDICT_BATCH
-from flexseg.errors import RunError
+from flexseg.errors import ConfigError, RunError
 from flexseg.inference.postprocess import keep_largest, postprocess
 from flexseg.inference.tiles import gaussian_window, window_starts
 
@@ -77,6 +78,54 @@ class Predictor:
     @classmethod
     def load(
         cls,
+        run: str | os.PathLike,
+        *,
+        precision: str = "auto",
+        tta: bool = False,
+        tiles: bool = False,
+        overlap: float = 0.5,
+        postprocessing: bool = True,
+        batch_size: int = PREDICT_BATCH,
+        options: PredictOptions | None = None,
+        expected: ModelCard | None = None,
+    ) -> Predictor:
+        """The model of a run folder, loaded once, to segment images in memory as ``flexseg infer``
+        segments files.
+
+        Args:
+            run: a run folder (``runs/<name>``: model.keras and model.json), or a cross-validation's
+                (``train --folds``), whose trained folds predict as an ensemble.
+            precision: ``auto`` (bfloat16 on CPUs with AVX512-BF16/AMX, float16 on older GPUs, else
+                float32), ``float32``, ``bfloat16`` or ``float16``; the weights are cast once.
+            tta: average the predictions of the four flips (``infer --tta``).
+            tiles: predict an image larger than the model by overlapping windows (``infer --tiles``).
+            overlap: with ``tiles``, of neighbouring windows.
+            postprocessing: apply the post-processing a cross-validation chose (postprocessing.json).
+            batch_size: images (or windows, or slices) per model call.
+            options: all of the above but precision and batch size at once (overrides them).
+            expected: a model card read earlier that the model must still match (else RunError).
+
+        Returns:
+            A Predictor; its ``card`` describes the model (classes, colours, input size).
+
+        Raises:
+            RunError: not a run folder, a damaged model or model card, members that differ.
+        """
+        from flexseg.inference.postprocess import read_decision
+        from flexseg.model.store import model_members, read_card
+
+        run = Path(run)
+        card = expected or read_card(run)
+        options = options or PredictOptions(tta=tta, tiles=tiles, overlap=overlap)
+        decision = read_decision(run) if postprocessing else None
+        options = options.with_decision(decision, card.class_names)
+        return cls.from_runs(
+            model_members(run), precision=precision, options=options, batch_size=batch_size, expected=card
+        )
+
+    @classmethod
+    def from_runs(
+        cls,
         model_dirs: list[Path],
         *,
         precision: str = "auto",
@@ -84,10 +133,10 @@ class Predictor:
         batch_size: int = PREDICT_BATCH,
         expected: ModelCard | None = None,
     ) -> Predictor:
-        """The models of ``model_dirs`` (run folders), each read as one version and cast once to
-        ``precision`` (auto: see flexseg.precision). Members of an ensemble must share their
-        input, classes and slice mapping; ``expected`` is a description read earlier that the
-        (first) model must still have."""
+        """The models of ``model_dirs`` (run folders) as one predictor, each read as one version
+        and cast once to ``precision`` (auto: see flexseg.precision). Members of an ensemble must
+        share their input, classes and slice mapping; ``expected`` is a description read earlier
+        that the (first) model must still have."""
         from flexseg.model.store import in_precision, load_trained
         from flexseg.precision import resolve
 
@@ -103,6 +152,54 @@ class Predictor:
             cards.append(card)
             models.append(in_precision(model, precision))
         return cls(models, cards[0], options, batch_size, precision)
+
+    # ---------------------------------------------------------------- the Python API
+
+    def segment(self, image: object, *, probabilities: bool = False) -> object:
+        """Segment one input in memory, as ``flexseg infer`` segments a file of it.
+
+        Args:
+            image: one of
+                - a NumPy array (H, W) or (H, W, C), C 1-4 (RGB order, any bit depth), as read from
+                  an image file; or a list of them (predicted in batches, as infer batches a folder);
+                - a path (str or Path) to an image file (png, jpg, tif, bmp, a DICOM slice), a NIfTI
+                  volume, or a folder holding one DICOM series;
+                - a nibabel image (a 3D volume with its affine).
+            probabilities: also return the class probabilities (H, W, classes, float32) of a 2D image.
+
+        Returns:
+            For a 2D image: class indices (H, W, uint8) at the image's own size, post-processed as
+            infer post-processes them; with ``probabilities`` a tuple (labels, probabilities). For
+            a list: a list of those. For a volume or a DICOM series: a ``nibabel.Nifti1Image`` of
+            uint8 class indices on the input's own grid, the label volume infer writes.
+
+        Raises:
+            DataError: an input flexseg cannot read or that does not fit the model.
+            ConfigError: probabilities asked of a volume; a volume for a model without a slice mapping.
+        """
+        from flexseg.inference import inputs
+
+        if isinstance(image, list | tuple) and image and all(isinstance(i, np.ndarray) for i in image):
+            arrays = [inputs.image_array(i, self.card.channels) for i in image]
+            return [self._segment_2d(p, probabilities) for p in self.images(arrays)]
+        kind, value = inputs.classify(image, self.card.channels)
+        if kind == "image":
+            return self._segment_2d(self.images([value])[0], probabilities)
+        if probabilities:
+            raise ConfigError("probabilities are for 2D images; a volume gets its label volume only (as infer)")
+        if not self.card.volume:
+            raise ConfigError("this model does not record how volume slices become pixels; train it again")
+        if kind == "series":
+            from flexseg.data.dicom_series import series_volume
+
+            value = series_volume(value, self.card.volume.get("window") == "header")
+        from flexseg.data.volumes import label_volume
+
+        return label_volume(self.volume(value), value)
+
+    def _segment_2d(self, probs: np.ndarray, probabilities: bool) -> object:
+        labels = self.labels(probs)
+        return (labels, probs.astype(np.float32)) if probabilities else labels
 
     @property
     def num_classes(self) -> int:
