@@ -123,6 +123,12 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 
 ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
 ColorValue = Annotated[int, Field(ge=0, le=255)]
+# field types the experiment shares with the files that record it (model.json: model.store.ModelCard)
+PixelSize = Annotated[int, Field(ge=1, le=16384)]
+Channels = Literal[1, 3]
+SliceContext = Literal[0, 1]
+Plane = Literal["axial", "coronal", "sagittal"]
+MaskTolerance = Annotated[float, Field(ge=0.0, le=255.0)]  # per-channel distance to the nearest class colour
 
 
 class _Section(BaseModel):
@@ -139,13 +145,13 @@ class ClassSpec(_Section):
 class ImageSpec(_Section):
     """The size every image is resized to before it enters the model."""
 
-    width: int = Field(ge=1, le=16384)
-    height: int = Field(ge=1, le=16384)
-    channels: Literal[1, 3] = 3
+    width: PixelSize
+    height: PixelSize
+    channels: Channels = 3
     # 2.5D: with 1, a slice of a volume enters the model with its neighbours, the three channels
     # being the previous, the current and the next slice (an image file holds at most 3 channels,
     # so more context than 1 slice a side is not offered)
-    context: Literal[0, 1] = 0
+    context: SliceContext = 0
 
     @model_validator(mode="after")
     def _context_in_three_channels(self) -> "ImageSpec":
@@ -223,7 +229,7 @@ class DataSpec(_Section):
     train: ResolvedPath | None = None
     valid: ResolvedPath | None = None
     test: ResolvedPath | None = None
-    mask_tolerance: float = Field(MASK_TOLERANCE, ge=0.0, le=255.0)  # per-channel distance to the nearest class colour
+    mask_tolerance: MaskTolerance = MASK_TOLERANCE
 
     def split_dir(self, split: str) -> Path:
         explicit = getattr(self, split)
@@ -390,7 +396,7 @@ class VolumeSpec(_Section):
     """How slices are taken from 3D volumes (NIfTI) and mapped to 8-bit pixels. Recorded with a
     trained model, so ``infer`` maps a volume exactly as the training slices were mapped."""
 
-    plane: Literal["axial", "coronal", "sagittal"] = "axial"  # in patient space, not by array axis
+    plane: Plane = "axial"  # in patient space, not by array axis
     # CT: a preset name or [centre, width] in HU; "header": each DICOM file's own display window,
     # as `split` reads single DICOM files; None: per-volume percentiles (MR)
     window: str | tuple[float, float] | None = None

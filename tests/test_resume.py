@@ -190,10 +190,11 @@ def test_best_model_kept_in_memory_between_save_points_is_the_one_written(tmp_pa
     model = _small_model()
     best = BestModel(tmp_path)
     best.set_model(model)
-    reducer, stopper = keras.callbacks.ReduceLROnPlateau(), keras.callbacks.EarlyStopping()
+    from flexseg.training.plateau import ReduceOnPlateau, StopOnPlateau
+
+    reducer, stopper = ReduceOnPlateau(factor=0.5, patience=4), StopOnPlateau(patience=10)
     for callback in (reducer, stopper):
         callback.set_model(model)
-        callback.on_train_begin()
     checkpoint = ResumeCheckpoint(tmp_path, best, reducer, stopper, HistoryFiles(tmp_path))
     checkpoint.set_model(model)
     checkpoint.params = {"epochs": 10}

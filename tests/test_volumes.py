@@ -569,18 +569,33 @@ def test_the_volume_demo_runs_end_to_end(tmp_path):
 
 
 def test_test_slices_are_scored_per_source_volume_only_when_whole(tmp_path):
-    import json
 
     from flexseg.config import load_experiment
     from flexseg.evaluation.volumes import score_slices_as_volumes
 
     exp = load_experiment(write_yaml(tmp_path / "e.yaml", tiny_experiment(classes=CLASSES[:2])), [])
     truth = ball((4, 20, 20), (2.5, 1.0, 1.0), (5.0, 10.0, 10.0), 4.0).astype(np.uint8)
-    files = [{"volume": "a.nii.gz", "slice_index": k, "output_image": f"images/a_{k}.png"} for k in range(4)]
-    files += [{"volume": "b.nii.gz", "slice_index": k, "output_image": f"images/b_{k}.png"} for k in (0, 2)]
-    volumes = {"a.nii.gz": {"slices": 4, "spacing_mm": [2.5, 1.0, 1.0]}, "b.nii.gz": {"slices": 4}}
+    from flexseg.data.manifest import SplitManifest, manifest_text
+
+    def piece(volume: str, k: int) -> dict:
+        name = f"{volume[0]}_{k}.png"
+        return {"image": volume, "mask": volume, "group": volume, "split": "test", "volume": volume}, {
+            "slice_index": k,
+            "output_image": f"images/{name}",
+            "output_mask": f"masks/{name}",
+        }
+
+    files = [a | b for a, b in [piece("a.nii.gz", k) for k in range(4)] + [piece("b.nii.gz", k) for k in (0, 2)]]
+    geometry = {"shape": [20, 20, 4], "affine": np.eye(4).tolist(), "plane": "axial", "slices": 4}
+    volumes = {
+        "a.nii.gz": {"mask": "a.nii.gz", "spacing_mm": [2.5, 1.0, 1.0], **geometry},
+        "b.nii.gz": {"mask": "b.nii.gz", "spacing_mm": [1.0, 1.0, 1.0], **geometry},
+    }
+    header = {"flexseg_version": "0", "experiment": "tiny", "created": "", "images": "", "masks": "", "pairing": "stem"}
+    header |= {"grouping": "", "ratios": {"test": 1.0}, "counts": {"test": 6}, "groups": {"test": 2}}
+    manifest = SplitManifest.model_validate({**header, "files": files, "volumes": volumes}, strict=False)
     (tmp_path / "split").mkdir()
-    (tmp_path / "split.json").write_text(json.dumps({"files": files, "volumes": volumes}))
+    (tmp_path / "split.json").write_text(manifest_text(manifest))
     slices = {f"a_{k}.png": (truth[k], truth[k]) for k in range(4)} | {
         f"b_{k}.png": (truth[k], truth[k]) for k in (0, 2)
     }

@@ -115,28 +115,27 @@ def write_demo_volumes(root: Path, size: int = 96, seed: int = 0) -> dict[str, i
 def _check_demo_owns(exp: Experiment, raw: Path) -> None:
     """The demo replaces its own dataset and run only: a data.root or run_dir pointed at a real
     split or run is refused before anything is written."""
-    import json
 
-    from flexseg.commands.split import MANIFEST
-    from flexseg.model.store import CARD_FILE
+    from flexseg.data.manifest import read_manifest
+    from flexseg.errors import DataError
+    from flexseg.model.store import CARD_FILE, read_card
 
     root = exp.data.root
     if root.exists() and any(root.iterdir()) and not (root / MARKER).exists():
         try:
-            manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-            ours = manifest.get("experiment") == exp.name and Path(manifest.get("images", "")) == exp.split.images
-        except (OSError, ValueError):
-            ours = False
+            manifest = read_manifest(root)
+        except DataError:
+            manifest = None
+        ours = manifest is not None and manifest.experiment == exp.name and Path(manifest.images) == exp.split.images
         if not ours:
             raise RunError(
                 f"data.root {root} holds data the demo did not make; the demo replaces only its own. "
                 "Choose another data.root for the demo"
             )
-    card = exp.resolved_run_dir / CARD_FILE
-    if card.exists():
+    if (exp.resolved_run_dir / CARD_FILE).exists():
         try:
-            trained_for = json.loads(card.read_text(encoding="utf-8")).get("experiment")
-        except (OSError, ValueError):
+            trained_for = read_card(exp.resolved_run_dir).experiment
+        except RunError:
             trained_for = None
         if trained_for != exp.name:
             raise RunError(

@@ -36,10 +36,10 @@ from flexseg.runs import RUN_LEGACY_NAMES, open_output, refuse_inputs
 def pixel_spacings(split_dir: Path) -> dict[str, tuple[float, float]]:
     """Pixel spacing (mm) by file stem, from the ``split.json`` that ``flexseg split`` wrote
     beside the split folder (recorded for images converted from DICOM); empty when unknown."""
-    from flexseg.data.pairing import read_split_manifest
+    from flexseg.data.manifest import read_split_manifest
 
-    files = read_split_manifest(split_dir).get("files", [])
-    return {Path(f["output_image"]).stem: tuple(f["pixel_spacing_mm"]) for f in files if f.get("pixel_spacing_mm")}
+    manifest = read_split_manifest(split_dir)
+    return manifest.spacings() if manifest else {}
 
 
 def evaluate(exp: Experiment, batch_size: int | None = None) -> EvaluationReport:

@@ -10,7 +10,6 @@ source file, its pair, its group and its split.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 import shutil
@@ -38,6 +37,7 @@ from flexseg.data.io import (
     write_image,
     write_palette_mask,
 )
+from flexseg.data.manifest import MANIFEST, SplitManifest, manifest_text, read_manifest
 from flexseg.data.pairing import Pairing, natural_key, pair_folders, pair_volume_folders
 from flexseg.data.volumes import (
     check_same_grid,
@@ -58,7 +58,6 @@ from flexseg.runs import clean_leftovers, folder_lock
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-MANIFEST = "split.json"
 # what a folder written by `flexseg split` may hold; --force replaces only such a folder
 SPLIT_OUTPUTS = (*SPLITS, MANIFEST)
 _FOLD_DIR = re.compile(r"^fold_\d+$")
@@ -306,10 +305,10 @@ def foreign_files(output: Path) -> list[str]:
     from flexseg.runs import STAGING_DIR
 
     try:
-        listed = json.loads((output / MANIFEST).read_text(encoding="utf-8")).get("files", [])
-    except (OSError, ValueError):
-        listed = []
-    ours = {Path(f[key]).name for f in listed for key in ("output_image", "output_mask") if f.get(key)}
+        manifest = read_manifest(output)
+    except DataError:
+        manifest = None  # a damaged manifest lists nothing: every file counts as foreign
+    ours = manifest.output_names() if manifest else set()
     foreign = []
     for path in sorted(output.rglob("*")):
         if path.is_dir():
@@ -397,7 +396,7 @@ def _write_locked(exp: Experiment, plan: SplitPlan, workers: int) -> SplitResult
         if result.volume_slices:  # count slices, not volumes
             result.counts = dict(Counter(p for p, info in zip(plan.assignment, written) for _ in info["slices"]))
         _link_folds(plan, tmp, written)
-        atomic_write_text(tmp / MANIFEST, json.dumps(_manifest(exp, plan, written), indent=1))
+        atomic_write_text(tmp / MANIFEST, manifest_text(_manifest(exp, plan, written)))
         os.chmod(tmp, public_mode(directory=True))
         _swap_into_place(tmp, output)
     finally:
@@ -535,7 +534,7 @@ def _link_folds(plan: SplitPlan, tmp: Path, written: list[dict]) -> None:
                 (tmp / folder / split / kind).mkdir(parents=True, exist_ok=True)
 
 
-def _manifest(exp: Experiment, plan: SplitPlan, written: list[dict]) -> dict:
+def _manifest(exp: Experiment, plan: SplitPlan, written: list[dict]) -> SplitManifest:
     files, volumes = [], {}
     for (image, mask), group, place, info in zip(plan.pairing.pairs, plan.groups, plan.assignment, written):
         entry = {"image": image.name, "mask": mask.name, "group": group}
@@ -566,24 +565,27 @@ def _manifest(exp: Experiment, plan: SplitPlan, written: list[dict]) -> dict:
             entry["pixel_spacing_mm"] = list(spacing)  # row, column: evaluate gives HD95 in mm
         files.append(entry)
     counts = Counter(f["split"] for f in files) if volumes else plan.counts()
-    return {
-        "flexseg_version": __version__,
-        "experiment": exp.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "images": str(plan.images_dir.resolve()),
-        "masks": str(plan.masks_dir.resolve()),
-        "pairing": exp.split.pairing,
-        "grouping": plan.grouping,
-        "ratios": exp.split.ratios,
-        "seed": exp.split.seed,
-        "folds": plan.folds,
-        "counts": dict(counts),
-        "groups": plan.group_counts(),
-        **({"volumes": volumes, "volume_mapping": exp.volume_mapping()} if volumes else {}),
-        "unpaired_images": [p.name for p in plan.pairing.lonely_images],
-        "unpaired_masks": [p.name for p in plan.pairing.lonely_masks],
-        "files": files,
-    }
+    return SplitManifest.model_validate(
+        {
+            "flexseg_version": __version__,
+            "experiment": exp.name,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "images": str(plan.images_dir.resolve()),
+            "masks": str(plan.masks_dir.resolve()),
+            "pairing": exp.split.pairing,
+            "grouping": plan.grouping,
+            "ratios": exp.split.ratios,
+            "seed": exp.split.seed,
+            "folds": plan.folds,
+            "counts": dict(counts),
+            "groups": plan.group_counts(),
+            **({"volumes": volumes, "volume_mapping": exp.volume_mapping()} if volumes else {}),
+            "unpaired_images": [p.name for p in plan.pairing.lonely_images],
+            "unpaired_masks": [p.name for p in plan.pairing.lonely_masks],
+            "files": files,
+        },
+        strict=False,  # built here: tuples from lists, the schema checks the values
+    )
 
 
 def _swap_into_place(tmp: Path, output: Path) -> None:

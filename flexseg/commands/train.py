@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from flexseg.training.callbacks import ProgressReporter
     from flexseg.training.distribute import Distribution
     from flexseg.training.fit import TrainResult
+    from flexseg.training.state import ResumeState
 
 
 # keys a resumed run must share with the run it continues (epochs, patience, learning rate may change)
@@ -47,14 +48,14 @@ def _resume_state(folder: Path, exp: Experiment) -> dict:
     state = read_state(folder)
     if state is None:
         raise RunError(f"{folder}: nothing to resume (no {RESUME_DIR}/state.json); start the run without --resume")
-    if state.get("finished"):
+    if state.finished:
         raise RunError(
-            f"{folder}: the run finished after epoch {state['epoch']}; nothing to resume (--force starts it again)"
+            f"{folder}: the run finished after epoch {state.epoch}; nothing to resume (--force starts it again)"
         )
     _check_same_experiment(folder, exp)
-    if state["epoch"] >= exp.train.epochs:
+    if state.epoch >= exp.train.epochs:
         raise RunError(
-            f"{folder}: already at epoch {state['epoch']} of train.epochs={exp.train.epochs}; "
+            f"{folder}: already at epoch {state.epoch} of train.epochs={exp.train.epochs}; "
             "raise train.epochs to train longer"
         )
     return state
@@ -211,14 +212,14 @@ def train_folds(
             fold_exp = fold_experiment(exp, k)
             staging = fold_exp.resolved_run_dir / runs.STAGING_DIR  # an interrupted replacement of the fold
             state = (read_state(staging) if staging.is_dir() else None) or read_state(fold_exp.resolved_run_dir)
-            if state is not None and state.get("finished") and k not in pending:
+            if state is not None and state.finished and k not in pending:
                 # data.root and run_dir are the fold's own; the rest must be what it was trained with
                 _check_same_experiment(fold_exp.resolved_run_dir, fold_exp, for_folds=True)
                 out.info(f"fold {k} ({i} of {len(chosen)}): finished earlier, left as it is")
                 result.left.append(k)
                 continue
             out.info(f"fold {k} ({i} of {len(chosen)}) → {fold_exp.resolved_run_dir}")
-            again = resume and state is not None and not state.get("finished")
+            again = resume and state is not None and not state.finished
             result.trained[k] = train(fold_exp, force=k in pending and not again, resume=again, reporter=reporter)
             pending.discard(k)
             record()
@@ -262,13 +263,13 @@ def _holds_run(folder: runs.OutputFolder) -> bool:
     )
 
 
-def _check_run_dir_free(folder: runs.OutputFolder, staged_state: dict | None, force: bool) -> None:
+def _check_run_dir_free(folder: runs.OutputFolder, staged_state: ResumeState | None, force: bool) -> None:
     if force:
         return
     for where, state in ((folder.staging(), staged_state), (folder.folder, read_state(folder.folder))):
-        if state is not None and not state.get("finished"):
+        if state is not None and not state.finished:
             raise RunError(
-                f"{where} holds an unfinished run (stopped after epoch {state['epoch']}); pass --resume to "
+                f"{where} holds an unfinished run (stopped after epoch {state.epoch}); pass --resume to "
                 "continue it, or --force to start again"
             )
     if _holds_run(folder):

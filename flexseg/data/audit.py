@@ -25,12 +25,13 @@ def header_windows_used(exp: Experiment) -> dict:
     series is mapped the same way; else how many different windows there were (a NIfTI then
     cannot be mapped as the slices were, and infer says so). Empty when not applicable or unknown
     (a split made before flexseg recorded windows)."""
-    from flexseg.data.pairing import read_split_manifest
+    from flexseg.data.manifest import read_split_manifest
 
     if exp.volume.window != "header":
         return {}
-    files = read_split_manifest(exp.data.split_dir("train")).get("files", [])
-    used = {(*f["dicom_window"], bool(f.get("dicom_inverted"))) for f in files if f.get("dicom_window")}
+    manifest = read_split_manifest(exp.data.split_dir("train"))
+    files = manifest.files if manifest else []
+    used = {(*f.dicom_window, bool(f.dicom_inverted)) for f in files if f.dicom_window}
     if len(used) == 1:
         ((centre, width, inverted),) = used
         return {"header_window": [centre, width], "header_inverted": inverted}
@@ -42,13 +43,13 @@ def check_slice_mapping(exp: Experiment) -> None:
     window or percentiles, context): that is what the model records and ``infer`` applies to
     volumes, so a mismatch would give wrong label volumes with exit 0. Read from the split.json
     beside the train split; data prepared without ``flexseg split`` cannot be checked."""
-    from flexseg.data.pairing import read_split_manifest
+    from flexseg.data.manifest import read_split_manifest
 
     split_dir = exp.data.split_dir("train")
     manifest = read_split_manifest(split_dir)
-    if not manifest:
+    if manifest is None:
         return
-    made = manifest.get("volume_mapping")
+    made = manifest.volume_mapping
     wanted = exp.volume_mapping()
     if made is None:
         if wanted["context"]:

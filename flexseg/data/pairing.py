@@ -122,23 +122,6 @@ def pair_by_stem(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
     return sorted(pairing.pairs, key=lambda pair: pair[0].stem)
 
 
-def read_split_manifest(split_dir: Path) -> dict:
-    """The ``split.json`` that ``flexseg split`` wrote beside a split folder (for a fold's split,
-    ``data.root/fold_k/train``, the one in data.root); empty when there is none or it cannot be
-    read (data prepared by other means)."""
-    import json
-    import re
-
-    home = split_dir.parent
-    if not (home / "split.json").exists() and re.fullmatch(r"fold_\d+", home.name):
-        home = home.parent
-    try:
-        data = json.loads((home / "split.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def split_pairs(exp: Experiment, split: str) -> list[tuple[Path, Path]]:
     """The (image, mask) pairs of one split (train, valid or test) of an experiment."""
     folder = exp.data.split_dir(split)

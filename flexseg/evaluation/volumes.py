@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flexseg.data.pairing import read_split_manifest
+from flexseg.data.manifest import read_split_manifest
 from flexseg.data.volumes import is_volume, volume_stem
 from flexseg.errors import ConfigError, DataError
 from flexseg.fsutil import atomic_write_text
@@ -199,13 +199,10 @@ def volume_report(
 def slice_origins(split_dir: Path) -> tuple[dict[str, tuple[str, int]], dict[str, dict]]:
     """From the split.json beside a split folder: image file name → (volume, slice index) for
     slices cut from volumes, and each volume's geometry; empty when the split has no volumes."""
-    data = read_split_manifest(split_dir)
-    origins = {
-        Path(f["output_image"]).name: (f["volume"], int(f["slice_index"]))
-        for f in data.get("files", [])
-        if f.get("volume") is not None and f.get("slice_index") is not None
-    }
-    return origins, data.get("volumes", {})
+    manifest = read_split_manifest(split_dir)
+    if manifest is None:
+        return {}, {}
+    return manifest.slice_origins(), {name: v.model_dump() for name, v in manifest.volumes.items()}
 
 
 def slices_by_volume(names: list[str], origins: dict, geometry: dict) -> tuple[dict, dict]:

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from flexseg import __version__, settings
-from flexseg.config import MASK_TOLERANCE
+from flexseg.config import (
+    MASK_TOLERANCE,
+    MAX_CLASSES,
+    Channels,
+    ColorValue,
+    MaskTolerance,
+    PixelSize,
+    Plane,
+    SliceContext,
+)
 from flexseg.data.classes import ClassMap
 from flexseg.errors import RunError
 from flexseg.fsutil import atomic_path, atomic_write_text
+from flexseg.schema import Pair, Record, read_json, to_json
 
 if TYPE_CHECKING:
     import keras
@@ -23,26 +33,61 @@ CARD_FILE = "model.json"
 FOLDS_FILE = "folds.json"  # a cross-validation's run folder: its folds, each a run in fold_k/
 
 
-@dataclass
-class ModelCard:
-    """What inference needs to know about a model, so a run folder is self-describing."""
+class VolumeMapping(Record):
+    """How slices of a 3D volume became the model's pixels (``Experiment.volume_mapping``, plus the
+    DICOM windows the training slices used when ``window`` is ``header``)."""
+
+    plane: Plane
+    window: Literal["header"] | Pair | None = None
+    percentiles: Pair | None = None
+    context: SliceContext = 0
+    header_window: Pair | None = None  # the one window every training slice had
+    header_inverted: bool | None = None
+    header_windows: int | None = Field(None, ge=0)  # how many windows, when they were not one
+
+
+ClassColor = Annotated[list[ColorValue], Field(min_length=3, max_length=3)]
+
+
+class ModelCard(Record):
+    """``model.json``: what inference needs to know about a model, so a run folder is
+    self-describing. Its limits are the experiment's own field types (``flexseg.config``)."""
 
     experiment: str
-    class_names: list[str]
-    class_colors: list[list[int]]
-    width: int
-    height: int
-    channels: int
+    class_names: list[Annotated[str, Field(min_length=1)]] = Field(min_length=2, max_length=MAX_CLASSES)
+    class_colors: list[ClassColor]
+    width: PixelSize
+    height: PixelSize
+    channels: Channels
     input_normalize: bool
-    mask_tolerance: float = MASK_TOLERANCE
+    mask_tolerance: MaskTolerance = MASK_TOLERANCE
     flexseg_version: str = __version__
-    training: dict = field(default_factory=dict)  # epochs run, best epoch, best val_loss
-    # how slices of a 3D volume become pixels (Experiment.volume_mapping); None: a model from
-    # before volumes, which infer on volumes refuses
+    training: dict[str, float | int | str | None] = {}  # epochs run, best epoch, best val_loss
+    # how slices of a 3D volume become pixels; None: a model from before volumes, which infer on
+    # volumes refuses. Kept as the mapping (a dict) the volume code reads
     volume: dict | None = None
 
+    @field_validator("volume", mode="plain")
     @classmethod
-    def from_experiment(cls, exp: Experiment) -> "ModelCard":
+    def _a_volume_mapping(cls, v: object) -> dict | None:
+        if v is None:
+            return None
+        if isinstance(v, BaseModel):
+            v = v.model_dump()
+        return VolumeMapping.model_validate(v, strict=False).model_dump(mode="json")
+
+    @model_validator(mode="after")
+    def _one_colour_per_class(self) -> ModelCard:
+        if len(self.class_colors) != len(self.class_names):
+            raise ValueError(f"class_colors must give one colour per class ({len(self.class_names)})")
+        if len({tuple(c) for c in self.class_colors}) != len(self.class_colors):
+            raise ValueError("two classes share a colour")
+        if self.volume and self.volume.get("context") and self.channels != 3:
+            raise ValueError("a model with slice context (volume context 1) takes 3 channels")
+        return self
+
+    @classmethod
+    def from_experiment(cls, exp: Experiment) -> ModelCard:
         return cls(
             experiment=exp.name,
             class_names=[c.name for c in exp.classes],
@@ -54,48 +99,6 @@ class ModelCard:
             mask_tolerance=exp.data.mask_tolerance,
             volume=exp.volume_mapping(),
         )
-
-    def check(self, path: Path) -> None:
-        """Refuse a description that cannot be right (hand-edited, or from another tool): a wrong
-        card gives wrong masks with exit 0."""
-        from flexseg.config import MAX_CLASSES
-
-        def bad(what: str) -> RunError:
-            return RunError(
-                f"{path}: {what}; this model description is damaged. Train again, or restore {CARD_FILE} from the run"
-            )
-
-        names, colors = self.class_names, self.class_colors
-        if (
-            not isinstance(names, list)
-            or not 2 <= len(names) <= MAX_CLASSES
-            or not all(isinstance(n, str) for n in names)
-        ):
-            raise bad(f"class_names must list 2 to {MAX_CLASSES} names")
-        if not isinstance(colors, list) or len(colors) != len(names):
-            raise bad(f"class_colors must give one colour per class ({len(names)})")
-        for c in colors:
-            if not (isinstance(c, list) and len(c) == 3 and all(type(v) is int and 0 <= v <= 255 for v in c)):
-                raise bad(f"class colour {str(c)[:40]} is not three whole numbers 0..255")
-        if len({tuple(c) for c in colors}) != len(colors):
-            raise bad("two classes share a colour")
-        for key in ("width", "height"):
-            value = getattr(self, key)
-            if type(value) is not int or not 1 <= value <= 16384:
-                raise bad(f"{key} {str(value)[:20]} is not a size in pixels")
-        if self.channels not in (1, 3):
-            raise bad(f"channels {str(self.channels)[:20]} must be 1 or 3")
-        if not isinstance(self.mask_tolerance, (int, float)) or not 0 <= self.mask_tolerance <= 255:
-            raise bad("mask_tolerance must be 0..255")
-        volume = self.volume
-        if volume is not None and not (
-            isinstance(volume, dict) and volume.get("plane") in ("axial", "coronal", "sagittal")
-        ):
-            raise bad("volume must record the plane (axial, coronal or sagittal) slices were taken in")
-        if volume is not None and volume.get("context", 0) not in (0, 1):
-            raise bad("volume context must be 0 or 1")
-        if volume is not None and volume.get("context") and self.channels != 3:
-            raise bad("a model with slice context (volume context 1) takes 3 channels")
 
     def check_model(self, model: keras.Model, path: Path) -> None:
         """The model's input and output agree with the description."""
@@ -124,7 +127,7 @@ def check_model_fits(card: ModelCard, exp: Experiment, run_dir: Path) -> None:
 
 
 def write_card(run_dir: Path, card: ModelCard) -> None:
-    atomic_write_text(run_dir / CARD_FILE, json.dumps(asdict(card), indent=2) + "\n")
+    atomic_write_text(run_dir / CARD_FILE, to_json(card, indent=2))
 
 
 def read_card(run_dir: Path) -> ModelCard:
@@ -135,18 +138,18 @@ def read_card(run_dir: Path) -> ModelCard:
     if is_cross_validation(run_dir):  # its folds share one description: the first trained fold's
         run_dir = model_members(run_dir)[0]
         settle(run_dir)
-    path = run_dir / CARD_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        card = ModelCard(**data)
+        return read_json(
+            run_dir / CARD_FILE,
+            ModelCard,
+            what="flexseg model description",
+            fix=f"train again, or restore {CARD_FILE} from the run",
+            error=RunError,
+        )
     except FileNotFoundError:
         raise RunError(
             f"{run_dir}: no trained model here ({CARD_FILE} missing); train one first with `flexseg train EXPERIMENT`"
         ) from None
-    except (ValueError, TypeError) as e:
-        raise RunError(f"{path}: not a flexseg model description ({str(e)[:200]})") from None
-    card.check(path)
-    return card
 
 
 def save_model(model: keras.Model, run_dir: Path) -> None:

@@ -49,6 +49,7 @@ from flexseg.training.distribute import (
     reduce_metrics_across_workers,
     work_around_keras_symbolic_build,
 )
+from flexseg.training.plateau import ReduceOnPlateau, StopOnPlateau
 from flexseg.training.resume import (
     ResumeCheckpoint,
     StopOnNaN,
@@ -58,6 +59,7 @@ from flexseg.training.resume import (
 
 if TYPE_CHECKING:
     from flexseg.training.callbacks import ProgressReporter
+    from flexseg.training.state import ResumeState
 
 ENVIRONMENT_FILE = "environment.json"
 
@@ -263,7 +265,7 @@ def fit(
     dist: Distribution,
     run_dir: Path,
     write_dir: Path,
-    state: dict | None,
+    state: ResumeState | None,
     class_map: ClassMap,
     train_pairs: list[tuple[Path, Path]],
     valid_pairs: list[tuple[Path, Path]],
@@ -296,7 +298,7 @@ def fit(
     model = _build(exp, dist, write_dir, state, precision)
     card = _start_record(exp, dist, write_dir, state, precision)
     callbacks = _callbacks(exp, dist, write_dir, state, card, class_map, valid_pairs, steps, len(train_pairs), reporter)
-    initial_epoch = state["epoch"] if state else 0
+    initial_epoch = state.epoch if state else 0
     _announce(exp, dist, run_dir, model, precision, len(train_pairs), len(valid_pairs), initial_epoch)
     t0 = time.perf_counter()
     history = _run(model, exp, ds_train, ds_valid, initial_epoch, callbacks, run_dir, write_dir)
@@ -316,7 +318,9 @@ def fit(
     )
 
 
-def _build(exp: Experiment, dist: Distribution, write_dir: Path, state: dict | None, precision: str) -> keras.Model:
+def _build(
+    exp: Experiment, dist: Distribution, write_dir: Path, state: ResumeState | None, precision: str
+) -> keras.Model:
     """Step 1: the compiled model under the strategy, with the weights and optimizer state of
     ``state`` restored when resuming."""
     with dist.strategy.scope():
@@ -331,7 +335,7 @@ def _build(exp: Experiment, dist: Distribution, write_dir: Path, state: dict | N
 
 
 def _start_record(
-    exp: Experiment, dist: Distribution, write_dir: Path, state: dict | None, precision: str
+    exp: Experiment, dist: Distribution, write_dir: Path, state: ResumeState | None, precision: str
 ) -> ModelCard:
     """Step 2: environment.json and experiment.yaml into ``write_dir``; the model card that the
     best epoch's save writes (with the best epoch so far when resuming)."""
@@ -341,8 +345,8 @@ def _start_record(
     if card.volume is not None:
         card.volume.update(header_windows_used(exp))  # so a NIfTI of the same series maps as the slices
     card.training["precision"] = precision
-    if state is not None and state["best"]["best_epoch"]:
-        card.training.update(best_epoch=state["best"]["best_epoch"], best_val_loss=state["best"]["best"])
+    if state is not None and state.best.best_epoch:
+        card.training.update(best_epoch=state.best.best_epoch, best_val_loss=state.best.best)
     return card
 
 
@@ -350,7 +354,7 @@ def _callbacks(
     exp: Experiment,
     dist: Distribution,
     write_dir: Path,
-    state: dict | None,
+    state: ResumeState | None,
     card: ModelCard,
     class_map: ClassMap,
     valid_pairs: list[tuple[Path, Path]],
@@ -370,10 +374,8 @@ def _callbacks(
     progress = TrainingProgress(
         exp.train.epochs, steps, dist.global_batch(exp.train.batch_size), train_images, reporter
     )
-    reducer = keras.callbacks.ReduceLROnPlateau(
-        monitor="val_loss", factor=exp.train.reducer_factor, patience=exp.train.reducer_patience, verbose=0
-    )
-    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=exp.train.patience, verbose=0)
+    reducer = ReduceOnPlateau(factor=exp.train.reducer_factor, patience=exp.train.reducer_patience)
+    stopper = StopOnPlateau(patience=exp.train.patience)
     history_files = HistoryFiles(write_dir)
     nan_guard = StopOnNaN()
     checkpoint = ResumeCheckpoint(write_dir, best, reducer, stopper, history_files, state)
@@ -446,7 +448,7 @@ def _run(
             saved = read_state(write_dir)
             in_folds = is_cross_validation(run_dir.parent)  # a fold of train --folds
             what = (
-                f"the last save point is after epoch {saved['epoch']}"
+                f"the last save point is after epoch {saved.epoch}"
                 + (f", the best model (epoch {best.best_epoch}) is written" if best.best_epoch else "")
                 + f". Continue with: flexseg train EXPERIMENT {'--folds ' if in_folds else ''}--resume"
                 if saved
@@ -466,7 +468,7 @@ def _finish(exp: Experiment, write_dir: Path, card: ModelCard, callbacks: _Callb
         saved = read_state(write_dir)
         raise RunError(
             f"the loss became NaN in epoch {callbacks.nan_guard.nan_epoch}; training stopped. Kept: the best model "
-            f"(epoch {best.best_epoch}) and the state after epoch {saved['epoch'] if saved else 0}. "
+            f"(epoch {best.best_epoch}) and the state after epoch {saved.epoch if saved else 0}. "
             "Lower train.learning_rate or set train.clipvalue, then --resume or --force"
         )
     best.save()

@@ -30,7 +30,6 @@ earlier versions of flexseg hold a Keras ``epoch_NNN.weights.h5`` instead; both 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -46,10 +45,22 @@ import keras
 import numpy as np
 
 from flexseg.errors import RunError
-from flexseg.fsutil import atomic_write_text, note_write, public_mode
-from flexseg.training.state import RESUME_DIR, STATE_FILE, read_state, state_path  # noqa: F401 (re-exported)
+from flexseg.fsutil import note_write, public_mode
+from flexseg.training.plateau import ReduceOnPlateau, StopOnPlateau
+from flexseg.training.state import (  # noqa: F401 (re-exported)
+    RESUME_DIR,
+    STATE_FILE,
+    VARIABLES_PATTERN,
+    BestSoFar,
+    ReducerCounters,
+    ResumeState,
+    StopperCounters,
+    read_state,
+    state_path,
+    write_state,
+)
 
-VARIABLES_NAME = re.compile(r"epoch_\d{3,}\.(variables|weights\.h5)")  # a save point's file, and an older flexseg's
+VARIABLES_NAME = re.compile(VARIABLES_PATTERN)
 
 if TYPE_CHECKING:
     from flexseg.training.callbacks import BestModel, HistoryFiles
@@ -104,16 +115,16 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         self,
         run_dir: Path,
         best: BestModel,
-        reducer: keras.callbacks.ReduceLROnPlateau,
-        stopper: keras.callbacks.EarlyStopping,
+        reducer: ReduceOnPlateau,
+        stopper: StopOnPlateau,
         history: HistoryFiles,
-        state: dict | None = None,
+        state: ResumeState | None = None,
     ) -> None:
         super().__init__()
         self.folder = run_dir / RESUME_DIR
         self.best, self.reducer, self.stopper, self.history = best, reducer, stopper, history
         self.state = state
-        self.epoch = state["epoch"] if state else 0  # the last epoch that finished with a finite loss
+        self.epoch = state.epoch if state else 0  # the last epoch that finished with a finite loss
         self.written = state  # the last save point's state
         self.cost = 0.0  # seconds the last save point took
         self.saved_at = time.perf_counter()  # when it was made
@@ -123,18 +134,15 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         if self.state is None:
             return  # (files a hard kill left half-written are removed when the run folder is opened: flexseg.runs)
         s = self.state
-        self.best.restore(s["best"]["best"], s["best"]["best_epoch"])
-        self.reducer.wait, self.reducer.best, self.reducer.cooldown_counter = (
-            s["reducer"]["wait"],
-            s["reducer"]["best"],
-            s["reducer"]["cooldown_counter"],
+        self.best.restore(s.best.best, s.best.best_epoch)
+        reducer, stopper = self.reducer.state, self.stopper.state
+        reducer.wait, reducer.best, reducer.cooldown = s.reducer.wait, s.reducer.best, s.reducer.cooldown_counter
+        stopper.wait, stopper.best, stopper.best_epoch = (
+            s.early_stopping.wait,
+            s.early_stopping.best,
+            s.early_stopping.best_epoch,
         )
-        self.stopper.wait, self.stopper.best, self.stopper.best_epoch = (
-            s["early_stopping"]["wait"],
-            s["early_stopping"]["best"],
-            s["early_stopping"]["best_epoch"],
-        )
-        self.history.rows = list(s["history"])
+        self.history.rows = list(s.history)
 
     def due(self) -> bool:
         """Whether a save point is made now: it is cheap, or enough time has passed since the last."""
@@ -164,32 +172,26 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         self.saved_at = time.perf_counter()
         self.cost = self.saved_at - started
 
-    def _state(self, weights: str | None, finished: bool) -> dict:
-        return {
-            "epoch": self.epoch,
-            "weights": weights,
-            "finished": finished,
-            "best": {"best": self.best.best, "best_epoch": self.best.best_epoch},
-            "reducer": {
-                "wait": self.reducer.wait,
-                "best": float(self.reducer.best),
-                "cooldown_counter": self.reducer.cooldown_counter,
-            },
-            "early_stopping": {
-                "wait": self.stopper.wait,
-                "best": float(self.stopper.best),
-                "best_epoch": self.stopper.best_epoch,
-            },
-            "history": list(self.history.rows),
-        }
+    def _state(self, weights: str | None, finished: bool) -> ResumeState:
+        reducer, stopper = self.reducer.state, self.stopper.state
+        return ResumeState(
+            epoch=self.epoch,
+            weights=weights,
+            finished=finished,
+            best=BestSoFar(best=self.best.best, best_epoch=self.best.best_epoch),
+            reducer=ReducerCounters(wait=reducer.wait, best=reducer.best, cooldown_counter=reducer.cooldown),
+            early_stopping=StopperCounters(wait=stopper.wait, best=stopper.best, best_epoch=stopper.best_epoch),
+            history=list(self.history.rows),
+        )
 
     def keep_best(self) -> None:
         """For a run that stops early (interrupted, or its loss diverged): write the best model if
         no save point has, and record it in the last save point's state, so that a resumed run
         replaces it only with a better one."""
         self.best.save()
-        if self.written is not None and self.written["best"]["best_epoch"] != self.best.best_epoch:
-            self._write_state({**self.written, "best": {"best": self.best.best, "best_epoch": self.best.best_epoch}})
+        if self.written is not None and self.written.best.best_epoch != self.best.best_epoch:
+            best = BestSoFar(best=self.best.best, best_epoch=self.best.best_epoch)
+            self._write_state(self.written.model_copy(update={"best": best}))
 
     def mark_finished(self) -> None:
         """The run ended normally (the best model is written): the state of its last epoch records
@@ -199,9 +201,9 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             self._write_state(self._state(None, finished=True))
         self._remove_variables()
 
-    def _write_state(self, state: dict) -> None:
+    def _write_state(self, state: ResumeState) -> None:
         self.written = state
-        atomic_write_text(self.folder / STATE_FILE, json.dumps(state, indent=1))
+        write_state(self.folder, state)
 
     def _remove_variables(self, keep: str | None = None) -> None:
         """The variables files (and an earlier flexseg's .weights.h5) but ``keep``: only names of that
@@ -215,9 +217,11 @@ class ResumeCheckpoint(keras.callbacks.Callback):
                 remove_written(old)
 
 
-def restore_model(model: keras.Model, run_dir: Path, state: dict) -> None:
+def restore_model(model: keras.Model, run_dir: Path, state: ResumeState) -> None:
     """Weights and optimizer state of the last save point into a compiled ``model``."""
-    path = run_dir / RESUME_DIR / state["weights"]
+    if state.weights is None:
+        raise RunError(f"{state_path(run_dir)}: the run finished; nothing to resume (--force starts it again)")
+    path = run_dir / RESUME_DIR / state.weights
     if not path.exists():
         raise RunError(f"{path}: the resume checkpoint is missing; start again with --force")
     model.optimizer.build(model.trainable_variables)

@@ -496,7 +496,7 @@ def test_dangling_link_among_the_images_is_named(project):
             {"class_names": ["background", "fg", "extra"], "class_colors": [[0, 0, 0], [255, 255, 255], [255, 0, 0]]},
             "gives 2 classes",
         ),
-        ({"class_colors": [[0, 0, 0], [300, 255, 255]]}, "0..255"),
+        ({"class_colors": [[0, 0, 0], [300, 255, 255]]}, "less than or equal to 255"),
         ({"width": 0}, "width"),
     ],
 )
