@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo demo-volumes test bench bench-quick clean
+.PHONY: install demo demo-volumes test docs wheel-check bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,23 @@ test: $(STAMP)
 	$(BIN)/ruff check flexseg bench tests
 	$(BIN)/ruff format --check flexseg bench tests
 	$(BIN)/python -m pytest -q -n auto --dist load  # tests spread over the cores (pytest-xdist)
+
+# The documentation site (mkdocs-material) into site/; --strict fails on a broken link or a page left out
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The wheel installed with its dependencies (resolved by pip) into a fresh environment in an empty
+# folder outside the checkout, then --help and a one-epoch demo there (make test does the same with
+# the dependencies borrowed from .venv: tests/test_wheel.py)
+wheel-check: $(STAMP)
+	set -e; tmp=$$(mktemp -d); \
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir $$tmp/dist .; \
+	$(PYTHON) -m venv $$tmp/env; \
+	$$tmp/env/bin/python -m pip install --quiet $$tmp/dist/flexseg-*.whl; \
+	mkdir $$tmp/empty; cd $$tmp/empty; \
+	$$tmp/env/bin/flexseg --help > /dev/null; \
+	$$tmp/env/bin/flexseg demo --set train.epochs=1; \
+	echo "wheel-check passed in $$tmp"
 
 # Speed and memory figures of this machine (bench/run.py, about 25 min); bench-quick is a 4-min smoke run.
 bench: $(STAMP)

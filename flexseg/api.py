@@ -106,7 +106,8 @@ def plan(
     """``flexseg plan``: an experiment planned from a raw folder of images and masks.
 
     Args:
-        images, masks: the raw folders (png, jpg, tif, bmp, DICOM slices or NIfTI volumes).
+        images: the raw images (png, jpg, tif, bmp, DICOM slices or NIfTI volumes).
+        masks: the raw masks (or label volumes), paired with the images by name.
         output: the experiment YAML to write; ``<stem>.fingerprint.json`` goes beside it.
         budget: time for the whole pipeline on this machine: ``"1h30m"``, or seconds.
         name: the experiment's name (default: the file's stem).
@@ -136,7 +137,8 @@ def split_plan(
 
     Args:
         experiment: see ``load_experiment``.
-        images, masks: the raw folders (default ``split.images`` / ``split.masks``).
+        images: the raw images folder (default ``split.images``).
+        masks: the raw masks folder (default ``split.masks``).
         output: where train/valid/test go (default ``data.root``).
         folds: K for a K-fold split (default ``split.folds``).
         allow_unpaired: leave files without a partner out instead of failing.

@@ -37,7 +37,7 @@ Example experiment (experiments/nbm.yaml, shortened):
   data:  {root: ../dataset/NBM}  # holds train/ valid/ test/, each with images/ and masks/
   infer: {images: ./mini_test/images}
 
-Relative paths are relative to the YAML file. See README.md for every key.
+Relative paths are relative to the YAML file. Every key: docs/experiment.md (or `flexseg check` to see one resolved).
 """
 
 

@@ -138,16 +138,16 @@ class _Section(BaseModel):
 class ClassSpec(_Section):
     """One segmentation class and the RGB colour that marks it in mask files."""
 
-    name: str = Field(min_length=1)
-    color: tuple[ColorValue, ColorValue, ColorValue]
+    name: str = Field(min_length=1)  # the first class is the background
+    color: tuple[ColorValue, ColorValue, ColorValue]  # RGB in the mask files
 
 
 class ImageSpec(_Section):
     """The size every image is resized to before it enters the model."""
 
-    width: PixelSize
-    height: PixelSize
-    channels: Channels = 3
+    width: PixelSize  # images are resized to this; must divide by 2^(num_layers-1)
+    height: PixelSize  # as width
+    channels: Channels = 3  # greyscale files are expanded to 3 channels, colour ones made grey for 1
     # 2.5D: with 1, a slice of a volume enters the model with its neighbours, the three channels
     # being the previous, the current and the next slice (an image file holds at most 3 channels,
     # so more context than 1 slice a side is not offered)
@@ -163,12 +163,12 @@ class ImageSpec(_Section):
 class ModelSpec(_Section):
     """FlexUNet knobs, named as in the legacy scripts' train_eval_infer.config."""
 
-    base_filters: int = Field(16, ge=1, le=1024)
+    base_filters: int = Field(16, ge=1, le=1024)  # filters at level i: base_filters · 2^i
     max_filters: int | None = Field(None, ge=1, le=4096)  # filters at a level never exceed this (None: no cap)
-    base_kernels: tuple[int, int] = (3, 3)
-    num_layers: int = Field(6, ge=1, le=12)
-    dropout_rate: float = Field(0.0, ge=0.0, lt=1.0)
-    dilation: tuple[int, int] = (1, 1)
+    base_kernels: tuple[int, int] = (3, 3)  # square and odd; shrinks by 2 per level down to 3
+    num_layers: int = Field(6, ge=1, le=12)  # encoder levels
+    dropout_rate: float = Field(0.0, ge=0.0, lt=1.0)  # dropout at level i: dropout_rate · i
+    dilation: tuple[int, int] = (1, 1)  # shrinks by 1 per level down to 1
     normalization: bool = False  # BatchNormalization after each convolution
     input_normalize: bool = True  # divide pixel values by 255 inside the model
 
@@ -198,14 +198,18 @@ class ModelSpec(_Section):
 
 
 class TrainSpec(_Section):
-    learning_rate: float = Field(1e-4, gt=0.0, le=1.0)
-    clipvalue: float | None = Field(None, gt=0.0)
+    """How ``flexseg train`` fits the model: Adam, the loss, early stopping, the learning-rate
+    reducer, the seed, precision and tf.distribute."""
+
+    learning_rate: float = Field(1e-4, gt=0.0, le=1.0)  # Adam's
+    clipvalue: float | None = Field(None, gt=0.0)  # gradient clipping by value; null: none
+    # ce+dice: cross-entropy plus soft Dice, for small foreground classes
     loss: Literal["categorical_crossentropy", "dice", "ce+dice"] = "categorical_crossentropy"
-    batch_size: int = Field(2, ge=1, le=4096)
-    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(2, ge=1, le=4096)  # per replica (tf.distribute)
+    epochs: int = Field(100, ge=1)  # at most; early stopping may end a run sooner
     patience: int = Field(10, ge=1)  # EarlyStopping on val_loss
-    reducer_factor: float = Field(0.5, gt=0.0, lt=1.0)
-    reducer_patience: int = Field(4, ge=1)
+    reducer_factor: float = Field(0.5, gt=0.0, lt=1.0)  # the learning rate is multiplied by this on a plateau
+    reducer_patience: int = Field(4, ge=1)  # epochs without a better val_loss before it is
     num_infer_images: int = Field(6, ge=0)  # epoch-change inference images per epoch
     seed: int = Field(
         137, **SEED_RANGE
@@ -225,10 +229,12 @@ class DataSpec(_Section):
     ``images/`` and ``masks/``), e.g. to point all three at one small folder.
     """
 
-    root: ResolvedPath | None = None
-    train: ResolvedPath | None = None
-    valid: ResolvedPath | None = None
-    test: ResolvedPath | None = None
+    root: ResolvedPath | None = None  # holds train/ valid/ test/ (or fold_k/ and test/), each with images/ masks/
+    train: ResolvedPath | None = None  # one split's own folder (with images/ and masks/), instead of root's
+    valid: ResolvedPath | None = None  # as train
+    test: ResolvedPath | None = None  # as train
+    # mask pixels further than this (in any channel) from every class colour are reported; all map
+    # to the nearest colour
     mask_tolerance: MaskTolerance = MASK_TOLERANCE
 
     def split_dir(self, split: str) -> Path:
@@ -268,12 +274,13 @@ class SplitSpec(_Section):
     """How ``flexseg split`` turns a master folder of raw images and masks into data.root."""
 
     images: ResolvedPath | None = None  # the raw images: png, jpg, tif, bmp or DICOM (.dcm)
-    masks: ResolvedPath | None = None
+    masks: ResolvedPath | None = None  # the raw masks
+    # how images find their masks: by file stem, by sorted position, by DICOM InstanceNumber, by regex
     pairing: Literal["stem", "natural", "instance_number", "regex"] = "stem"
     image_pattern: str | None = None  # pairing: regex; its first group is the pairing key
     mask_pattern: str | None = None  # pairing: regex; default image_pattern
     mask_values: dict[int | str, str] | None = None  # raw mask value -> class name
-    ratios: dict[Literal["train", "valid", "test"], float] = {"train": 0.8, "valid": 0.15, "test": 0.05}
+    ratios: dict[Literal["train", "valid", "test"], float] = {"train": 0.8, "valid": 0.15, "test": 0.05}  # of groups
     seed: int | None = Field(None, **SEED_RANGE)  # default: train.seed
     group_pattern: str | None = None  # regex on the image file name; its first group is the patient
     groups_csv: ResolvedPath | None = None  # CSV with columns file,group
@@ -346,6 +353,8 @@ class AugmentSpec(_Section):
 
 
 class EvaluateSpec(_Section):
+    """How ``flexseg evaluate`` scores: the empty-class rule and the surface-Dice tolerance."""
+
     # a class in neither the truth nor the prediction of an image: "nan" leaves that image out
     # of the class's mean (and counts it); "one" scores it 1.0 (HD95 0)
     both_empty: Literal["nan", "one"] = "nan"
@@ -376,7 +385,9 @@ class EvaluateSpec(_Section):
 
 
 class InferSpec(_Section):
-    images: ResolvedPath | None = None
+    """What ``flexseg infer EXPERIMENT`` predicts by default, where, and in which precision."""
+
+    images: ResolvedPath | None = None  # a folder (or file) of images or volumes; the legacy mini_test
     output: ResolvedPath | None = None  # default: <run_dir>/mini_test_output
     # the type the model computes in for infer and evaluate (its weights cast at load); auto as
     # train.mixed_precision
@@ -400,7 +411,7 @@ class VolumeSpec(_Section):
     # CT: a preset name or [centre, width] in HU; "header": each DICOM file's own display window,
     # as `split` reads single DICOM files; None: per-volume percentiles (MR)
     window: str | tuple[float, float] | None = None
-    percentiles: tuple[float, float] = PERCENTILES
+    percentiles: tuple[float, float] = PERCENTILES  # per volume, mapped to 0..255 when window is null (MR)
 
     @field_validator("window")
     @classmethod
@@ -435,7 +446,7 @@ class VolumeSpec(_Section):
 
 
 class Experiment(_Section):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # names the run folder (runs/<name>)
     run_dir: ResolvedPath | None = None  # default: ./runs/<name>
     classes: list[ClassSpec] = Field(min_length=2, max_length=MAX_CLASSES)
     image: ImageSpec

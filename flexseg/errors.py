@@ -1,6 +1,6 @@
 """Error types a user can act on. Each carries the process exit code the CLI returns.
 
-Exit codes (documented in the README for CI users):
+Exit codes (documented in docs/guarantees.md for CI users):
   0 success · 1 quality gate failed · 2 usage or experiment error · 3 data error · 4 run or model error
 """
 

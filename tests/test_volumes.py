@@ -1,7 +1,7 @@
 """3D volumes: the slice convention, whatever order a file stores its axes in, and label volumes
 that come back on the input's own grid.
 
-The expected slices are written out by hand from the convention (README, "Volumes"), not by
+The expected slices are written out by hand from the convention (docs/volumes.md), not by
 calling the code under test: in RAS+ storage with an identity affine, index i grows towards the
 patient's Right, j towards Anterior, k towards Superior."""
 

@@ -106,7 +106,7 @@ def make_distribution(mode: str) -> Distribution:
         raise ConfigError(
             "train.distribute: multi_worker needs TF_CONFIG in the environment of every worker, "
             'e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-            '"task": {"type": "worker", "index": 0}}\' (see the README, several machines)'
+            '"task": {"type": "worker", "index": 0}}\' (see docs/commands.md, several machines)'
         )
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     task = f"{config['task']['type']} {config['task']['index']}"

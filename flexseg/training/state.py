@@ -59,7 +59,9 @@ def read_state(run_dir: Path) -> ResumeState | None:
     path = state_path(run_dir)
     if not path.exists():
         return None
-    return read_json(path, ResumeState, what="flexseg resume state", fix="start the run again with --force", error=RunError)
+    return read_json(
+        path, ResumeState, what="flexseg resume state", fix="start the run again with --force", error=RunError
+    )
 
 
 def write_state(folder: Path, state: ResumeState) -> None:

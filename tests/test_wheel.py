@@ -1,0 +1,63 @@
+"""The package works outside this checkout: the wheel is built, installed into a fresh virtual
+environment in an empty folder, and there ``flexseg --help``, ``flexseg experiments`` and a
+one-epoch ``flexseg demo`` run from what the wheel holds (the experiments are package data).
+
+The new environment takes flexseg's dependencies (TensorFlow and the rest, 1.5 GB) from this
+checkout's environment through a path file instead of installing them again: that would take a
+minute of the 5 CI has for every test. ``make wheel-check`` does the full install, with pip
+resolving the dependencies from the wheel's metadata."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args: object, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def test_the_wheel_installs_and_runs_the_demo_outside_the_checkout(tmp_path):
+    dist = tmp_path / "dist"
+    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", dist, REPO, cwd=tmp_path)
+    (wheel,) = dist.glob("flexseg-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"flexseg/experiments/demo.yaml", "flexseg/experiments/nbm.yaml", "flexseg/api.py"} <= set(names)
+    assert not [n for n in names if n.startswith("tests/")]
+
+    env_dir = tmp_path / "env"
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    site = Path(
+        run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=tmp_path).stdout.strip()
+    )
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # see the module's text
+    run(sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps", wheel, cwd=tmp_path)
+
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    flexseg = env_dir / "bin" / "flexseg"
+    where = run(python, "-c", "import flexseg; print(flexseg.__file__)", cwd=empty).stdout.strip()
+    assert where.startswith(str(site)), where  # the wheel's copy, not the checkout
+    assert "Usage: flexseg" in run(flexseg, "--help", cwd=empty).stdout
+    listed = run(flexseg, "experiments", cwd=empty).stdout
+    assert {"demo", "nbm", "kneebones3dify"} <= {line.split()[0] for line in listed.splitlines() if line.strip()}
+
+    done = run(flexseg, "demo", "--set", "train.epochs=1", cwd=empty)
+    assert "demo finished" in done.stderr + done.stdout
+    assert (empty / "runs" / "demo" / "model.keras").is_file()
+    assert len(list((empty / "runs" / "demo" / "mini_test_output").glob("*.png"))) == 8
+    assert sorted(p.name for p in empty.iterdir()) == ["data", "runs"]  # all under the folder it was run in
