@@ -150,7 +150,9 @@ def test_train_stats_evaluate_infer_through_the_api(tiny_data, tmp_path):
         tiny_experiment(data={"root": str(tiny_data)}, run_dir="../runs/tiny"),
     )
     exp = api.load_experiment(path, ["train.epochs=2"])
-    assert exp.train.epochs == 2 and api.load_experiment(exp, ["train.epochs=1"]).train.epochs == 1
+    assert exp.train.epochs == 2
+    exp = api.load_experiment(exp, ["train.epochs=1"])  # an Experiment overridden again
+    assert exp.train.epochs == 1
 
     stats = api.stats(exp)
     assert isinstance(stats, StatsReport) and not stats.errors
@@ -160,7 +162,7 @@ def test_train_stats_evaluate_infer_through_the_api(tiny_data, tmp_path):
     trained = api.train(exp, force=True)
     assert isinstance(trained, TrainResult)
     assert trained.run_dir == tmp_path / "runs" / "tiny" and (trained.run_dir / "model.keras").is_file()
-    assert trained.epochs_run == 2 and trained.best_epoch in (1, 2) and trained.images_per_second > 0
+    assert trained.epochs_run == 1 and trained.best_epoch == 1 and trained.images_per_second > 0
 
     report = api.evaluate(exp)
     assert isinstance(report, EvaluationReport) and report.output == trained.run_dir

@@ -1,6 +1,7 @@
 """The package works outside this checkout: the wheel is built, installed into a fresh virtual
 environment in an empty folder, and there ``flexseg --help``, ``flexseg experiments`` and a
-one-epoch ``flexseg demo`` run from what the wheel holds (the experiments are package data).
+one-epoch ``flexseg demo`` run from what the wheel holds (the experiments are package data). The
+demo runs twice: the second rewrites its raw dataset by its record, and files the user added stay.
 
 The new environment takes flexseg's dependencies (TensorFlow and the rest, 1.5 GB) from this
 checkout's environment through a path file instead of installing them again: that would take a
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.robustness.test_processes import digest
 
 pytestmark = pytest.mark.slow
 
@@ -56,8 +58,17 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_checkout(tmp_path):
     listed = run(flexseg, "experiments", cwd=empty).stdout
     assert {"demo", "nbm", "kneebones3dify"} <= {line.split()[0] for line in listed.splitlines() if line.strip()}
 
-    done = run(flexseg, "demo", "--set", "train.epochs=1", cwd=empty)
+    small = ["image.width=32", "image.height=32", "model.num_layers=3", "train.epochs=1", "augment.copies=1"]
+    demo = [flexseg, "demo", *[a for s in small for a in ("--set", s)]]
+    done = run(*demo, cwd=empty)
     assert "demo finished" in done.stderr + done.stdout
     assert (empty / "runs" / "demo" / "model.keras").is_file()
     assert len(list((empty / "runs" / "demo" / "mini_test_output").glob("*.png"))) == 8
     assert sorted(p.name for p in empty.iterdir()) == ["data", "runs"]  # all under the folder it was run in
+
+    raw = empty / "data" / "demo-raw"
+    (raw / "notes.txt").write_text("the user's notes")
+    (raw / "mini_test" / "notes.txt").write_text("the user's too")
+    first = digest(raw)
+    run(*demo, cwd=empty)
+    assert digest(raw) == first  # the same dataset again, the user's files untouched

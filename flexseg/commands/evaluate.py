@@ -48,10 +48,12 @@ def evaluate(exp: Experiment, batch_size: int | None = None) -> EvaluationReport
     per_image.csv into the run folder, and for a cross-validation cross_validation.json: each
     fold's out-of-fold (validation) scores, the pooled out-of-fold scores, and each single
     fold on the test split beside the ensemble."""
+    from flexseg.data.manifest import read_split_manifest
     from flexseg.model.store import is_cross_validation, read_card
 
     run_dir = exp.resolved_run_dir
     read_card(run_dir)  # no trained model: say so before anything is created
+    read_split_manifest(exp.data.split_dir("test"))  # nor a damaged split.json, before the model loads
     # the run folder is locked from the start: a train --force finishing meanwhile would otherwise
     # put a new model beside the old model's scores
     with open_output(run_dir, "evaluate", legacy_names=RUN_LEGACY_NAMES):

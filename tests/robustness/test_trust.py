@@ -116,26 +116,6 @@ def test_a_name_with_a_line_break_is_one_name(project, tmp_path):
     unchanged(before, images, run)
 
 
-def test_demo_run_twice_keeps_what_the_user_added(tmp_path):
-    """The second `flexseg demo` rewrites its raw dataset by its record; files the user added stay."""
-    from tests.conftest import REPO
-
-    (tmp_path / "experiments").mkdir()
-    shutil.copy(REPO / "experiments" / "demo.yaml", tmp_path / "experiments" / "demo.yaml")
-    small = ["image.width=32", "image.height=32", "model.num_layers=3", "train.epochs=1", "augment.copies=1"]
-    args = ["demo", "experiments/demo.yaml", *[a for s in small for a in ("--set", s)]]
-    rc, text = flexseg(*args, cwd=tmp_path, timeout=400)
-    assert rc == 0, text
-    raw = tmp_path / "data" / "demo-raw"
-    (raw / "notes.txt").write_text("the user's notes")
-    (raw / "mini_test" / "notes.txt").write_text("the user's too")
-    first = digest(raw)
-    rc, text = flexseg(*args, cwd=tmp_path, timeout=400)
-    assert rc == 0, text
-    unchanged(first, raw)  # the same dataset again, the user's files untouched
-    assert (raw / "notes.txt").read_text() == "the user's notes"
-
-
 def test_a_finished_resume_removes_only_its_own_variables(project):
     """The user's resume/epoch_notes.txt survives a resumed run's end."""
     fresh = ("--set", "run_dir=runs/u", "--set", "train.epochs=5")
