@@ -88,6 +88,7 @@ def test_config_imports_no_command_and_nothing_from_data():
 def test_commands_never_reach_back_into_the_cli_layer():
     offenders = sorted(m for m in importers_of("flexseg.cli") | importers_of("flexseg.views") if m != "flexseg.cli")
     assert not offenders, offenders
+    assert importers_of("flexseg.api") == {"flexseg.cli"}, importers_of("flexseg.api")
 
 
 def test_only_the_cli_knows_typer_and_only_views_draw_tables():
