@@ -72,3 +72,29 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_checkout(tmp_path):
     first = digest(raw)
     run(*demo, cwd=empty)
     assert digest(raw) == first  # the same dataset again, the user's files untouched
+
+
+def test_shipped_experiments_are_listed_and_copied_never_over_a_users_file(tmp_path):
+    """`flexseg experiments` in a separate process: the list on stdout, a copy into ./experiments,
+    the same copy again a no-op, a different file there refused (exit 4) and left as it was, an
+    unknown name a usage error (exit 2); `demo --output` with an experiment of one's own refused."""
+    from tests.robustness.test_processes import COMMAND
+
+    def flexseg(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*COMMAND, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    listed = flexseg("experiments")
+    assert listed.returncode == 0 and listed.stdout.split()[0] == "demo-volumes", listed.stdout
+    copied = flexseg("experiments", "nbm", "demo")
+    assert copied.returncode == 0, copied.stderr
+    assert (tmp_path / "experiments" / "nbm.yaml").read_bytes() == (REPO / "experiments" / "nbm.yaml").read_bytes()
+    assert "already there" in flexseg("experiments", "nbm").stderr
+    mine = tmp_path / "experiments" / "demo.yaml"
+    mine.write_text(mine.read_text() + "# my change\n")
+    refused = flexseg("experiments", "demo", "nbm")
+    assert refused.returncode == 4 and "differs" in refused.stderr and "Traceback" not in refused.stderr
+    assert mine.read_text().endswith("# my change\n")
+    unknown = flexseg("experiments", "nmb")
+    assert unknown.returncode == 2 and "nbm" in unknown.stderr
+    both = flexseg("demo", str(mine), "--output", str(tmp_path / "out"))
+    assert both.returncode == 2 and "--output" in both.stderr and not (tmp_path / "out").exists()
