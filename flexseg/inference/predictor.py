@@ -164,7 +164,8 @@ class Predictor:
                   an image file; or a list of them (predicted in batches, as infer batches a folder);
                 - a path (str or Path) to an image file (png, jpg, tif, bmp, a DICOM slice), a NIfTI
                   volume, or a folder holding one DICOM series;
-                - a nibabel image (a 3D volume with its affine).
+                - a nibabel image (a 3D volume with its affine);
+                - a list of pydicom Datasets (with pixels) of one series, in any order.
             probabilities: also return the class probabilities (H, W, classes, float32) of a 2D image.
 
         Returns:
