@@ -1,7 +1,8 @@
 """The package works outside this checkout: the wheel is built, installed into a fresh virtual
 environment in an empty folder, and there ``flexseg --help``, ``flexseg experiments`` and a
 one-epoch ``flexseg demo`` run from what the wheel holds (the experiments are package data). The
-demo runs twice: the second rewrites its raw dataset by its record, and files the user added stay.
+demo runs twice: the second rewrites its raw dataset by its record, and files the user added stay;
+a demo started while the first runs is refused at once, naming it.
 
 The new environment takes flexseg's dependencies (TensorFlow and the rest, 1.5 GB) from this
 checkout's environment through a path file instead of installing them again: that would take a
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.robustness.test_processes import digest
+from tests.robustness.test_processes import digest, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -60,8 +61,14 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_checkout(tmp_path):
 
     small = ["image.width=32", "image.height=32", "model.num_layers=3", "train.epochs=1", "augment.copies=1"]
     demo = [flexseg, "demo", *[a for s in small for a in ("--set", s)]]
-    done = run(*demo, cwd=empty)
-    assert "demo finished" in done.stderr + done.stdout
+    first = subprocess.Popen(
+        list(map(str, demo)), cwd=empty, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    wait_for(lambda: (empty / "data" / "demo-raw" / ".flexseg-demo").exists(), proc=first)  # inside its lock
+    second = subprocess.run(list(map(str, demo)), cwd=empty, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 4 and "in use by flexseg demo (pid" in second.stderr, second.stderr
+    output, _ = first.communicate(timeout=300)
+    assert first.returncode == 0 and "demo finished" in output, output
     assert (empty / "runs" / "demo" / "model.keras").is_file()
     assert len(list((empty / "runs" / "demo" / "mini_test_output").glob("*.png"))) == 8
     assert sorted(p.name for p in empty.iterdir()) == ["data", "runs"]  # all under the folder it was run in
@@ -69,9 +76,13 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_checkout(tmp_path):
     raw = empty / "data" / "demo-raw"
     (raw / "notes.txt").write_text("the user's notes")
     (raw / "mini_test" / "notes.txt").write_text("the user's too")
-    first = digest(raw)
+
+    def files(folder: Path) -> dict[str, str]:  # the demo's lock names its last holder: left out
+        return {k: v for k, v in digest(folder).items() if not k.endswith(".flexseg-demo.lock")}
+
+    before = files(raw)
     run(*demo, cwd=empty)
-    assert digest(raw) == first  # the same dataset again, the user's files untouched
+    assert files(raw) == before  # the same dataset again, the user's files untouched
 
 
 def test_shipped_experiments_are_listed_and_copied_never_over_a_users_file(tmp_path):

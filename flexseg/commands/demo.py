@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from flexseg.training.callbacks import ProgressReporter
 
 MARKER = ".flexseg-demo"  # a folder holding this file was written by the demo and may be rewritten
+# held in the raw folder for the whole demo: its steps lock their own folders one after another,
+# and a second demo in the same place would replace the first's split under it
+DEMO_LOCK = ".flexseg-demo.lock"
 PATIENTS, SLICES_PER_PATIENT = 20, 10  # split keeps each patient's slices together
 MINI_TEST = 8
 
@@ -59,8 +62,7 @@ def _demo_folder(root: Path) -> Iterator[list[str]]:
     removed, by the folder's record. A file the user put there is never touched."""
     from flexseg.runs import open_output
 
-    if root.exists() and any(root.iterdir()) and not (root / MARKER).exists():
-        raise RunError(f"{root} exists and was not written by the demo; choose another split.images for the demo")
+    _check_raw_is_ours(root)
     # a demo folder from before the record: the demo's own folders are taken as its files
     with open_output(root, "demo", legacy_names=(MARKER, "images", "masks", "mini_test", "unseen")) as folder:
         written: list[str] = [MARKER]
@@ -69,6 +71,11 @@ def _demo_folder(root: Path) -> Iterator[list[str]]:
         for rel in sorted(set(folder.record.names) - set(written)):
             folder.record.remove(rel)
         folder.record.rewrite(set(written))
+
+
+def _check_raw_is_ours(root: Path) -> None:
+    if root.exists() and any(p.name != DEMO_LOCK for p in root.iterdir()) and not (root / MARKER).exists():
+        raise RunError(f"{root} exists and was not written by the demo; choose another split.images for the demo")
 
 
 VOLUME_SPACING = (0.8, 0.8, 2.5)  # mm: columns, rows, slices, as a CT series
@@ -179,7 +186,30 @@ def run_demo(exp: Experiment, reporter: ProgressReporter | None = None, volumes:
     """The whole pipeline as a user runs it: write a raw dataset into split.images' parent,
     split it by patient, augment the train split, check it (stats), train (replacing the demo's
     own earlier run), evaluate, infer on its mini_test folder. With ``volumes`` the raw data are
-    NIfTI volumes, and unseen volumes get label volumes that are scored in 3D."""
+    NIfTI volumes, and unseen volumes get label volumes that are scored in 3D. A second demo
+    writing into the same place while this one runs is refused at once, naming this one."""
+    t0 = time.perf_counter()
+    if exp.split.images is None or exp.data.root is None:
+        raise ConfigError(
+            f"{exp.name}: the demo needs split.images (its raw dataset goes into that folder's parent) and data.root"
+        )
+    raw = exp.split.images.parent
+    _check_raw_is_ours(raw)  # before the lock file goes into it
+    from flexseg.runs import folder_lock
+
+    made_raw = not raw.exists()
+    with folder_lock(raw, raw / DEMO_LOCK, command="demo"):  # then another demo's half-made split is no stranger's
+        try:
+            _check_demo_owns(exp, raw)
+        except RunError:
+            if made_raw:  # refused before writing anything: the folder the lock made goes too
+                (raw / DEMO_LOCK).unlink()
+                raw.rmdir()
+            raise
+        return _run_demo(exp, raw, reporter, volumes, t0)
+
+
+def _run_demo(exp: Experiment, raw: Path, reporter: ProgressReporter | None, volumes: bool, t0: float) -> DemoResult:
     from flexseg.commands.augment import augment
     from flexseg.commands.evaluate import evaluate
     from flexseg.commands.infer import infer, resolve_images, resolve_output
@@ -187,13 +217,6 @@ def run_demo(exp: Experiment, reporter: ProgressReporter | None = None, volumes:
     from flexseg.commands.stats import report_dataset
     from flexseg.commands.train import train
 
-    t0 = time.perf_counter()
-    if exp.split.images is None or exp.data.root is None:
-        raise ConfigError(
-            f"{exp.name}: the demo needs split.images (its raw dataset goes into that folder's parent) and data.root"
-        )
-    raw = exp.split.images.parent
-    _check_demo_owns(exp, raw)
     if volumes:
         counts = write_demo_volumes(raw, size=exp.image.width, seed=exp.train.seed)
     else:

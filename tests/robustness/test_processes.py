@@ -219,6 +219,7 @@ def test_demo_refuses_a_real_split_and_a_real_run(project):
     assert code == 4, text
     assert "run_dir" in text and "'t'" in text
     unchanged(before, project)
+    assert sorted(digest(project)) == sorted(before)  # and nothing new: not even the demo's raw folder
 
 
 def test_export_never_writes_into_a_run_or_over_a_foreign_model_json(project):
