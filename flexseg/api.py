@@ -162,7 +162,15 @@ def split_plan(
 
 
 def write_split(experiment: ExperimentLike, plan: SplitPlan) -> SplitResult:
-    """Write a ``split_plan`` (the output appears in one rename). Returns SplitResult: counts per split."""
+    """Write a ``split_plan``; the output appears in one rename.
+
+    Args:
+        experiment: see ``load_experiment``.
+        plan: what ``split_plan`` returned.
+
+    Returns:
+        SplitResult: the output folder, counts per split, DICOM notes, the mask audit.
+    """
     from flexseg.commands.split import write_split as write
 
     return write(load_experiment(experiment), plan)
@@ -170,6 +178,11 @@ def write_split(experiment: ExperimentLike, plan: SplitPlan) -> SplitResult:
 
 def split(experiment: ExperimentLike, **options: object) -> SplitResult:
     """``flexseg split``: ``split_plan`` (same keyword arguments), then ``write_split``.
+
+    Args:
+        experiment: see ``load_experiment``.
+        **options: ``images``, ``masks``, ``output``, ``folds``, ``allow_unpaired``, ``force``, as
+            ``split_plan`` takes them.
 
     Returns:
         SplitResult: the output folder, counts per split, DICOM notes, the mask audit.
@@ -313,8 +326,18 @@ def export(
     tolerance: float = 1e-4,
     force: bool = False,
 ) -> ExportResult:
-    """``flexseg export``: the trained model as a SavedModel, TFLite or ONNX (``format``), checked
-    against the Keras model to ``tolerance``. Returns ExportResult: the files and the largest difference."""
+    """``flexseg export``: the trained model for another runtime, checked against the Keras model.
+
+    Args:
+        run_dir: the run folder of a trained model.
+        format: ``savedmodel``, ``tflite`` or ``onnx`` (onnx needs the extra ``flexseg[onnx]``).
+        output: the folder for the export (default ``<run>/export/<format>``).
+        tolerance: the largest allowed probability difference from the Keras model.
+        force: replace an earlier export.
+
+    Returns:
+        ExportResult: the exported model's path, the largest difference measured and on how many images.
+    """
     from flexseg.commands.export import export as run
 
     return run(Path(run_dir), format, _path(output), tolerance=tolerance, force=force)
@@ -324,7 +347,15 @@ def import_config(
     config: str | os.PathLike, output: str | os.PathLike | None = None, *, force: bool = False
 ) -> ImportResult:
     """``flexseg import-config``: a TensorFlowFlexUNet train_eval_infer.config as a flexseg experiment.
-    Returns ImportResult: the file written and the legacy keys that were not taken."""
+
+    Args:
+        config: the legacy config (values read as Python literals, never run).
+        output: the experiment YAML to write (default ``experiment.yaml`` beside the config).
+        force: replace an experiment file flexseg wrote before.
+
+    Returns:
+        ImportResult: the file written, its number of classes, and a warning per legacy key not taken.
+    """
     from flexseg.commands.import_config import import_config as run
 
     return run(Path(config), _path(output), force=force)
