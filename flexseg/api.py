@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flexseg.commands.infer import InferOptions
-from flexseg.config import PREDICT_BATCH, Experiment
-from flexseg.config import load_experiment as _load_yaml
+from flexseg.config import PREDICT_BATCH, Experiment, experiment_of
 from flexseg.inference import PredictOptions, Predictor
 
 if TYPE_CHECKING:
@@ -85,13 +84,7 @@ def load_experiment(experiment: ExperimentLike, overrides: Sequence[str] = ()) -
     Raises:
         ConfigError: no such file, not YAML, or a key or value the schema refuses.
     """
-    if isinstance(experiment, Experiment):
-        if not overrides:
-            return experiment
-        from flexseg.config import override_experiment
-
-        return override_experiment(experiment, list(overrides))
-    return _load_yaml(Path(experiment), list(overrides))
+    return experiment_of(experiment, list(overrides))
 
 
 def plan(

@@ -568,11 +568,15 @@ def parse_experiment(text: str, source: str, base_dir: Path, overrides: list[str
     return validate_experiment(raw, base_dir=base_dir, source=source)
 
 
-def override_experiment(exp: Experiment, overrides: list[str] | tuple[str, ...]) -> Experiment:
-    """An experiment with ``dotted.key=value`` overrides applied, validated again."""
-    raw = exp.model_dump(mode="json")
-    raw["run_dir"] = str(exp.resolved_run_dir)
-    return validate_experiment(apply_overrides(raw, overrides), base_dir=Path.cwd(), source=exp.name)
+def experiment_of(experiment: Experiment | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
+    """An experiment given as its YAML file or as an Experiment, with ``dotted.key=value``
+    overrides applied (an Experiment overridden is validated again)."""
+    if not isinstance(experiment, Experiment):
+        return load_experiment(Path(experiment), overrides)
+    if not overrides:
+        return experiment
+    raw = _resolved(experiment)
+    return validate_experiment(apply_overrides(raw, overrides), base_dir=Path.cwd(), source=experiment.name)
 
 
 def validate_experiment(raw: dict, base_dir: Path, source: str = "experiment") -> Experiment:
@@ -657,9 +661,14 @@ def commented_experiment_yaml(raw: dict, header: str, why: dict[str, str], width
 
 def dump_experiment(exp: Experiment) -> str:
     """The resolved experiment as YAML (absolute paths), as written into the run folder."""
+    return yaml.safe_dump(_resolved(exp), sort_keys=False, default_flow_style=None)
+
+
+def _resolved(exp: Experiment) -> dict:
+    """The experiment as plain data with every path absolute, the run folder included."""
     data = exp.model_dump(mode="json")
     data["run_dir"] = str(exp.resolved_run_dir)
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    return data
 
 
 # ---------------------------------------------------------------- error messages

@@ -168,15 +168,13 @@ def demo_experiment(
     it writes), else the one shipped with flexseg (``demo``, or ``demo-volumes`` with ``volumes``)
     read as if it were ``<output>/experiments/<name>.yaml``: its data in ``<output>/data`` and its
     run in ``<output>/runs`` (``output`` default: the current folder)."""
-    from flexseg.config import Experiment, load_experiment, override_experiment, parse_experiment
+    from flexseg.config import experiment_of, parse_experiment
     from flexseg.resources import shipped_experiment
 
     if experiment is not None:
         if output is not None:
             raise ConfigError("--output is for the shipped demo; your experiment's own paths say where it writes")
-        if isinstance(experiment, Experiment):
-            return override_experiment(experiment, overrides) if overrides else experiment
-        return load_experiment(Path(experiment), overrides)
+        return experiment_of(experiment, overrides)
     shipped = shipped_experiment("demo-volumes" if volumes else "demo")
     base = (output or Path.cwd()).resolve() / "experiments"
     return parse_experiment(shipped.text, f"flexseg's {shipped.name}.yaml", base, overrides)

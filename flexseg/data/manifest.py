@@ -5,6 +5,7 @@ and the slice mapping, ``split`` and the demo which files are theirs."""
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -88,10 +89,21 @@ def manifest_text(manifest: SplitManifest) -> str:
 
 def read_manifest(folder: Path) -> SplitManifest | None:
     """The ``split.json`` in ``folder`` (a data root); None when there is none (data prepared by
-    other means); a DataError naming it when it is damaged or not flexseg's."""
+    other means); a DataError naming it when it is damaged or not flexseg's. Read and checked
+    once per version of the file (evaluate asks for its spacings, volumes and checks apart)."""
     path = folder / MANIFEST
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
     if not path.is_file():
         return None
+    return _read(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _read(path: Path, mtime_ns: int, size: int) -> SplitManifest:
+    """``path`` as read at this version (its modification time and size are the cache key)."""
     return read_json(
         path,
         SplitManifest,

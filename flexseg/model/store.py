@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from flexseg import __version__, settings
 from flexseg.config import (
@@ -72,8 +72,6 @@ class ModelCard(Record):
     def _a_volume_mapping(cls, v: object) -> dict | None:
         if v is None:
             return None
-        if isinstance(v, BaseModel):
-            v = v.model_dump()
         return VolumeMapping.model_validate(v, strict=False).model_dump(mode="json")
 
     @model_validator(mode="after")

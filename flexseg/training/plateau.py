@@ -1,13 +1,11 @@
 """Learning-rate reduction and early stopping on a val_loss plateau, each keeping its counters in a
-``Plateau`` that the resume state saves and puts back (no Keras callback attributes reached into).
+``Plateau`` (``training.state``) that the resume state saves and puts back as it is (no Keras
+callback attributes reached into).
 
 The rules are Keras' own (``ReduceLROnPlateau`` with min_delta 1e-4, no cooldown, no floor;
 ``EarlyStopping`` with min_delta 0), so runs train as they did with Keras' callbacks."""
 
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 from flexseg import tfenv  # noqa: I001 (TensorFlow's settings before it loads)
 
@@ -15,18 +13,9 @@ tfenv.load_tensorflow()
 
 import keras
 
+from flexseg.training.state import Plateau
+
 REDUCE_MIN_DELTA = 1e-4  # Keras' ReduceLROnPlateau default: an improvement smaller than this is none
-
-
-@dataclass
-class Plateau:
-    """How long val_loss has not improved: epochs waited, the best value, the epoch (0-based) of
-    the best, and the epochs of cooldown left after a reduction."""
-
-    wait: int = 0
-    best: float = math.inf
-    best_epoch: int = 0
-    cooldown: int = 0
 
 
 class ReduceOnPlateau(keras.callbacks.Callback):
@@ -46,12 +35,12 @@ class ReduceOnPlateau(keras.callbacks.Callback):
         if current is None:
             return
         s = self.state
-        if s.cooldown > 0:
-            s.cooldown -= 1
+        if s.cooldown_counter > 0:
+            s.cooldown_counter -= 1
             s.wait = 0
         if current < s.best - REDUCE_MIN_DELTA:
             s.best, s.wait = float(current), 0
-        elif s.cooldown <= 0:
+        elif s.cooldown_counter <= 0:
             s.wait += 1
             if s.wait >= self.patience:
                 rate = logs["learning_rate"]

@@ -52,9 +52,7 @@ from flexseg.training.state import (  # noqa: F401 (re-exported)
     STATE_FILE,
     VARIABLES_PATTERN,
     BestSoFar,
-    ReducerCounters,
     ResumeState,
-    StopperCounters,
     read_state,
     state_path,
     write_state,
@@ -135,13 +133,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             return  # (files a hard kill left half-written are removed when the run folder is opened: flexseg.runs)
         s = self.state
         self.best.restore(s.best.best, s.best.best_epoch)
-        reducer, stopper = self.reducer.state, self.stopper.state
-        reducer.wait, reducer.best, reducer.cooldown = s.reducer.wait, s.reducer.best, s.reducer.cooldown_counter
-        stopper.wait, stopper.best, stopper.best_epoch = (
-            s.early_stopping.wait,
-            s.early_stopping.best,
-            s.early_stopping.best_epoch,
-        )
+        self.reducer.state, self.stopper.state = s.reducer.model_copy(), s.early_stopping.model_copy()
         self.history.rows = list(s.history)
 
     def due(self) -> bool:
@@ -173,14 +165,13 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         self.cost = self.saved_at - started
 
     def _state(self, weights: str | None, finished: bool) -> ResumeState:
-        reducer, stopper = self.reducer.state, self.stopper.state
         return ResumeState(
             epoch=self.epoch,
             weights=weights,
             finished=finished,
             best=BestSoFar(best=self.best.best, best_epoch=self.best.best_epoch),
-            reducer=ReducerCounters(wait=reducer.wait, best=reducer.best, cooldown_counter=reducer.cooldown),
-            early_stopping=StopperCounters(wait=stopper.wait, best=stopper.best, best_epoch=stopper.best_epoch),
+            reducer=self.reducer.state.model_copy(),
+            early_stopping=self.stopper.state.model_copy(),
             history=list(self.history.rows),
         )
 

@@ -23,16 +23,16 @@ class BestSoFar(Record):
     best_epoch: int = Field(0, ge=0)  # 1-based; 0: none yet
 
 
-class ReducerCounters(Record):
+class Plateau(Record):
+    """How long val_loss has not improved, for the LR reducer and for early stopping
+    (``training.plateau``): epochs waited, the best value, the epoch (0-based, as Keras counts)
+    of the best, and the epochs of cooldown left after a reduction. The callbacks keep their
+    counters in one of these, so the state saves and restores them as they are."""
+
     wait: int = Field(0, ge=0)
     best: float = math.inf
+    best_epoch: int = Field(0, ge=0)
     cooldown_counter: int = Field(0, ge=0)
-
-
-class StopperCounters(Record):
-    wait: int = Field(0, ge=0)
-    best: float = math.inf
-    best_epoch: int = Field(0, ge=0)  # 0-based, as Keras counts
 
 
 class ResumeState(Record):
@@ -43,9 +43,9 @@ class ResumeState(Record):
     epoch: int = Field(ge=0)  # the last epoch that finished with a finite loss
     weights: str | None = Field(None, pattern=VARIABLES_PATTERN)
     finished: bool = False
-    best: BestSoFar = BestSoFar()
-    reducer: ReducerCounters = ReducerCounters()
-    early_stopping: StopperCounters = StopperCounters()
+    best: BestSoFar = Field(default_factory=BestSoFar)
+    reducer: Plateau = Field(default_factory=Plateau)
+    early_stopping: Plateau = Field(default_factory=Plateau)
     history: list[dict[str, float | int | str | None]] = []
 
 
