@@ -17,7 +17,9 @@ Measures, in this order:
   6. `flexseg augment` pairs/s at 512×512 with NBM's transforms (the seed's set);
   7. peak RSS of `flexseg train` and `flexseg infer` over 100 and 2,000 images, and of `flexseg
      infer` on a 512×512 volume of 40 and 300 slices (bench/memory.py), and of `flexseg export
-     --format onnx` of the NBM model (bench/export_memory.py; not with --quick).
+     --format onnx` of the NBM model (bench/export_memory.py), and time and peak RSS of train,
+     evaluate and infer of the shipped NBM model on 6 real slices (bench/shipped_model.py; these
+     two not with --quick).
 --quick runs each at a smaller size (128×128, fewer steps and images) as a smoke test.
 """
 
@@ -254,7 +256,17 @@ def main() -> None:
             f"peak RSS flexseg infer, 512²×{slices[0]} vs ×{slices[1]} volume",
             f"{rss[slices[0]]:7.0f} MB vs {rss[slices[1]]:.0f} MB ({grown:.2f} MB per MB of volume)",
         )
-        if not quick:  # the seed's NBM model (125 M parameters) exported to ONNX: about 1 min
+        if not quick:  # the seed's NBM model (125 M parameters): trained, scored, inferred; exported to ONNX
+            import shipped_model
+
+            shipped = shipped_model.measure()
+            data["shipped_nbm_model"] = shipped
+            for command, figures in shipped.items():
+                show(
+                    f"flexseg {command}, shipped NBM model, 6 real slices",
+                    f"{figures['seconds']:7.1f} s, peak RSS {figures['peak_rss_mb']} MB",
+                )
+
             from export_memory import measure
 
             onnx = measure("onnx", 512, cap_gb=20)

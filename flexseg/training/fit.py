@@ -126,15 +126,24 @@ def build_in_precision(exp: Experiment, precision: str | None = None) -> keras.M
 
 
 def compiled_model(exp: Experiment, precision: str | None = None) -> keras.Model:
-    """The experiment's model, compiled with its optimizer, loss and metrics (call under the
-    distribution strategy's scope)."""
+    """The experiment's model, compiled with its optimizer, loss and metrics, every variable of
+    them created (call under the distribution strategy's scope).
+
+    Created here, not in the first training step: a tf.function that creates variables while it
+    is traced is traced again, and Keras creates the optimizer's slots and a function metric's
+    totals lazily. That doubled the tracing of the train step, the first epoch's fixed cost."""
     model = build_in_precision(exp, precision)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=exp.train.learning_rate, clipvalue=exp.train.clipvalue),
         loss=get_loss(exp.train.loss),
-        metrics=[dice_coef_multiclass, ForegroundDice(exp.num_classes)],
+        # metric objects, not a function Keras would wrap inside the first step: see above
+        metrics=[
+            keras.metrics.MeanMetricWrapper(dice_coef_multiclass, name="dice_coef_multiclass"),
+            ForegroundDice(exp.num_classes),
+        ],
         jit_compile=exp.train.jit_compile,
     )
+    model.optimizer.build(model.trainable_variables)
     return model
 
 

@@ -215,7 +215,8 @@ def restore_model(model: keras.Model, run_dir: Path, state: ResumeState) -> None
     path = run_dir / RESUME_DIR / state.weights
     if not path.exists():
         raise RunError(f"{path}: the resume checkpoint is missing; start again with --force")
-    model.optimizer.build(model.trainable_variables)
+    if not model.optimizer.built:  # compiled_model builds it
+        model.optimizer.build(model.trainable_variables)
     try:
         if path.name.endswith(".weights.h5"):  # saved by an earlier flexseg
             model.load_weights(path)
