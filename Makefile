@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo demo-volumes test docs wheel-check bench bench-quick clean
+.PHONY: install demo demo-volumes test test-long stress docs wheel-check bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,18 @@ demo-volumes: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check flexseg bench tests
 	$(BIN)/ruff format --check flexseg bench tests
-	$(BIN)/python -m pytest -q -n auto --dist load  # tests spread over the cores (pytest-xdist)
+	$(BIN)/python -m pytest -q -n auto --dist load -m "not slow"  # spread over the cores (pytest-xdist)
+
+# The long end-to-end scenarios (marked slow: each 15 s or more here; cross-validation with a killed
+# fold, the wheel in a fresh environment, kills at several moments, two processes of training):
+# about 3 min. CI (.ci/run) runs make test, then these.
+test-long: $(STAMP)
+	$(BIN)/python -m pytest -q -n auto --dist load -m slow
+
+# The tests of real processes, signals and races, each run 3 times (pytest-repeat): a failure that
+# comes once in three is a failure. About 15 min; make test runs each once.
+stress: $(STAMP)
+	$(BIN)/python -m pytest -q -n auto --dist load --count 3 tests/robustness
 
 # The documentation site (mkdocs-material) into site/; --strict fails on a broken link or a page left out
 docs: $(STAMP)

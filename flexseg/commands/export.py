@@ -70,6 +70,19 @@ def check_images(run_dir: Path, card: ModelCard, count: int = 4) -> np.ndarray:
     return rng.integers(0, 256, (count, card.height, card.width, card.channels)).astype(np.float32)
 
 
+def _refuse_overwrite(folder: Path, name: str, recorded: set[str], force: bool) -> None:
+    """Refuse to write ``name`` into ``folder`` over a file (it or the model card) that flexseg
+    did not write, or over its own earlier export without ``force``."""
+    for existing in (name, CARD_FILE):
+        if (folder / existing).exists() and not any(n.split("/")[0] == existing for n in recorded):
+            raise RunError(
+                f"{folder / existing} exists and was not written by flexseg export; it is never "
+                "overwritten. Choose another --output"
+            )
+    if (folder / name).exists() and not force:
+        raise RunError(f"{folder / name} already exists; pass --force to replace it, or choose --output DIR")
+
+
 def export(
     run_dir: Path, fmt: str, output: Path | None = None, *, tolerance: float = DEFAULT_TOLERANCE, force: bool = False
 ) -> ExportResult:
@@ -80,8 +93,6 @@ def export(
             f"{run_dir} is a cross-validation (its folds predict as an ensemble, which one file of these formats "
             f"does not hold); export one fold: flexseg export {run_dir / 'fold_0'} --format {fmt}"
         )
-    card, model = load_trained(run_dir)
-    model = in_precision(model, "float32")  # portable: every runtime computes float32
     folder = Path(os.path.abspath(output or run_dir / "export" / fmt))
     if is_run_folder(folder):
         raise RunError(
@@ -89,16 +100,12 @@ def export(
             "Choose an empty or new folder"
         )
     name = OUTPUT_NAMES[fmt]
+    if folder.is_dir():  # a quick answer before the model loads; checked again once the folder is locked
+        _refuse_overwrite(folder, name, runs.WrittenRecord(folder).names, force)
+    card, model = load_trained(run_dir)
+    model = in_precision(model, "float32")  # portable: every runtime computes float32
     with runs.open_output(folder, "export") as handle:
-        for existing in (name, CARD_FILE):
-            if (folder / existing).exists() and not any(n.split("/")[0] == existing for n in handle.record.names):
-                raise RunError(
-                    f"{folder / existing} exists and was not written by flexseg export; it is never "
-                    "overwritten. Choose another --output"
-                )
-        target = folder / name
-        if target.exists() and not force:
-            raise RunError(f"{target} already exists; pass --force to replace it, or choose --output DIR")
+        _refuse_overwrite(folder, name, handle.record.names, force)
         images = check_images(run_dir, card)
         expected = Predictor([model], card).batch(images)  # what infer computes, in float32
         # the new export is built and checked in the staging folder; the old one stays until then
@@ -136,7 +143,7 @@ def export(
             }
             atomic_write_text(staging / CARD_FILE, json.dumps(card_json, indent=2) + "\n")
             runs.promote(handle, replace={name, CARD_FILE})
-    return ExportResult(fmt, target, diff, len(images), tolerance)
+    return ExportResult(fmt, folder / name, diff, len(images), tolerance)
 
 
 def _to_savedmodel(model: keras.Model, card: ModelCard, path: Path) -> None:

@@ -41,7 +41,7 @@ from flexseg.fsutil import atomic_write_bytes
 from flexseg.inference import PredictOptions, Predictor
 from flexseg.model.store import ModelCard, read_card
 from flexseg.names import describe_renamed, unique_filenames
-from flexseg.runs import open_output, refuse_inputs
+from flexseg.runs import OutputFolder, WrittenRecord, open_output, refuse_inputs
 
 if TYPE_CHECKING:
     from flexseg.config import Experiment
@@ -287,6 +287,9 @@ def infer(
             f"{model_dir}: this model does not record how volume slices become pixels (trained before "
             "flexseg read volumes); train it again to infer on volumes, or infer on 2D slices"
         )
+    names = OutputNames.plan(images, series)
+    if output_dir.is_dir():  # a quick answer before the model loads; checked again once the folder is locked
+        check_output(OutputFolder(output_dir, WrittenRecord(output_dir)), names.planned(images, series, options), force)
     # a model that cannot be used is refused before anything is created; a cross-validation's
     # folds predict as an ensemble, with the post-processing it chose
     predictor = Predictor.load(
@@ -298,7 +301,6 @@ def infer(
         expected=card,
     )
     with open_output(output_dir, "infer") as folder:
-        names = OutputNames.plan(images, series)
         if names.renamed:
             inputs = [p.name for p in images] + [f"series {s.uid[:64]!r}" for s in series]
             out.warn(describe_renamed(names.renamed, inputs))

@@ -146,8 +146,7 @@ def test_infer_force_replaces_only_masks_flexseg_wrote(project):
     assert mine.read_bytes() == b"user data"
 
 
-@pytest.mark.parametrize("attempt", range(3))
-def test_train_force_failing_leaves_the_previous_run(project, attempt):
+def test_train_force_failing_leaves_the_previous_run(project):
     """A corrupt training image: exit 3 naming it, every time, and the last good model is still there."""
     bad = first_train_image(project)
     truncate(bad)
@@ -252,8 +251,7 @@ def _interrupt_after_first_epoch(project: Path, sig: int, **popen) -> tuple[int,
     return code, text, time.monotonic() - t0
 
 
-@pytest.mark.parametrize("attempt", range(3))
-def test_ctrl_c_stops_training_saves_and_says_so(project, attempt):
+def test_ctrl_c_stops_training_saves_and_says_so(project):
     before = digest(project / "runs")
     code, text, seconds = _interrupt_after_first_epoch(project, signal.SIGINT)
     assert code == 130, text
@@ -421,7 +419,7 @@ def test_leftovers_of_a_killed_split_are_cleaned_and_mentioned(project):
     t0 = time.monotonic()
     assert flexseg("split", "t.yaml", "--force", cwd=project)[0] == 0
     whole = time.monotonic() - t0
-    for fraction in (0.5, 0.8, 0.9, 0.95, 1.0):
+    for fraction in (0.5, 0.9, 1.0):
         proc = start("split", "t.yaml", "--force", cwd=project)
         time.sleep(whole * fraction)
         proc.kill()

@@ -91,6 +91,7 @@ def test_a_series_uid_is_never_a_path(project, tmp_path):
     assert set(read_record(project / "masks")) == set(written)
 
 
+@pytest.mark.slow
 def test_a_name_with_a_line_break_is_one_name(project, tmp_path):
     """x\nnotes.png among the images predicted after each epoch: it was two record lines, the second
     "notes.png", so the next train --force deleted the user's runs/t/notes.png. Now one entry (and
@@ -116,6 +117,7 @@ def test_a_name_with_a_line_break_is_one_name(project, tmp_path):
     unchanged(before, images, run)
 
 
+@pytest.mark.slow
 def test_a_finished_resume_removes_only_its_own_variables(project):
     """The user's resume/epoch_notes.txt survives a resumed run's end."""
     fresh = ("--set", "run_dir=runs/u", "--set", "train.epochs=5")
@@ -174,6 +176,7 @@ def test_a_record_entry_through_a_linked_folder_is_never_deleted(project, tmp_pa
 # ---------------------------------------------------------------- mixed runs
 
 
+@pytest.mark.slow
 def test_readers_finish_a_replacement_a_killed_writer_left(project):
     """SIGKILL between model.json and model.keras of a train --force roll-forward leaves B's card
     beside A's weights: export and infer finish the replacement before reading, never B's card
