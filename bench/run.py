@@ -3,6 +3,9 @@
     .venv/bin/python bench/run.py [--quick] [--only NAME ...]   (make bench / make bench-quick)
 
 Measures, in this order:
+  0. the training input pipeline alone (bench/pipeline.py): images/s from nbm-mini's PNGs and
+     KneeBones3Dify's DICOM slices, at 256² and 512², as they are and with the experiment's
+     online augmentation, pinned to 1 and to 2 CPUs;
   1. this machine's matmul rate, float32 and bfloat16, through TensorFlow (the yardstick), and
      through NumPy's OpenBLAS for comparison;
   2. the model's FLOPs per image, counted from its layers (bench/flops.py);
@@ -43,7 +46,7 @@ from flops import conv_flops  # noqa: E402
 from inputs import NBM, nbm_pairs  # noqa: E402
 from memory import peak_rss_mb  # noqa: E402
 
-SECTIONS = ("matmul", "flops", "train", "infer", "peer", "augment", "memory")
+SECTIONS = ("pipeline", "matmul", "flops", "train", "infer", "peer", "augment", "memory")
 POLICIES = {"float32": "none", "bfloat16": "bfloat16"}
 
 
@@ -128,6 +131,34 @@ def show(label: str, value: str) -> None:
     print(f"  {label:<52} {value}", file=sys.stderr, flush=True)
 
 
+def pipeline_rows(quick: bool) -> list[dict]:
+    """bench/pipeline.py's measurements, shown as they come."""
+    import pipeline
+
+    rows = pipeline.measure(quick)
+    for row in rows:
+        if "images_per_second" in row:
+            show(
+                f"input pipeline, {row['source']} {row['size']}² {'augmented' if row['augment'] else 'as is'}, "
+                f"{row['cores']} CPU{'s' if row['cores'] > 1 else ''}",
+                f"{row['images_per_second']:7.1f} img/s ({row['images_per_second_per_core']:.1f} a core)",
+            )
+    return rows
+
+
+def shipped_model_figures() -> dict:
+    """bench/shipped_model.py's measurements, shown."""
+    import shipped_model
+
+    figures = shipped_model.measure()
+    for command, one in figures.items():
+        show(
+            f"flexseg {command}, shipped NBM model, 6 real slices",
+            f"{one['seconds']:7.1f} s, peak RSS {one['peak_rss_mb']} MB",
+        )
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and counts: a smoke run of a few minutes")
@@ -170,6 +201,8 @@ def main() -> None:
         file=sys.stderr,
     )
 
+    if "pipeline" in args.only:
+        data["pipeline"] = pipeline_rows(quick)
     matmul = {}
     if "matmul" in args.only or "train" in args.only:
         n, repeats = (1024, 3) if quick else (4096, 5)
@@ -257,15 +290,7 @@ def main() -> None:
             f"{rss[slices[0]]:7.0f} MB vs {rss[slices[1]]:.0f} MB ({grown:.2f} MB per MB of volume)",
         )
         if not quick:  # the seed's NBM model (125 M parameters): trained, scored, inferred; exported to ONNX
-            import shipped_model
-
-            shipped = shipped_model.measure()
-            data["shipped_nbm_model"] = shipped
-            for command, figures in shipped.items():
-                show(
-                    f"flexseg {command}, shipped NBM model, 6 real slices",
-                    f"{figures['seconds']:7.1f} s, peak RSS {figures['peak_rss_mb']} MB",
-                )
+            data["shipped_nbm_model"] = shipped_model_figures()
 
             from export_memory import measure
 

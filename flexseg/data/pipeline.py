@@ -99,9 +99,10 @@ def segmentation_dataset(
 
     def _map(paths: tf.Tensor, element_seed: tf.Tensor):
         image, indices = tf.numpy_function(_load, [paths[0], paths[1], element_seed], [tf.uint8, tf.uint8])
-        image = tf.ensure_shape(tf.cast(image, tf.float32), (height, width, channels))
-        onehot = tf.one_hot(tf.ensure_shape(indices, (height, width)), num_classes, dtype=tf.float32)
-        return image, onehot
+        return tf.ensure_shape(image, (height, width, channels)), tf.ensure_shape(indices, (height, width))
+
+    def _to_float(images: tf.Tensor, indices: tf.Tensor):  # once a batch: fewer, larger ops
+        return tf.cast(images, tf.float32), tf.one_hot(indices, num_classes, dtype=tf.float32)
 
     files = tf.data.Dataset.from_tensor_slices([[os.fsencode(p), os.fsencode(m)] for p, m in pairs])
     if shuffle:
@@ -114,7 +115,8 @@ def segmentation_dataset(
     ds = tf.data.Dataset.zip(files, seeds)
     if shard[0] > 1:
         ds = ds.shard(*shard)
-    return ds.map(_map, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=drop_single).prefetch(AUTOTUNE)
+    ds = ds.map(_map, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=drop_single)
+    return ds.map(_to_float, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
 def image_dataset(
