@@ -11,8 +11,9 @@ page cache, as a dataset that is read every epoch does).
 
 Each measurement runs in its own process, pinned to 1 or 2 CPUs before TensorFlow starts (it
 sizes its thread pools from the CPUs it may use), and reports images per second over whole
-passes after a warm-up pass: the median pass, with the slowest and fastest. Prints one JSON
-object; bench/run.py turns it into a table.
+passes after a warm-up pass (the median pass). The combinations are measured in turn, three
+rounds (one with --quick), and each figure is the median of its rounds: this host's speed drifts
+by a third within minutes. Prints one JSON object; bench/run.py turns it into a table.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _measure(source: str, size: int, augment: bool, cores: int, images: int) -> 
         pass
     rates: list[float] = []
     started = time.perf_counter()
-    while len(rates) < 3 or time.perf_counter() - started < 5:
+    while len(rates) < 2 or time.perf_counter() - started < 3:
         t0 = time.perf_counter()
         for _ in ds:
             pass
@@ -87,29 +88,42 @@ def _measure(source: str, size: int, augment: bool, cores: int, images: int) -> 
     }
 
 
-def measure(quick: bool = False) -> list[dict]:
-    """Every combination, each in a child process; a list of rows with images_per_second and
-    images_per_second_per_core."""
-    rows = []
-    for source in SOURCES:
-        if not SOURCES[source][1].is_dir():
-            rows.append({"source": source, "skipped": f"{SOURCES[source][1]} is not there"})
+def _child(source: str, size: int, augment: bool, cores: int, images: int) -> dict:
+    args = [source, str(size), str(int(augment)), str(cores), str(images)]
+    done = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)  # noqa: S603
+    if done.returncode:
+        raise RuntimeError(f"bench/pipeline.py {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(quick: bool = False, rounds: int = 3) -> list[dict]:
+    """Every combination, each in a child process, in ``rounds`` rounds that take the combinations
+    in turn (the host's speed drifts within minutes: each figure is the median of its rounds);
+    a list of rows with images_per_second, its rounds, and images_per_second_per_core."""
+    combos = [
+        (source, size, augment, cores)
+        for source in SOURCES
+        if SOURCES[source][1].is_dir()
+        for size in (256, 512)
+        for augment in (False, True)
+        for cores in (1, 2)
+    ]
+    rounds = 1 if quick else rounds
+    results: dict[tuple, list[dict]] = {combo: [] for combo in combos}
+    for _ in range(rounds):
+        for combo in combos:
+            results[combo].append(_child(*combo, 48 if quick else 192))
+    rows = [{"source": s, "skipped": f"{SOURCES[s][1]} is not there"} for s in SOURCES if not SOURCES[s][1].is_dir()]
+    for (source, size, augment, cores), measured in results.items():
+        row = {"source": source, "size": size, "augment": augment, "cores": cores}
+        if "skipped" in measured[0]:
+            rows.append(row | measured[0])
             continue
-        for size in (256, 512):
-            for augment in (False, True):
-                for cores in (1, 2):
-                    images = 48 if quick else 192
-                    args = [source, str(size), str(int(augment)), str(cores), str(images)]
-                    done = subprocess.run(  # noqa: S603 (this script)
-                        [sys.executable, __file__, "--child", *args], capture_output=True, text=True
-                    )
-                    if done.returncode:
-                        raise RuntimeError(f"bench/pipeline.py {' '.join(args)} failed:\n{done.stderr[-2000:]}")
-                    row = {"source": source, "size": size, "augment": augment, "cores": cores}
-                    row |= json.loads(done.stdout.strip().splitlines()[-1])
-                    if "images_per_second" in row:
-                        row["images_per_second_per_core"] = round(row["images_per_second"] / cores, 1)
-                    rows.append(row)
+        rates = sorted(m["images_per_second"] for m in measured)
+        row["images_per_second"] = rates[len(rates) // 2]
+        row["rounds"] = rates
+        row["images_per_second_per_core"] = round(row["images_per_second"] / cores, 1)
+        rows.append(row)
     return rows
 
 
