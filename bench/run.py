@@ -22,7 +22,9 @@ Measures, in this order:
      infer` on a 512×512 volume of 40 and 300 slices (bench/memory.py), and of `flexseg export
      --format onnx` of the NBM model (bench/export_memory.py), and time and peak RSS of train,
      evaluate and infer of the shipped NBM model on 6 real slices (bench/shipped_model.py; these
-     two not with --quick).
+     two not with --quick);
+  8. `flexseg infer` with one fold of a 3-fold cross-validation against the ensemble of the three
+     (bench/ensemble.py).
 --quick runs each at a smaller size (128×128, fewer steps and images) as a smoke test.
 """
 
@@ -46,7 +48,7 @@ from flops import conv_flops  # noqa: E402
 from inputs import NBM, nbm_pairs  # noqa: E402
 from memory import peak_rss_mb  # noqa: E402
 
-SECTIONS = ("pipeline", "matmul", "flops", "train", "infer", "peer", "augment", "memory")
+SECTIONS = ("pipeline", "matmul", "flops", "train", "infer", "peer", "augment", "memory", "ensemble")
 POLICIES = {"float32": "none", "bfloat16": "bfloat16"}
 
 
@@ -131,8 +133,10 @@ def show(label: str, value: str) -> None:
     print(f"  {label:<52} {value}", file=sys.stderr, flush=True)
 
 
-def pipeline_rows(quick: bool) -> list[dict]:
-    """bench/pipeline.py's measurements, shown as they come."""
+def pipeline_rows(quick: bool, only: list[str]) -> dict:
+    """{"pipeline": bench/pipeline.py's measurements}, shown; nothing unless asked for."""
+    if "pipeline" not in only:
+        return {}
     import pipeline
 
     rows = pipeline.measure(quick)
@@ -143,7 +147,7 @@ def pipeline_rows(quick: bool) -> list[dict]:
                 f"{row['cores']} CPU{'s' if row['cores'] > 1 else ''}",
                 f"{row['images_per_second']:7.1f} img/s ({row['images_per_second_per_core']:.1f} a core)",
             )
-    return rows
+    return {"pipeline": rows}
 
 
 def shipped_model_figures() -> dict:
@@ -157,6 +161,23 @@ def shipped_model_figures() -> dict:
             f"{one['seconds']:7.1f} s, peak RSS {one['peak_rss_mb']} MB",
         )
     return figures
+
+
+def ensemble_figures(quick: bool, only: list[str]) -> dict:
+    """{"ensemble": bench/ensemble.py's measurement}, shown; nothing unless asked for."""
+    if "ensemble" not in only:
+        return {}
+    import ensemble
+
+    f = ensemble.measure(quick)
+    if "single" in f:
+        show(
+            f"flexseg infer, one fold vs {f['folds']} folds, {f['images']} images",
+            f"{f['single']['images_per_second']:7.1f} vs {f['ensemble']['images_per_second']:.1f} img/s "
+            f"(×{f['ensemble_over_single']:.2f} the time; model {f['model_seconds_per_member']} s a member, "
+            f"the rest {f['rest_seconds']} s once)",
+        )
+    return {"ensemble": f}
 
 
 def main() -> None:
@@ -201,8 +222,7 @@ def main() -> None:
         file=sys.stderr,
     )
 
-    if "pipeline" in args.only:
-        data["pipeline"] = pipeline_rows(quick)
+    data.update(pipeline_rows(quick, args.only))
     matmul = {}
     if "matmul" in args.only or "train" in args.only:
         n, repeats = (1024, 3) if quick else (4096, 5)
@@ -300,6 +320,7 @@ def main() -> None:
                 "peak RSS flexseg export --format onnx, NBM 512²",
                 f"{onnx['peak_rss_mb']:7.0f} MB for {onnx['model_keras_mb']} MB of weights (exit {onnx['exit_code']})",
             )
+    data.update(ensemble_figures(quick, args.only))
     print(json.dumps(data, indent=1))
 
 
