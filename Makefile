@@ -40,7 +40,7 @@ test: $(STAMP)
 
 # The long end-to-end scenarios (marked slow: each 15 s or more here; cross-validation with a killed
 # fold, the wheel in a fresh environment, kills at several moments, two processes of training):
-# about 3 min. CI (.ci/run) runs make test, then these.
+# about 4 min. CI (.ci/run) runs make test, then these.
 test-long: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --dist load -m slow
 

@@ -327,6 +327,7 @@ def test_commented_yaml_reads_back_as_the_mapping():
     assert "  # why why" in text and text.startswith("# a header")
 
 
+@pytest.mark.slow
 def test_flexseg_plan_measures_here_and_its_experiment_splits_as_it_is(tmp_path):
     """The real command, in its own process: the steps are measured on this machine, the
     experiment it writes is taken by `flexseg split`, and its errors are one line with their code."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -12,6 +13,7 @@ from flexseg.cli import app
 from tests.conftest import NBM_MINI, REPO
 
 
+@pytest.mark.slow
 def test_nbm_experiment_trains_one_epoch_on_real_ct_and_writes_class_colour_masks(tmp_path):
     """The shipped experiment trains on 6 of the real slices (links to them), then is scored on
     them and infers them at their own size. Its model keeps its 8 levels and 9×9 kernels with 2
