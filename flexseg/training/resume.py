@@ -209,14 +209,13 @@ class ResumeCheckpoint(keras.callbacks.Callback):
 
 
 def restore_model(model: keras.Model, run_dir: Path, state: ResumeState) -> None:
-    """Weights and optimizer state of the last save point into a compiled ``model``."""
+    """Weights and optimizer state of the last save point into ``model``, compiled and with its
+    optimizer built (``training.fit.compiled_model``)."""
     if state.weights is None:
         raise RunError(f"{state_path(run_dir)}: the run finished; nothing to resume (--force starts it again)")
     path = run_dir / RESUME_DIR / state.weights
     if not path.exists():
         raise RunError(f"{path}: the resume checkpoint is missing; start again with --force")
-    if not model.optimizer.built:  # compiled_model builds it
-        model.optimizer.build(model.trainable_variables)
     try:
         if path.name.endswith(".weights.h5"):  # saved by an earlier flexseg
             model.load_weights(path)
