@@ -49,6 +49,7 @@ from flexseg.training.distribute import (
     reduce_metrics_across_workers,
     work_around_keras_symbolic_build,
 )
+from flexseg.training.optimizer import make_optimizer
 from flexseg.training.plateau import ReduceOnPlateau, StopOnPlateau
 from flexseg.training.resume import (
     ResumeCheckpoint,
@@ -134,7 +135,7 @@ def compiled_model(exp: Experiment, precision: str | None = None) -> keras.Model
     totals lazily. That doubled the tracing of the train step, the first epoch's fixed cost."""
     model = build_in_precision(exp, precision)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=exp.train.learning_rate, clipvalue=exp.train.clipvalue),
+        optimizer=make_optimizer(exp.train.learning_rate, exp.train.clipvalue),
         loss=get_loss(exp.train.loss),
         # metric objects, not a function Keras would wrap inside the first step: see above
         metrics=[
