@@ -1,31 +1,49 @@
-"""The plain-Keras peer: the same FlexUNet trained and used the way the Keras guides show it, on
-arrays decoded up front, with none of flexseg's code paths (no tf.data pipeline, callbacks, run
-folder, checks or mask writing). bench/run.py runs it beside flexseg in the same benchmark run, so
-the ratio flexseg / plain holds on any host.
+"""flexseg against a plain-Keras peer: the same FlexUNet trained and used the way the Keras guides
+show it, with none of flexseg's code paths (no tf.data pipeline, callbacks, run folder, checks).
 
-Training is measured one side per process, alternating (plain, flexseg, flexseg, plain):
+    .venv/bin/python bench/peer.py [--pairs 5] [--precisions float32 bfloat16] [--quick]
 
-    .venv/bin/python bench/peer.py train plain|flexseg [--epochs 3] [--set KEY=VALUE ...]
+Training: ``model.fit`` on arrays decoded up front, with validation, against ``flexseg train``;
+images/s over the epochs after the first (which traces the graph), validation and (flexseg's)
+checkpoints included. In bfloat16 the peer sets Keras' ``mixed_bfloat16`` policy, as the Keras
+mixed-precision guide says; flexseg trains with ``train.mixed_precision: bfloat16``.
 
-prints one JSON line. The 2-core hosts change speed under a running process: one plain-Keras
-NBM training at 512×512 ran its epochs at 2.22, 1.72, 2.21, 2.26, 2.29, 2.25 and 1.63 s an image,
-two speeds 35% apart, with no change in the work. One run a side decides nothing, so bench/run.py
-runs two a side, and gives the ratio of the means and that of each side's faster run (the host
-only ever slows a run down).
+Inference: the whole job from files to files on both sides. The peer reads each PNG with
+OpenCV, resizes it to the model's size, runs ``model.predict`` over them (batch 4), takes the
+argmax, resizes back and writes a PNG; its model is built under the policy and the run's
+weights loaded, as a mixed-precision user does. flexseg runs ``flexseg infer`` (the API call) on
+the same files and model.
 
-The model is built by flexseg's ``build_flexunet`` so that both sides run the very same layers;
-everything around it is plain Keras.
+Each measurement is its own process. The host changes speed under a running process (one
+plain-Keras training ran its epochs at 2.22, 1.72, 2.21, 2.26, 2.29, 2.25 and 1.63 s an image),
+so the two sides run as pairs, back to back, the order alternating from pair to pair, and the
+figure is the median of the pairs' ratios flexseg / plain, with their spread (lowest, highest).
+
+One side alone, as a JSON line (what the comparison runs):
+
+    .venv/bin/python bench/peer.py --one train|infer plain|flexseg PRECISION SIZE
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-TRAIN, VALID = 18, 6  # the issue's small epochs: 18 train and 6 valid NBM images
+TRAIN, VALID = 12, 4  # a training epoch: 12 train and 4 valid NBM images, batch 2
+EPOCHS = 2  # the first traces the graph; the second is timed
+INFER_IMAGES = 48  # nbm-mini's 24 slices twice over (links: the same decode cost)
+BATCH = 4  # the prediction batch of both sides (flexseg's default)
+POLICIES = {"float32": "none", "bfloat16": "bfloat16"}  # train.mixed_precision
+KERAS_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}  # the peer's global policy
 
 
 def decode(pairs: list[tuple[Path, Path]], size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -42,19 +60,19 @@ def decode(pairs: list[tuple[Path, Path]], size: int) -> tuple[np.ndarray, np.nd
     return np.stack(images).astype(np.float32), np.stack(masks)
 
 
-def plain_model(exp):
+def plain_model(exp, precision: str):
+    """The experiment's FlexUNet built under the Keras policy a plain user sets for ``precision``."""
     import keras
 
     from flexseg.model.flexunet import build_from_experiment
 
     keras.utils.set_random_seed(exp.train.seed)
-    keras.config.set_dtype_policy("float32")
+    keras.config.set_dtype_policy(KERAS_POLICIES[precision])
     return build_from_experiment(exp)
 
 
-def plain_training(exp, pairs: list[tuple[Path, Path]], epochs: int) -> dict:
-    """Images/s of ``model.fit`` on arrays with validation, over epochs 2..``epochs`` (the first
-    traces the graph), and of the whole run (decode, build, compile, fit)."""
+def plain_training(exp, pairs: list[tuple[Path, Path]], precision: str) -> dict:
+    """Images/s of ``model.fit`` on arrays with validation over the epochs after the first."""
     import keras
 
     class EpochEnds(keras.callbacks.Callback):
@@ -65,9 +83,8 @@ def plain_training(exp, pairs: list[tuple[Path, Path]], epochs: int) -> dict:
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             self.ends.append(time.perf_counter())
 
-    t0 = time.perf_counter()
     x, y = decode(pairs[: TRAIN + VALID], exp.image.width)
-    model = plain_model(exp)
+    model = plain_model(exp, precision)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=exp.train.learning_rate, clipvalue=exp.train.clipvalue),
         loss="categorical_crossentropy",
@@ -77,24 +94,17 @@ def plain_training(exp, pairs: list[tuple[Path, Path]], epochs: int) -> dict:
         x[:TRAIN],
         y[:TRAIN],
         batch_size=exp.train.batch_size,
-        epochs=epochs,
+        epochs=EPOCHS,
         validation_data=(x[TRAIN:], y[TRAIN:]),
         callbacks=[ends],
         verbose=0,
     )
-    whole = time.perf_counter() - t0
-    return {
-        "images_per_second": TRAIN * (epochs - 1) / (ends.ends[-1] - ends.ends[0]),
-        "whole_run_images_per_second": TRAIN * epochs / whole,
-        "epochs": epochs,
-    }
+    return {"images_per_second": TRAIN * (EPOCHS - 1) / (ends.ends[-1] - ends.ends[0])}
 
 
-def flexseg_training(exp_path: Path, overrides: list[str], pairs: list[tuple[Path, Path]], epochs: int) -> dict:
-    """The same as ``flexseg train``: its images/s over epochs 2..``epochs`` (validation, callbacks,
-    checkpoints and history included) and over the whole call (checks, build, the run folder)."""
-    import os
-
+def flexseg_training(exp_path: Path, overrides: list[str], pairs: list[tuple[Path, Path]], precision: str) -> dict:
+    """``flexseg train`` (the API call): its images/s over the epochs after the first, validation,
+    callbacks and checkpoints included."""
     from flexseg.commands.train import train
     from flexseg.config import load_experiment
 
@@ -111,73 +121,153 @@ def flexseg_training(exp_path: Path, overrides: list[str], pairs: list[tuple[Pat
                 *overrides,
                 f"data.root={data}",
                 f"run_dir={Path(tmp) / 'run'}",
-                f"train.epochs={epochs}",
+                f"train.epochs={EPOCHS}",
                 "train.patience=1000",
-                "train.mixed_precision=none",
+                f"train.mixed_precision={POLICIES[precision]}",
                 "augment.online=false",
             ],
         )
-        t0 = time.perf_counter()
-        result = train(exp)
-        whole = time.perf_counter() - t0
-    return {
-        "images_per_second": result.images_per_second,
-        "whole_run_images_per_second": TRAIN * epochs / whole,
-        "epochs": epochs,
-    }
+        return {"images_per_second": train(exp).images_per_second}
 
 
-def main() -> None:
-    import argparse
-    import json
-    import sys
+def plain_inference(exp, run_dir: Path, images: list[Path], output: Path, precision: str) -> dict:
+    """Images/s of the whole job in plain Keras: build, load the weights, read, predict, write."""
+    import cv2
 
+    from flexseg.model.store import MODEL_FILE
+
+    size = exp.image.width
+    t0 = time.perf_counter()
+    model = plain_model(exp, precision)
+    model.load_weights(run_dir / MODEL_FILE)
+    originals, batch = [], []
+    for path in images:
+        rgb = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        originals.append(rgb.shape[:2])
+        batch.append(cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR))
+    probabilities = model.predict(np.stack(batch).astype(np.float32), batch_size=BATCH, verbose=0)
+    output.mkdir()
+    for path, (height, width), p in zip(images, originals, probabilities):
+        labels = np.argmax(p, axis=-1).astype(np.uint8)
+        cv2.imwrite(str(output / path.name), cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST))
+    return {"images_per_second": len(images) / (time.perf_counter() - t0)}
+
+
+def flexseg_inference(run_dir: Path, images: list[Path], output: Path, precision: str) -> dict:
+    """Images/s of ``flexseg infer`` (the API call), the whole job: load, decode, predict, resize
+    back, palette PNGs written."""
+    from flexseg.commands.infer import infer
+
+    t0 = time.perf_counter()
+    result = infer(run_dir, images, output, batch_size=BATCH, precision=precision)
+    return {"images_per_second": len(images) / (time.perf_counter() - t0), "precision": result.precision}
+
+
+def one(task: str, side: str, precision: str, size: int, workdir: Path) -> dict:
+    """Measure one side of one task in this process (``workdir``: the comparison's shared folder
+    with the image links and the untrained run)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from inputs import NBM, nbm_pairs
-
-    parser = argparse.ArgumentParser(description="one side of the training comparison, as a JSON line")
-    parser.add_argument("what", choices=["train"])
-    parser.add_argument("side", choices=["plain", "flexseg"])
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    args = parser.parse_args()
-
     from flexseg import console
     from flexseg.tfenv import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     console.configure(quiet=True)
+    from inputs import NBM, nbm_pairs
+
     from flexseg.config import load_experiment
 
-    float32 = [*args.overrides, "train.mixed_precision=none"]
+    overrides = [f"image.width={size}", f"image.height={size}"]
     with tempfile.TemporaryDirectory(prefix="flexseg-bench-peer-") as tmp:
-        pairs = nbm_pairs(Path(tmp))
-        if args.side == "plain":
-            result = plain_training(load_experiment(NBM, float32), pairs, args.epochs)
-        else:
-            result = flexseg_training(NBM, float32, pairs, args.epochs)
-    print(json.dumps(result))
+        if task == "train":
+            pairs = nbm_pairs(Path(tmp))
+            if side == "plain":
+                return plain_training(load_experiment(NBM, overrides), pairs, precision)
+            return flexseg_training(NBM, overrides, pairs, precision)
+        images = sorted((workdir / "images").iterdir())
+        output = Path(tmp) / "masks"
+        if side == "plain":
+            return plain_inference(load_experiment(NBM, overrides), workdir / "run", images, output, precision)
+        return flexseg_inference(workdir / "run", images, output, precision)
 
 
-def plain_inference(exp, images: list[Path], batch_size: int = 4) -> dict:
-    """Images/s of one ``model.predict`` over the decoded images (its first call's tracing included)."""
-    x, _ = decode([(p, p) for p in images], exp.image.width)
-    model = plain_model(exp)
-    t0 = time.perf_counter()
-    model.predict(x, batch_size=batch_size, verbose=0)
-    return {"images_per_second": len(images) / (time.perf_counter() - t0), "images": len(images)}
+def prepare(workdir: Path, size: int, count: int) -> None:
+    """The inference inputs: ``count`` links to nbm-mini's slices, and a run folder with the NBM
+    experiment's untrained model (speed does not depend on the weights)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import speed
+    from inputs import NBM, nbm_pairs
+
+    from flexseg.config import load_experiment
+
+    pairs = nbm_pairs(workdir / "scratch")
+    (workdir / "images").mkdir()
+    for i in range(count):
+        source = pairs[i % len(pairs)][0]
+        (workdir / "images" / f"{i:03d}_{source.name}").symlink_to(source)
+    exp = load_experiment(NBM, [f"image.width={size}", f"image.height={size}", "train.mixed_precision=none"])
+    speed.save_untrained_run(exp, workdir / "run")
 
 
-def flexseg_inference(run_dir: Path, images: list[Path], precision: str, batch_size: int = 4) -> dict:
-    """``flexseg infer`` over the image files, the whole call: model load, decode, predict, resize
-    back and palette PNGs written."""
-    from flexseg.commands.infer import infer
+def side(task: str, who: str, precision: str, size: int, workdir: Path) -> float:
+    """One side's images/s, measured in a process of its own."""
+    command = [sys.executable, __file__, "--one", task, who, precision, str(size), str(workdir)]
+    done = subprocess.run(command, capture_output=True, text=True)  # noqa: S603 (our own script)
+    if done.returncode != 0:
+        raise RuntimeError(f"{task} {who} {precision} failed: {done.stderr.strip()[-500:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["images_per_second"]
 
-    with tempfile.TemporaryDirectory(prefix="flexseg-bench-peer-infer-") as tmp:
-        t0 = time.perf_counter()
-        result = infer(run_dir, images, Path(tmp) / "masks", batch_size=batch_size, precision=precision)
-        whole = time.perf_counter() - t0
-    return {"images_per_second": len(images) / whole, "images": len(images), "precision": result.precision}
+
+def compare(pairs: int, precisions: list[str], size: int, show=print) -> dict:
+    """For each precision and task, ``pairs`` pairs of processes (the order alternating); the
+    median, lowest and highest of the pairs' ratios flexseg / plain, and every figure."""
+    from flexseg.tfenv import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    result: dict = {"pairs": pairs, "image_size": size, "train_images": TRAIN, "infer_images": INFER_IMAGES}
+    with tempfile.TemporaryDirectory(prefix="flexseg-bench-peer-") as tmp:
+        workdir = Path(tmp)
+        prepare(workdir, size, INFER_IMAGES)
+        for precision in precisions:
+            for task in ("train", "infer"):
+                ratios, runs = [], {"flexseg": [], "plain": []}
+                for i in range(pairs):
+                    order = ("plain", "flexseg") if i % 2 == 0 else ("flexseg", "plain")
+                    rate = {who: side(task, who, precision, size, workdir) for who in order}
+                    for who in order:
+                        runs[who].append(round(rate[who], 4))
+                    ratios.append(rate["flexseg"] / rate["plain"])
+                figures = {
+                    "median_ratio": round(statistics.median(ratios), 3),
+                    "lowest_ratio": round(min(ratios), 3),
+                    "highest_ratio": round(max(ratios), 3),
+                    "ratios": [round(r, 3) for r in ratios],
+                    "images_per_second": runs,
+                }
+                result.setdefault(precision, {})[task] = figures
+                show(
+                    f"{task} {precision}: flexseg / plain Keras, {pairs} pairs",
+                    f"{figures['median_ratio']:.2f}× median ({figures['lowest_ratio']:.2f}–"
+                    f"{figures['highest_ratio']:.2f}); flexseg {statistics.median(runs['flexseg']):.3f}, "
+                    f"plain {statistics.median(runs['plain']):.3f} img/s",
+                )
+    return result
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--one":
+        task, who, precision, size, workdir = sys.argv[2:7]
+        print(json.dumps(one(task, who, precision, int(size), Path(workdir))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--precisions", nargs="+", choices=list(POLICIES), default=list(POLICIES))
+    parser.add_argument("--size", type=int, default=512)
+    args = parser.parse_args()
+
+    def show(label: str, value: str) -> None:
+        print(f"  {label:<52} {value}", file=sys.stderr, flush=True)
+
+    print(json.dumps(compare(args.pairs, args.precisions, args.size, show), indent=1))
 
 
 if __name__ == "__main__":

@@ -11,12 +11,14 @@ Measures, in this order:
   2. the model's FLOPs per image, counted from its layers (bench/flops.py);
   3. steady-state training images/s of the NBM experiment at batch 2, float32 and bfloat16, and
      the achieved GFLOP/s (3× the forward FLOPs per image) as a fraction of (1);
+     then each lever tried for it (bench/levers.py: fused Adam, kept; XLA for the optimizer or
+     the whole step, not kept), not with --quick;
   4. `flexseg infer` images/s over nbm-mini's 512×512 PNGs (decode and mask writing included),
      float32 and bfloat16;
   5. the plain-Keras peer (bench/peer.py): the same model trained with `model.fit` on arrays and
-     used with `model.predict`, against `flexseg train` (epochs of 18 train + 6 valid images,
-     validation included; two processes a side, alternating, averaged) and `flexseg infer` (96
-     images, the whole run), float32, as ratios;
+     used with `model.predict` on files read and written by OpenCV, against `flexseg train` and
+     `flexseg infer`, in float32 and (where the CPU has it) bfloat16, the peer on Keras'
+     mixed_bfloat16 policy: 5 pairs of processes a task and precision, the median ratio and spread;
   6. `flexseg augment` pairs/s at 512×512 with NBM's transforms (the seed's set);
   7. peak RSS of `flexseg train` and `flexseg infer` over 100 and 2,000 images, and of `flexseg
      infer` on a 512×512 volume of 40 and 300 slices (bench/memory.py), and of `flexseg export
@@ -34,7 +36,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +49,7 @@ from flops import conv_flops  # noqa: E402
 from inputs import NBM, nbm_pairs  # noqa: E402
 from memory import peak_rss_mb  # noqa: E402
 
-SECTIONS = ("pipeline", "matmul", "flops", "train", "infer", "peer", "augment", "memory", "ensemble")
+SECTIONS = ("pipeline", "matmul", "flops", "train", "levers", "infer", "peer", "augment", "memory", "ensemble")
 POLICIES = {"float32": "none", "bfloat16": "bfloat16"}
 
 
@@ -77,55 +78,10 @@ def numpy_matmul_gflops(n: int, repeats: int) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
-def peer_ratios(exp_overrides: list[str], pairs: list, tmp: Path, quick: bool) -> dict:
-    """flexseg against the plain-Keras peer, both measured here, float32: training (epochs 2.. of
-    18 train + 6 valid images) and inference (96 images, the whole run)."""
-    from flexseg.config import load_experiment
-
-    float32 = exp_overrides + ["train.mixed_precision=none"]
-    exp = load_experiment(NBM, float32)
-    epochs = 2 if quick else 3
-    result: dict = {"training": {"plain": [], "flexseg": []}}
-    for side in ("plain", "flexseg", "flexseg", "plain"):  # one process each, alternating (bench/peer.py)
-        command = [sys.executable, str(Path(peer.__file__)), "train", side, "--epochs", str(epochs)]
-        for override in exp_overrides:
-            command += ["--set", override]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)  # noqa: S603 (our own script)
-        result["training"][side].append(json.loads(done.stdout.strip().splitlines()[-1]))
-    for key, what in (("images_per_second", "epochs 2.."), ("whole_run_images_per_second", "whole run")):
-        rates = {side: [r[key] for r in result["training"][side]] for side in ("flexseg", "plain")}
-        mean = sum(rates["flexseg"]) / sum(rates["plain"])
-        best = max(rates["flexseg"]) / max(rates["plain"])  # the faster run of each side: the host only slows runs down
-        result["training"][f"ratio_{key}"] = round(mean, 3)
-        result["training"][f"best_ratio_{key}"] = round(best, 3)
-        show(
-            f"train float32 {what}: flexseg / plain Keras",
-            f"{mean:.2f}× of the means, {best:.2f}× of the faster runs "
-            f"(flexseg {', '.join(f'{r:.3f}' for r in rates['flexseg'])}; "
-            f"plain {', '.join(f'{r:.3f}' for r in rates['plain'])} img/s)",
-        )
-    folder = tmp / "peer-images"
-    folder.mkdir()
-    images = []
-    for i in range(96):  # nbm-mini's 24 images four times over (links: the same decode cost)
-        link = folder / f"{i:03d}_{pairs[i % len(pairs)][0].name}"
-        link.symlink_to(pairs[i % len(pairs)][0])
-        images.append(link)
-    run = speed.save_untrained_run(exp, tmp / "run-peer")
-    plain = peer.plain_inference(exp, images)
-    ours = peer.flexseg_inference(run, images, "float32")
-    auto = peer.flexseg_inference(run, images, "auto")
-    ratio = ours["images_per_second"] / plain["images_per_second"]
-    result["inference"] = {"plain": plain, "flexseg": ours, "flexseg_auto": auto, "ratio": round(ratio, 3)}
-    show(
-        "infer float32, 96 images whole run: flexseg / plain",
-        f"{ours['images_per_second']:7.3f} / {plain['images_per_second']:.3f} img/s = {ratio:.2f}×",
-    )
-    show(
-        f"infer auto ({auto['precision']}), 96 images whole run",
-        f"{auto['images_per_second']:7.3f} img/s = {auto['images_per_second'] / plain['images_per_second']:.2f}× plain",
-    )
-    return result
+def peer_figures(size: int, quick: bool, bfloat16: bool) -> dict:
+    """bench/peer.py's comparison: 5 pairs a precision (2 with --quick), float32 and, where the CPU
+    computes it natively, bfloat16."""
+    return peer.compare(2 if quick else 5, ["float32", "bfloat16"] if bfloat16 else ["float32"], size, show)
 
 
 def show(label: str, value: str) -> None:
@@ -161,6 +117,17 @@ def shipped_model_figures() -> dict:
             f"{one['seconds']:7.1f} s, peak RSS {one['peak_rss_mb']} MB",
         )
     return figures
+
+
+def lever_figures(quick: bool, only: list[str], bfloat16: bool) -> dict:
+    """{"levers": bench/levers.py's measurements}: each training lever, 3 rounds of processes and
+    the optimizers in turns in one process; not with --quick (full size only)."""
+    if "levers" not in only or quick:
+        return {}
+    import levers
+
+    precisions = ["float32", "bfloat16"] if bfloat16 else ["float32"]
+    return {"levers": levers.measure(3, precisions, list(levers.LEVERS)) | levers.interleaved(precisions)}
 
 
 def ensemble_figures(quick: bool, only: list[str]) -> dict:
@@ -266,6 +233,7 @@ def main() -> None:
                     f"{r['images_per_second']:7.3f} img/s = {r['achieved_gflops']:.1f} GFLOP/s, "
                     f"{100 * r['fraction_of_tf_matmul']:.0f}% of the {name} matmul rate",
                 )
+        data.update(lever_figures(quick, args.only, data["auto_precision"] == "bfloat16"))
         if "infer" in args.only:
             data["inference"] = {}
             images = [p for p, _ in pairs]
@@ -281,7 +249,7 @@ def main() -> None:
                     f"{r['images_per_second']:7.3f} img/s (whole run {r['whole_run_images_per_second']:.3f})",
                 )
         if "peer" in args.only:
-            data["peer"] = peer_ratios(exp_overrides, pairs, Path(tmp), quick)
+            data["peer"] = peer_figures(size, quick, data["auto_precision"] == "bfloat16")
         if "augment" in args.only:
             r = speed.augmentation_pairs_per_second(NBM, pairs, copies=2 if quick else 8)
             data["augmentation"] = {k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()}
