@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo demo-volumes test test-long stress docs wheel-check bench bench-quick clean
+.PHONY: install demo demo-volumes test test-long stress docs wheel-check bench bench-quick browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# The optional tracking extra (MLflow, for train.track: mlflow): its tests are in make test-long
+TRACK_STAMP = $(VENV)/.installed-track
+$(TRACK_STAMP): $(STAMP)
+	PYTHONWARNINGS="ignore:Editable installation" \
+	  $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[test,track]'
+	touch $(TRACK_STAMP)
+
 # The whole pipeline on a synthetic CT-like dataset made on the spot (no download).
 demo: $(STAMP)
 	$(BIN)/flexseg demo
@@ -38,10 +45,15 @@ test: $(STAMP)
 	$(BIN)/ruff format --check flexseg bench tests
 	$(BIN)/python -m pytest -q -n auto --dist load -m "not slow"  # spread over the cores (pytest-xdist)
 
+# Chromium from the system packages, for the tests that open report.html in a real browser (they
+# are skipped without it, and fail without it where FLEXSEG_REQUIRE_BROWSER=1, as in CI's .ci/run)
+browser:
+	command -v chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+
 # The long end-to-end scenarios (marked slow: each 15 s or more here; cross-validation with a killed
-# fold, the wheel in a fresh environment, kills at several moments, two processes of training):
-# about 4 min. CI (.ci/run) runs make test, then these.
-test-long: $(STAMP)
+# fold, the wheel in a fresh environment, kills at several moments, two processes of training, runs
+# tracked in MLflow): about 5 min. CI (.ci/run) runs make test, then these.
+test-long: $(TRACK_STAMP)
 	$(BIN)/python -m pytest -q -n auto --dist load -m slow
 
 # The tests of real processes, signals and races, each run 3 times (pytest-repeat): a failure that

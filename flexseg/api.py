@@ -62,6 +62,7 @@ __all__ = [
     "infer",
     "load_experiment",
     "plan",
+    "report",
     "split",
     "split_plan",
     "stats",
@@ -267,6 +268,21 @@ def evaluate(
     report, folder = score(load_experiment(experiment), _path(pred), _path(truth), _path(output))
     report.output = folder
     return report
+
+
+def report(run_dir: str | os.PathLike) -> Path:
+    """``flexseg report``: report.html of a run folder, from its files (training curves, scores,
+    the worst cases' pictures that ``evaluate`` drew). ``evaluate`` writes it too.
+
+    Args:
+        run_dir: the run folder of a trained model or cross-validation.
+
+    Returns:
+        The path of report.html (its pictures are in ``report/`` beside it).
+    """
+    from flexseg.report import write_page
+
+    return write_page(Path(run_dir))
 
 
 def infer(

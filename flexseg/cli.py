@@ -335,7 +335,8 @@ def evaluate(
 ) -> None:
     """Score the trained model on the test split (or --pred masks against --truth): Dice, IoU,
     precision, recall and HD95 per image and foreground class, at each image's own size, plus the
-    legacy loss and dice_coef_multiclass. Writes evaluation.csv, evaluation.json and per_image.csv."""
+    legacy loss and dice_coef_multiclass. Writes evaluation.csv, evaluation.json, per_image.csv and
+    report.html (worst cases first, with their errors drawn)."""
     from flexseg import api
     from flexseg.errors import QualityGateError
     from flexseg.evaluation.slices import failed_gates
@@ -482,6 +483,20 @@ def export(
     from flexseg import api
 
     views.export_done(api.export(run_dir, fmt, output=output, tolerance=tolerance, force=force))
+
+
+@app.command()
+@handles_errors
+def report(
+    run_dir: Path = typer.Argument(..., help="Run folder of a trained model or cross-validation.", show_default=False),
+) -> None:
+    """Write report.html into the run folder: the run at a glance, training curves, scores per
+    class with their spread, the worst cases first with their errors drawn, every case in a
+    sortable table. Offline: open it from anywhere with its report/ folder beside it. evaluate
+    writes it too, with the pictures of the cases."""
+    from flexseg import api
+
+    views.report_done(api.report(run_dir))
 
 
 @app.command("import-config")

@@ -218,8 +218,14 @@ class TrainSpec(_Section):
     # auto: bfloat16 where the CPU (AVX512-BF16/AMX) or GPU computes it natively, float16 on older
     # GPUs with tensor cores, else none (float32); see flexseg.precision. The softmax head stays float32
     mixed_precision: Literal["auto", "none", "bfloat16", "float16"] = "auto"
-    jit_compile: bool = False  # XLA
+    jit_compile: bool = False  # XLA-compile the training step: for GPUs (on a CPU 2-3x slower, measured)
     tensorboard: bool = False  # logs in <run_dir>/tensorboard
+    # mlflow (pip install 'flexseg[track]'): parameters, each epoch's metrics, the test scores and the
+    # report logged to MLflow; a fold of a cross-validation is a child run. Never fails a training
+    track: Literal["none", "mlflow"] = "none"
+    # MLflow tracking URI (a team server: http://host:5000); null: $MLFLOW_TRACKING_URI, else
+    # sqlite:///<the folder holding the run folder>/mlflow.db
+    track_uri: str | None = Field(None, min_length=1)
 
 
 class DataSpec(_Section):
@@ -575,7 +581,7 @@ def experiment_of(experiment: Experiment | str | Path, overrides: list[str] | tu
         return load_experiment(Path(experiment), overrides)
     if not overrides:
         return experiment
-    raw = _resolved(experiment)
+    raw = experiment_dict(experiment)
     return validate_experiment(apply_overrides(raw, overrides), base_dir=Path.cwd(), source=experiment.name)
 
 
@@ -661,10 +667,10 @@ def commented_experiment_yaml(raw: dict, header: str, why: dict[str, str], width
 
 def dump_experiment(exp: Experiment) -> str:
     """The resolved experiment as YAML (absolute paths), as written into the run folder."""
-    return yaml.safe_dump(_resolved(exp), sort_keys=False, default_flow_style=None)
+    return yaml.safe_dump(experiment_dict(exp), sort_keys=False, default_flow_style=None)
 
 
-def _resolved(exp: Experiment) -> dict:
+def experiment_dict(exp: Experiment) -> dict:
     """The experiment as plain data with every path absolute, the run folder included."""
     data = exp.model_dump(mode="json")
     data["run_dir"] = str(exp.resolved_run_dir)

@@ -8,6 +8,9 @@
   container's memory).
 - ``FLEXSEG_MODEL``: the run ``infer`` uses when neither ``--model`` nor an experiment says.
 - ``TF_CONFIG``: the cluster of a multi-worker training (``training.distribute`` parses it).
+- ``MLFLOW_TRACKING_URI``: where ``train.track: mlflow`` logs when ``train.track_uri`` does not
+  say; ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``MLFLOW_HTTP_REQUEST_TIMEOUT``: MLflow's own, set
+  to 0 retries and 10 s when tracking starts unless given (``flexseg.tracking``).
 """
 
 from __future__ import annotations
@@ -99,3 +102,15 @@ def default_model() -> Path | None:
 def tf_config_text() -> str:
     """$TF_CONFIG as written (empty when unset)."""
     return os.environ.get("TF_CONFIG", "").strip()
+
+
+def mlflow_tracking_uri() -> str | None:
+    """$MLFLOW_TRACKING_URI, or None."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def quiet_mlflow_http() -> None:
+    """No MLflow HTTP retries with back-off (minutes against a server that is down) and a 10 s
+    timeout, unless the user set them: a tracker must never hold a training up."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")

@@ -268,6 +268,8 @@ def evaluation_report(report: EvaluationReport | VolumeReport, folder: Path) -> 
     rule = "left out of the means" if report.both_empty_rule == "nan" else "scored 1.0"
     out.info(f"*images where the class is in neither truth nor prediction: {rule} (evaluate.both_empty)")
     out.info(f"written: {folder / 'evaluation.csv'}, evaluation.json, per_image.csv")
+    if report.page is not None:
+        out.info(f"the report, worst cases first: {report.page}")
     for note in report.volume_notes:
         out.warn(note)
     if report.volumes_3d is not None:
@@ -361,6 +363,10 @@ def infer_done(result: InferResult) -> None:
         f"{' and '.join(what)} in {result.seconds:.1f}s ({rate}, {result.precision}) with {result.model_dir} "
         f"→ {result.output_dir}"
     )
+
+
+def report_done(page: Path) -> None:
+    out.info(f"written: {page} (open it in a browser; keep the report folder beside it)")
 
 
 def export_done(result: ExportResult) -> None:

@@ -44,7 +44,7 @@ def test_train_writes_the_run_folder(trained):
     ):
         assert (run / name).is_file(), name
     losses = (run / "train_losses.csv").read_text().splitlines()
-    assert losses[0] == "epoch,loss,val_loss" and len(losses) == 16
+    assert losses[0] == "epoch,loss,val_loss,learning_rate,seconds" and len(losses) == 16
     metrics_header = (run / "train_metrics.csv").read_text().splitlines()[0].split(",")
     assert {"dice_coef_multiclass", "foreground_dice", "val_foreground_dice"} <= set(metrics_header)
     epoch1 = sorted((run / "epoch_change_infer" / "epoch_001").iterdir())

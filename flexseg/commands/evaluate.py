@@ -56,20 +56,43 @@ def evaluate(exp: Experiment, batch_size: int | None = None) -> EvaluationReport
     read_split_manifest(exp.data.split_dir("test"))  # nor a damaged split.json, before the model loads
     # the run folder is locked from the start: a train --force finishing meanwhile would otherwise
     # put a new model beside the old model's scores
-    with open_output(run_dir, "evaluate", legacy_names=RUN_LEGACY_NAMES):
+    with open_output(run_dir, "evaluate", legacy_names=RUN_LEGACY_NAMES) as handle:
+        gallery = _gallery(exp)
         if is_cross_validation(run_dir):
-            report = _evaluate_cross_validation(exp, run_dir, batch_size)
+            report = _evaluate_cross_validation(exp, run_dir, batch_size, gallery)
             atomic_write_text(run_dir / CV_REPORT, json.dumps(report.cross_validation, indent=1) + "\n")
         else:
-            report = _evaluate_run(exp, run_dir, batch_size)
+            report = _evaluate_run(exp, run_dir, batch_size, gallery)
         write_report(report, run_dir)
+        from flexseg import report as run_report
+
+        report.page = run_report.publish(handle, gallery)
+        _track(run_dir, report)
     return report
+
+
+def _track(run_dir: Path, report: EvaluationReport) -> None:
+    """The test scores, evaluation.json and the report into the run's MLflow run (train.track)."""
+    from flexseg.tracking import log_evaluation
+
+    scores = {f"foreground_{metric}": value for metric, value in report.foreground.items()}
+    for name, values in report.per_class.items():
+        scores.update({f"{metric}_{name}": value for metric, value in values.items()})
+    log_evaluation(run_dir, scores, [run_dir / "evaluation.json", report.page, report.page.parent / "report"])
+
+
+def _gallery(exp: Experiment) -> object:
+    """The pictures of the test cases for report.html (flexseg.report); told the test images by
+    the evaluation that scores them."""
+    from flexseg.report import CaseGallery
+
+    return CaseGallery({}, [c.name for c in exp.classes])
 
 
 CV_REPORT = "cross_validation.json"
 
 
-def _evaluate_run(exp: Experiment, run_dir: Path, batch_size: int | None) -> EvaluationReport:
+def _evaluate_run(exp: Experiment, run_dir: Path, batch_size: int | None, gallery: object) -> EvaluationReport:
     from flexseg.model.store import read_card
 
     card = read_card(run_dir)
@@ -77,14 +100,17 @@ def _evaluate_run(exp: Experiment, run_dir: Path, batch_size: int | None) -> Eva
     _check(exp, card, run_dir, pairs)
     acc = EvaluationAccumulator(ClassMap.from_experiment(exp), exp.evaluate.both_empty)
     predictor = _predictor(exp, [run_dir], batch_size, len(pairs))
-    slices = _predict_and_score(exp, predictor, pairs, test_dir, [acc])
+    gallery.images.update((image.name, image) for image, _ in pairs)
+    slices = _predict_and_score(exp, predictor, pairs, test_dir, [acc, gallery])
     report = acc.report({"model": str(run_dir), "truth": str(test_dir), "precision": predictor.precision})
     if slices:
         report.volumes_3d, report.volume_notes = score_slices_as_volumes(exp, slices, test_dir)
     return report
 
 
-def _evaluate_cross_validation(exp: Experiment, run_dir: Path, batch_size: int | None) -> EvaluationReport:
+def _evaluate_cross_validation(
+    exp: Experiment, run_dir: Path, batch_size: int | None, gallery: object
+) -> EvaluationReport:
     from flexseg.data.folds import fold_experiment
     from flexseg.model.store import model_members, read_card
 
@@ -117,7 +143,8 @@ def _evaluate_cross_validation(exp: Experiment, run_dir: Path, batch_size: int |
     ensemble = _predictor(exp, members, batch_size, len(test))
     ensemble.options = ensemble.options.with_decision(decision, card.class_names)
     acc, plain = (EvaluationAccumulator(class_map, exp.evaluate.both_empty) for _ in range(2))
-    slices = _predict_and_score(test_exp, ensemble, test, test_dir, [acc], unprocessed=[plain])
+    gallery.images.update((image.name, image) for image, _ in test)
+    slices = _predict_and_score(test_exp, ensemble, test, test_dir, [acc, gallery], unprocessed=[plain])
     meta = {"model": str(run_dir), "folds": len(members), "truth": str(test_dir), "precision": ensemble.precision}
     report = acc.report(meta)
     if slices:

@@ -21,9 +21,12 @@ from flexseg.data.classes import ClassMap
 from flexseg.data.pairing import split_pairs
 from flexseg.errors import ConfigError, RunError
 from flexseg.fsutil import atomic_write_text
+from flexseg.tracking import TrackedRun, Tracker, require_tracker
 from flexseg.training.state import RESUME_DIR, read_state
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from flexseg.training.callbacks import ProgressReporter
     from flexseg.training.distribute import Distribution
     from flexseg.training.fit import TrainResult
@@ -111,13 +114,20 @@ def _check_tensorboard(exp: Experiment) -> None:
 
 
 def train(
-    exp: Experiment, *, force: bool = False, resume: bool = False, reporter: ProgressReporter | None = None
+    exp: Experiment,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    reporter: ProgressReporter | None = None,
+    tracking_parent: TrackedRun | None = None,
 ) -> TrainResult:
     """Train into the run folder; ``reporter`` shows progress (default: a line per epoch, see
     ``training.callbacks.EpochLines``). A run that replaces an earlier one (``force``) is written into
     the folder's staging area and put in place only when it has finished: until then, and if it
-    fails, the earlier run stays as it was; an interrupted one can be continued with ``resume``."""
+    fails, the earlier run stays as it was; an interrupted one can be continued with ``resume``.
+    ``tracking_parent``: the cross-validation's MLflow run, for a fold (flexseg.tracking)."""
     _check_tensorboard(exp)
+    require_tracker(exp)
     if force and resume:
         raise RunError("--force starts the run again and --resume continues it; choose one")
     # several processes or devices: the strategy first, before any other TensorFlow work (and this
@@ -155,10 +165,14 @@ def train(
 
         if write_dir == run_dir:
             runs.discard_staging(folder)
-            return fit(exp, dist, run_dir, run_dir, state, class_map, train_pairs, valid_pairs, reporter)
+            return fit(
+                exp, dist, run_dir, run_dir, state, class_map, train_pairs, valid_pairs, reporter, tracking_parent
+            )
         out.info(f"the new run is written beside the earlier one and replaces it when it has finished ({staging})")
         with runs.staged(folder, fresh=state is None, keep_on_failure=lambda: read_state(staging) is not None):
-            result = fit(exp, dist, run_dir, staging, state, class_map, train_pairs, valid_pairs, reporter)
+            result = fit(
+                exp, dist, run_dir, staging, state, class_map, train_pairs, valid_pairs, reporter, tracking_parent
+            )
             runs.promote(folder)
         return result
 
@@ -184,9 +198,10 @@ def train_folds(
     ``evaluate`` use the ensemble of its folds. A finished fold is left as it is (``force``
     trains it again); an interrupted one continues with ``resume``; a fold not yet started is
     trained from its beginning either way."""
-    from flexseg.data.folds import fold_experiment, require_folds
+    from flexseg.data.folds import require_folds
     from flexseg.model.store import FOLDS_FILE, MODEL_FILE
 
+    require_tracker(exp)
     folds = require_folds(exp)
     if fold is not None and fold not in folds:
         raise ConfigError(f"--fold {fold}: {exp.data.root} has folds {', '.join(map(str, folds))}")
@@ -208,23 +223,51 @@ def train_folds(
 
         record()
         result = FoldsResult(run_dir, {}, [])
-        for i, k in enumerate(chosen, 1):
-            fold_exp = fold_experiment(exp, k)
-            staging = fold_exp.resolved_run_dir / runs.STAGING_DIR  # an interrupted replacement of the fold
-            state = (read_state(staging) if staging.is_dir() else None) or read_state(fold_exp.resolved_run_dir)
-            if state is not None and state.finished and k not in pending:
-                # data.root and run_dir are the fold's own; the rest must be what it was trained with
-                _check_same_experiment(fold_exp.resolved_run_dir, fold_exp, for_folds=True)
-                out.info(f"fold {k} ({i} of {len(chosen)}): finished earlier, left as it is")
-                result.left.append(k)
-                continue
-            out.info(f"fold {k} ({i} of {len(chosen)}) → {fold_exp.resolved_run_dir}")
-            again = resume and state is not None and not state.finished
-            result.trained[k] = train(fold_exp, force=k in pending and not again, resume=again, reporter=reporter)
-            pending.discard(k)
-            record()
-            _release_keras_state()
+        tracker = Tracker.start(exp, run_dir, run_dir, resume=True)  # the folds' parent run: one per cross-validation
+        parent = TrackedRun(uri=tracker.uri, run_id=tracker.run_id) if tracker and tracker.run_id else None
+        try:
+            _train_chosen_folds(exp, chosen, pending, force, resume, reporter, record, result, parent)
+        except BaseException as e:
+            if tracker is not None:
+                tracker.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+            raise
+        if tracker is not None:
+            tracker.end("FINISHED")
     return result
+
+
+def _train_chosen_folds(
+    exp: Experiment,
+    chosen: list[int],
+    pending: set[int],
+    force: bool,
+    resume: bool,
+    reporter: ProgressReporter | None,
+    record: Callable[[], None],
+    result: FoldsResult,
+    parent: TrackedRun | None,
+) -> None:
+    """train_folds' loop: each chosen fold trained (or a finished one left as it is), in order."""
+    from flexseg.data.folds import fold_experiment
+
+    for i, k in enumerate(chosen, 1):
+        fold_exp = fold_experiment(exp, k)
+        staging = fold_exp.resolved_run_dir / runs.STAGING_DIR  # an interrupted replacement of the fold
+        state = (read_state(staging) if staging.is_dir() else None) or read_state(fold_exp.resolved_run_dir)
+        if state is not None and state.finished and k not in pending:
+            # data.root and run_dir are the fold's own; the rest must be what it was trained with
+            _check_same_experiment(fold_exp.resolved_run_dir, fold_exp, for_folds=True)
+            out.info(f"fold {k} ({i} of {len(chosen)}): finished earlier, left as it is")
+            result.left.append(k)
+            continue
+        out.info(f"fold {k} ({i} of {len(chosen)}) → {fold_exp.resolved_run_dir}")
+        again = resume and state is not None and not state.finished
+        result.trained[k] = train(
+            fold_exp, force=k in pending and not again, resume=again, reporter=reporter, tracking_parent=parent
+        )
+        pending.discard(k)
+        record()
+        _release_keras_state()
 
 
 def _read_folds_record(run_dir: Path) -> dict:

@@ -69,6 +69,7 @@ class EvaluationReport:
     # a cross-validation's ensemble: each fold out-of-fold and alone on the test split, pooled out-of-fold
     cross_validation: dict | None = None
     output: Path | None = None  # the folder the reports were written into
+    page: Path | None = None  # report.html, when one was written (a model's evaluation)
 
     @property
     def foreground_dice(self) -> float | None:

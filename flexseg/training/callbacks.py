@@ -180,7 +180,8 @@ class BestModel(keras.callbacks.Callback):
 
 
 class HistoryFiles(keras.callbacks.Callback):
-    """train_metrics.csv / train_losses.csv, rewritten atomically each epoch, and their PNG plots:
+    """train_metrics.csv / train_losses.csv (with each epoch's learning rate and seconds: training,
+    validation and the callbacks before this one), rewritten atomically each epoch, and their PNG plots:
     redrawn after an epoch when ``plot_every`` seconds have passed since the last drawing, and always
     at the end of training (a run of short epochs spent a fifth of its time drawing them)."""
 
@@ -191,11 +192,17 @@ class HistoryFiles(keras.callbacks.Callback):
         self.plot_every = plot_every
         self.plotted_at = time.monotonic()
         self.plotted_rows = 0
+        self.t0: float | None = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        if self.t0 is not None:
+            row["seconds"] = round(time.perf_counter() - self.t0, 3)
         self.rows.append(row)
-        self._write("train_losses", ["epoch", *LOSS_KEYS])
+        self._write("train_losses", ["epoch", *LOSS_KEYS, "learning_rate", "seconds"])
         self._write("train_metrics", ["epoch", *self._metric_keys()])
         if time.monotonic() - self.plotted_at >= self.plot_every:
             self.plot()
@@ -211,7 +218,7 @@ class HistoryFiles(keras.callbacks.Callback):
             self.plotted_at, self.plotted_rows = time.monotonic(), len(self.rows)
 
     def _metric_keys(self) -> list[str]:
-        return [k for k in self.rows[-1] if k != "epoch" and k not in LOSS_KEYS and k != "learning_rate"]
+        return [k for k in self.rows[-1] if k not in ("epoch", "learning_rate", "seconds") and k not in LOSS_KEYS]
 
     def _write(self, name: str, columns: list[str]) -> None:
         buf = io.StringIO()
@@ -291,3 +298,17 @@ class EpochChangeInference(keras.callbacks.Callback):
                 title,
             ),
         )
+
+
+class TrackEpochs(keras.callbacks.Callback):
+    """Each epoch's row of the history (losses, metrics, learning rate, seconds) to the run's
+    tracker (``flexseg.tracking``); after ``HistoryFiles``, whose row it sends."""
+
+    def __init__(self, tracker: object, history: HistoryFiles) -> None:
+        super().__init__()
+        self.tracker, self.history = tracker, history
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        row = dict(self.history.rows[-1]) if self.history.rows else {}
+        step = int(row.pop("epoch", epoch + 1))
+        self.tracker.log(row, step=step)

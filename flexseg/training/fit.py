@@ -34,14 +34,16 @@ from flexseg.model.prediction import (
     evaluation_batch_size,
     steps_per_epoch,
 )
-from flexseg.model.store import ModelCard, is_cross_validation, write_card
+from flexseg.model.store import CARD_FILE, ModelCard, is_cross_validation, write_card
 from flexseg.names import unique_filenames
 from flexseg.tfenv import onednn_enabled
+from flexseg.tracking import TrackedRun, Tracker
 from flexseg.training.callbacks import (
     BestModel,
     EpochChangeInference,
     HistoryFiles,
     StopAtStepBoundary,
+    TrackEpochs,
     TrainingProgress,
 )
 from flexseg.training.distribute import (
@@ -280,6 +282,7 @@ def fit(
     train_pairs: list[tuple[Path, Path]],
     valid_pairs: list[tuple[Path, Path]],
     reporter: ProgressReporter | None = None,
+    tracking_parent: TrackedRun | None = None,
 ) -> TrainResult:
     """Train ``exp``'s model: the TensorFlow half of ``flexseg train``, in six steps.
 
@@ -293,6 +296,7 @@ def fit(
         class_map: the classes and their mask colours.
         train_pairs, valid_pairs: (image, mask) files of the two splits.
         reporter: shows the progress (a terminal bar); None prints plain lines.
+        tracking_parent: the cross-validation's MLflow run, for a fold (``train.track``).
 
     Returns:
         The TrainResult: epochs run, best epoch and val_loss, speed, precision and the model as
@@ -307,13 +311,25 @@ def fit(
     precision = training_precision(exp)
     model = _build(exp, dist, write_dir, state, precision)
     card = _start_record(exp, dist, write_dir, state, precision)
+    card.training["parameters"] = int(model.count_params())
     callbacks = _callbacks(exp, dist, write_dir, state, card, class_map, valid_pairs, steps, len(train_pairs), reporter)
+    tracker = Tracker.start(exp, run_dir, write_dir, parent=tracking_parent, resume=state is not None)
+    if tracker is not None:
+        callbacks.ordered.insert(-1, TrackEpochs(tracker, callbacks.history_files))  # progress stays last
     initial_epoch = state.epoch if state else 0
     _announce(exp, dist, run_dir, model, precision, len(train_pairs), len(valid_pairs), initial_epoch)
     t0 = time.perf_counter()
-    history = _run(model, exp, ds_train, ds_valid, initial_epoch, callbacks, run_dir, write_dir)
+    try:
+        history = _run(model, exp, ds_train, ds_valid, initial_epoch, callbacks, run_dir, write_dir)
+        epochs_run = _finish(exp, write_dir, card, callbacks, initial_epoch + len(history.history.get("loss", [])))
+    except BaseException as e:
+        if tracker is not None:
+            tracker.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
     seconds = time.perf_counter() - t0
-    epochs_run = _finish(exp, write_dir, card, callbacks, initial_epoch + len(history.history.get("loss", [])))
+    if tracker is not None:
+        tracker.artifact(write_dir / CARD_FILE)
+        tracker.end("FINISHED")
     steady = callbacks.progress.seconds[1:] or callbacks.progress.seconds
     return TrainResult(
         run_dir=run_dir,
