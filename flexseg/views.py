@@ -478,7 +478,8 @@ def demo_summary(result: DemoResult) -> None:
         f"  legacy dice_coef_multiclass (counts background): {report.dice_coef_multiclass:.4f}\n"
         f"  training: {trained.epochs_run} epochs, {trained.images_per_second:.1f} img/s\n"
         f"  run folder: {escape(str(trained.run_dir))}\n"
-        f"  predicted masks: {escape(str(result.inferred.output_dir))}",
+        + (f"  report (open it in a browser): {escape(str(report.page))}\n" if report.page else "")
+        + f"  predicted masks: {escape(str(result.inferred.output_dir))}",
         highlight=False,
     )
     if result.volumes is not None:

@@ -129,6 +129,7 @@ def test_the_report_shows_the_worst_case_first_and_its_pictures_load_offline(eva
     page = run / "report.html"
     text = page.read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)  # nothing from the network
+    assert "default-src 'none'" in text  # and the page's policy forbids the browser to fetch any
     dom, console = render(page, tmp_path)
     assert console == []  # no error, nor anything else, in the console
     per_image = json.loads((run / "evaluation.json").read_text())["images"]

@@ -7,6 +7,7 @@ import math
 
 from matplotlib import rcParams
 from matplotlib.figure import Figure  # no pyplot: nothing global is touched
+from matplotlib.ticker import MaxNLocator
 
 from flexseg.report.cases import class_colour
 
@@ -45,6 +46,7 @@ def curves(series: dict[str, list[tuple[int, float]]], title: str, ylabel: str, 
             ax.plot(*zip(*points), marker="o", markersize=2.5, linewidth=1.4, label=name, color=colour)
     if log:
         ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)

@@ -162,7 +162,7 @@ def _fmt(value: object, digits: int = 3) -> str:
     number = _number(value)
     if number is None:
         return "–"
-    if abs(number) >= 1000 or number == int(number) and abs(number) >= 10:
+    if isinstance(value, int) or abs(number) >= 1000:
         return f"{number:,.0f}"
     return f"{number:.{digits}f}"
 
@@ -194,7 +194,10 @@ def _glance(facts: RunFacts) -> str:
     rows = [
         ("experiment", card.get("experiment") or getattr(exp, "name", None) or "–"),
         ("classes", ", ".join(card.get("class_names", [])) or "–"),
-        ("images per split", ", ".join(f"{s} {counts[s] if counts[s] is not None else '?'}" for s in SPLITS)),
+        (
+            "images per split" + (" (fold 0)" if len(facts.histories) > 1 else ""),
+            ", ".join(f"{s} {counts[s] if counts[s] is not None else '?'}" for s in SPLITS),
+        ),
         ("model input", f"{card.get('width', '?')}×{card.get('height', '?')}, {card.get('channels', '?')} channel(s)"),
         ("parameters", _fmt(training.get("parameters"))),
         ("precision", training.get("precision") or env.get("precision") or "–"),
@@ -305,7 +308,7 @@ def _metrics(facts: RunFacts) -> str:
         values = {name: [_number(r.get(f"{metric}_{name}")) for r in images] for name in classes}
         if any(v is not None for vs in values.values() for v in vs):
             plots.append(charts.spread(values, f"{label} over {len(images)} images", label, _all_classes(facts)))
-    volumes = _volumes(ev.get("volumes_3d"))
+    volumes = _volumes(ev.get("volumes_3d"), _all_classes(facts))
     return (
         '<section id="metrics"><h2>Scores per class</h2>'
         "<p>Means over the test images (a class absent from both truth and prediction is left out of its "
@@ -328,10 +331,21 @@ def _swatch(name: str, foreground: list[str]) -> str:
     return f'<span class="swatch" style="background:rgb{colour}" aria-hidden="true"></span>'
 
 
-def _volumes(report: dict | None) -> str:
+VOLUME_PLOTS = (("dice", "Dice"), ("nsd", "NSD"), ("hd95_mm", "HD95 (mm)"), ("volume_rel_diff", "volume error"))
+
+
+def _volumes(report: dict | None, all_classes: list[str]) -> str:
+    """The 3D scores of the test volumes: their spread as plots, and a table of every volume."""
     if not report or not report.get("volumes"):
         return ""
     volumes: list = report["volumes"]
+    classes = list(report.get("per_class", {}))
+    plots = []
+    for metric, label in VOLUME_PLOTS:
+        values = {name: [_number(v.get(f"{metric}_{name}")) for v in volumes] for name in classes}
+        if any(x is not None for xs in values.values() for x in xs):
+            plots.append(charts.spread(values, f"{label} over {len(volumes)} volumes", label, all_classes))
+    figures = "".join(f"<figure class=chart>{p}</figure>" for p in plots)
     keys = [k for k in volumes[0] if k not in ("volume", "spacing_mm", "slices")]
     head = "".join(f"<th>{e(k.replace('_', ' '))}</th>" for k in keys)
     rows = "".join(
@@ -341,7 +355,8 @@ def _volumes(report: dict | None) -> str:
     return (
         f"<h3>Scored in 3D: {len(volumes)} volume(s)</h3>"
         f"<p>Foreground Dice {_fmt(report.get('foreground_dice'))}, NSD {_fmt(report.get('foreground_nsd'))} "
-        f"(tolerance {_fmt(report.get('nsd_tolerance_mm'))} mm); HD95 in mm.</p>"
+        f"(tolerance {_fmt(report.get('nsd_tolerance_mm'))} mm); HD95 in mm; volume error relative to the "
+        f'truth\'s volume.</p><div class="charts">{figures}</div>'
         f'<div class="scroll"><table class="numbers sortable"><thead><tr><th>volume</th>{head}</tr></thead>'
         f"<tbody>{rows}</tbody></table></div>"
     )
@@ -546,7 +561,7 @@ def render(facts: RunFacts) -> str:
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src 'self' data:; "
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src 'self' file: data:; "
         "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
         f"<title>{e(title)}</title><style>{STYLE}</style></head><body>"
         f'<header><h1>{e(title)}</h1><p class="muted">{e(str(facts.run_dir))}</p><nav>{nav}</nav>'

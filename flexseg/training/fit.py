@@ -313,7 +313,12 @@ def fit(
     card = _start_record(exp, dist, write_dir, state, precision)
     card.training["parameters"] = int(model.count_params())
     callbacks = _callbacks(exp, dist, write_dir, state, card, class_map, valid_pairs, steps, len(train_pairs), reporter)
-    tracker = Tracker.start(exp, run_dir, write_dir, parent=tracking_parent, resume=state is not None)
+    # the chief alone tracks, as it alone writes the run folder
+    tracker = (
+        Tracker.start(exp, run_dir, write_dir, parent=tracking_parent, resume=state is not None)
+        if dist.is_chief
+        else None
+    )
     if tracker is not None:
         callbacks.ordered.insert(-1, TrackEpochs(tracker, callbacks.history_files))  # progress stays last
     initial_epoch = state.epoch if state else 0
