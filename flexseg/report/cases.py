@@ -35,7 +35,9 @@ REPORT_ASSETS = "report"  # beside report.html: the pictures and cases.json
 FALSE_NEGATIVE = (0, 114, 178)  # blue
 FALSE_POSITIVE = (230, 159, 0)  # orange
 WRONG_CLASS = (204, 121, 167)  # reddish purple
-CLASS_PALETTE = [(0, 158, 115), (240, 228, 66), (86, 180, 233), (213, 94, 0), (0, 114, 178), (204, 121, 167)]
+# bluish green, vermillion, sky blue, yellow: distinct from each other and from the grey image (yellow,
+# nearly white, comes last: on bright bone it vanished)
+CLASS_PALETTE = [(0, 158, 115), (213, 94, 0), (86, 180, 233), (240, 228, 66), (0, 114, 178), (204, 121, 167)]
 PANEL_TILE = 320  # pixels of the longer side of each of a panel's four tiles
 THUMBNAIL = 96
 

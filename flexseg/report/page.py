@@ -232,11 +232,11 @@ def _folds(facts: RunFacts) -> str:
         '<section id="folds"><h2>Cross-validation</h2>'
         "<p>Each fold's model on its own validation images (out of fold) and alone on the test split; "
         "the ensemble averages the folds' probabilities.</p>"
-        '<table class="numbers"><thead><tr><th>model</th><th>foreground Dice, out of fold</th>'
+        '<div class="scroll"><table class="numbers"><thead><tr><th>model</th><th>foreground Dice, out of fold</th>'
         f"<th>foreground Dice, test</th></tr></thead><tbody>{rows}"
         f"<tr><td>all folds pooled</td><td>{_fmt(pooled)}</td><td></td></tr>"
         f"<tr><td>ensemble, no post-processing</td><td></td><td>{_fmt(plain)}</td></tr>"
-        f"<tr class='total'><td>ensemble</td><td></td><td>{_fmt(final)}</td></tr></tbody></table></section>"
+        f"<tr class='total'><td>ensemble</td><td></td><td>{_fmt(final)}</td></tr></tbody></table></div></section>"
     )
 
 
@@ -255,7 +255,7 @@ def _training(facts: RunFacts) -> str:
                 "Dice",
             ),
         ]
-        if any(v is not None for _, v in h.series("learning_rate")):
+        if len({v for _, v in h.series("learning_rate") if v is not None}) > 1:  # a flat line says nothing
             charts_svg.append(
                 charts.curves({"learning rate": h.series("learning_rate")}, "learning rate", "rate", log=True)
             )
@@ -268,12 +268,14 @@ def _training(facts: RunFacts) -> str:
                 "Dice",
             ),
         ]
-        if any(v is not None for h in histories for _, v in h.series("learning_rate")):
+        if len({v for h in histories for _, v in h.series("learning_rate") if v is not None}) > 1:
             charts_svg.append(
                 charts.curves({h.name: h.series("learning_rate") for h in histories}, "learning rate", "rate", log=True)
             )
     figures = "".join(f'<figure class="chart">{svg}</figure>' for svg in charts_svg)
-    return f'<section id="training"><h2>Training</h2><div class="charts">{figures}</div></section>'
+    rates = {v for h in histories for _, v in h.series("learning_rate") if v is not None}
+    steady = f"<p>Learning rate {rates.pop():g} throughout (never reduced).</p>" if len(rates) == 1 else ""
+    return f'<section id="training"><h2>Training</h2><div class="charts">{figures}</div>{steady}</section>'
 
 
 METRIC_LABELS = {
@@ -313,8 +315,8 @@ def _metrics(facts: RunFacts) -> str:
         '<section id="metrics"><h2>Scores per class</h2>'
         "<p>Means over the test images (a class absent from both truth and prediction is left out of its "
         "mean); pooled Dice sums every image's pixels first. The plots show every image as a dot.</p>"
-        f'<table class="numbers"><thead><tr><th>class</th>{head}<th>Dice pooled</th></tr></thead>'
-        f"<tbody>{body}</tbody></table>"
+        f'<div class="scroll"><table class="numbers"><thead><tr><th>class</th>{head}<th>Dice pooled</th></tr>'
+        f"</thead><tbody>{body}</tbody></table></div>"
         f'<div class="charts">{"".join(f"<figure class=chart>{p}</figure>" for p in plots)}</div>{volumes}</section>'
     )
 
