@@ -366,7 +366,7 @@ def infer_done(result: InferResult) -> None:
 
 
 def report_done(page: Path) -> None:
-    out.info(f"written: {page} (open it in a browser; keep the report folder beside it)")
+    out.info(f"written: {page} (open it in a browser; report/ beside it holds its pictures)")
 
 
 def export_done(result: ExportResult) -> None:

@@ -48,10 +48,7 @@ def write_page(run_dir: Path) -> Path:
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: no such run folder; give the folder `flexseg train` wrote (run_dir)")
     if not (run_dir / CARD_FILE).is_file() and not is_cross_validation(run_dir):
-        raise RunError(
-            f"{run_dir}: not a run folder (no {CARD_FILE}); give the folder `flexseg train` wrote "
-            "(the experiment's run_dir)"
-        )
+        raise RunError(f"{run_dir}: not a run folder (no {CARD_FILE}); give a folder `flexseg train` wrote")
     with runs.open_output(run_dir, "report", legacy_names=runs.RUN_LEGACY_NAMES):
         atomic_write_text(run_dir / REPORT_FILE, render(RunFacts.read(run_dir)))
     return run_dir / REPORT_FILE
