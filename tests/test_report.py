@@ -201,3 +201,36 @@ def test_a_damaged_case_index_is_a_named_run_error_and_changes_nothing(evaluated
     assert done.returncode == 4 and len(errors) == 1, done.stderr
     assert "cases.json: not a readable flexseg case index" in errors[0] and "flexseg evaluate" in errors[0]
     assert "Traceback" not in done.stderr and digest(mine) == before
+
+
+def test_volume_scores_get_their_spread_plots_and_a_row_a_volume(tmp_path):
+    from flexseg.report.page import History, RunFacts, render
+
+    volumes = [
+        {"volume": f"v{i}.nii.gz", "dice_bone": 0.9 + i / 100, "nsd_bone": 0.95, "hd95_mm_bone": 1.0 + i}
+        for i in range(2)
+    ]
+    facts = RunFacts(
+        run_dir=tmp_path,
+        card={"experiment": "x", "class_names": ["background", "bone"], "training": {}},
+        environment=None,
+        experiment=None,
+        histories=[History("run")],
+        evaluation={
+            "images_scored": 0,
+            "per_class": {"bone": {"dice": 0.9}},
+            "images": [],
+            "volumes_3d": {
+                "volumes": volumes,
+                "per_class": {"bone": {}},
+                "foreground_dice": 0.905,
+                "nsd_tolerance_mm": {"bone": 2.0},
+            },
+        },
+        cases=None,
+        postprocessing=None,
+    )
+    page = render(facts)
+    assert "Scored in 3D: 2 volume(s)" in page and "tolerance bone 2.0 mm" in page
+    assert "Dice over 2 volumes" in page and "HD95 (mm) over 2 volumes" in page
+    assert page.count("<td>v0.nii.gz</td>") == 1 and page.count("<td>v1.nii.gz</td>") == 1

@@ -357,11 +357,18 @@ def _volumes(report: dict | None, all_classes: list[str]) -> str:
     return (
         f"<h3>Scored in 3D: {len(volumes)} volume(s)</h3>"
         f"<p>Foreground Dice {_fmt(report.get('foreground_dice'))}, NSD {_fmt(report.get('foreground_nsd'))} "
-        f"(tolerance {_fmt(report.get('nsd_tolerance_mm'))} mm); HD95 in mm; volume error relative to the "
+        f"(tolerance {e(_tolerance(report.get('nsd_tolerance_mm')))}); HD95 in mm; volume error relative to the "
         f'truth\'s volume.</p><div class="charts">{figures}</div>'
         f'<div class="scroll"><table class="numbers sortable"><thead><tr><th>volume</th>{head}</tr></thead>'
         f"<tbody>{rows}</tbody></table></div>"
     )
+
+
+def _tolerance(value: object) -> str:
+    """NSD's tolerance: one number, or one a class (``{"bone": 2.0}``), in mm."""
+    if isinstance(value, dict):
+        return ", ".join(f"{name} {_fmt(mm, 1)} mm" for name, mm in value.items())
+    return f"{_fmt(value, 1)} mm"
 
 
 def _legend() -> str:
