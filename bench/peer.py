@@ -1,7 +1,7 @@
 """flexseg against a plain-Keras peer: the same FlexUNet trained and used the way the Keras guides
 show it, with none of flexseg's code paths (no tf.data pipeline, callbacks, run folder, checks).
 
-    .venv/bin/python bench/peer.py [--pairs 5] [--precisions float32 bfloat16] [--quick]
+    .venv/bin/python bench/peer.py [--pairs 5] [--precisions float32 bfloat16] [--tasks train infer] [--size 512]
 
 Training: ``model.fit`` on arrays decoded up front, with validation, against ``flexseg train``;
 images/s over the epochs after the first (which traces the graph), validation and (flexseg's)
@@ -43,6 +43,7 @@ EPOCHS = 2  # the first traces the graph; the second is timed
 INFER_IMAGES = 48  # nbm-mini's 24 slices twice over (links: the same decode cost)
 BATCH = 4  # the prediction batch of both sides (flexseg's default)
 POLICIES = {"float32": "none", "bfloat16": "bfloat16"}  # train.mixed_precision
+TASKS = ("train", "infer")
 KERAS_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}  # the peer's global policy
 
 
@@ -217,7 +218,7 @@ def side(task: str, who: str, precision: str, size: int, workdir: Path) -> float
     return json.loads(done.stdout.strip().splitlines()[-1])["images_per_second"]
 
 
-def compare(pairs: int, precisions: list[str], size: int, show=print) -> dict:
+def compare(pairs: int, precisions: list[str], size: int, show=print, tasks: tuple[str, ...] = TASKS) -> dict:
     """For each precision and task, ``pairs`` pairs of processes (the order alternating); the
     median, lowest and highest of the pairs' ratios flexseg / plain, and every figure."""
     from flexseg.tfenv import import_tensorflow_quietly
@@ -228,7 +229,7 @@ def compare(pairs: int, precisions: list[str], size: int, show=print) -> dict:
         workdir = Path(tmp)
         prepare(workdir, size, INFER_IMAGES)
         for precision in precisions:
-            for task in ("train", "infer"):
+            for task in tasks:
                 ratios, runs = [], {"flexseg": [], "plain": []}
                 for i in range(pairs):
                     order = ("plain", "flexseg") if i % 2 == 0 else ("flexseg", "plain")
@@ -262,12 +263,13 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--precisions", nargs="+", choices=list(POLICIES), default=list(POLICIES))
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     args = parser.parse_args()
 
     def show(label: str, value: str) -> None:
         print(f"  {label:<52} {value}", file=sys.stderr, flush=True)
 
-    print(json.dumps(compare(args.pairs, args.precisions, args.size, show), indent=1))
+    print(json.dumps(compare(args.pairs, args.precisions, args.size, show, tuple(args.tasks)), indent=1))
 
 
 if __name__ == "__main__":
