@@ -78,6 +78,7 @@ class Tracker:
     uri: str
     run_id: str | None = None
     failed: bool = False
+    _client: object = None  # the MlflowClient, made on first use
 
     def _call(self, what: str, fn: object, *args: object, **kwargs: object) -> object:
         if self.failed:
@@ -92,12 +93,15 @@ class Tracker:
 
     @property
     def client(self) -> object:
-        from flexseg.settings import quiet_mlflow_http
+        """The run's MlflowClient, made once (call it inside ``_call``: making it may fail too)."""
+        if self._client is None:
+            from flexseg.settings import quiet_mlflow_http
 
-        quiet_mlflow_http()
-        from mlflow.tracking import MlflowClient
+            quiet_mlflow_http()
+            from mlflow.tracking import MlflowClient
 
-        return MlflowClient(tracking_uri=self.uri)
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
 
     @classmethod
     def start(
@@ -169,16 +173,15 @@ class Tracker:
         """A file or a folder's files as artifacts of the run."""
         if self.run_id is None or self.failed or not path.exists():
             return
-        client = self.client
         if path.is_dir():
-            self._call("storing artifacts", client.log_artifacts, self.run_id, str(path), folder)
+            self._call("storing artifacts", lambda: self.client.log_artifacts(self.run_id, str(path), folder))
         else:
-            self._call("storing an artifact", client.log_artifact, self.run_id, str(path), folder)
+            self._call("storing an artifact", lambda: self.client.log_artifact(self.run_id, str(path), folder))
 
     def end(self, status: str) -> None:
         """``FINISHED``, ``FAILED`` or ``KILLED``."""
         if self.run_id is not None and not self.failed:
-            self._call("ending the run", self.client.set_terminated, self.run_id, status)
+            self._call("ending the run", lambda: self.client.set_terminated(self.run_id, status))
 
 
 def read_tracked(folder: Path) -> TrackedRun | None:

@@ -24,9 +24,7 @@ def publish(handle: object, gallery: CaseGallery) -> Path:
 
     with runs.staged(handle) as staging:
         index = gallery.write(staging / REPORT_ASSETS)
-        facts = RunFacts.read(handle.folder)
-        facts.cases = index
-        atomic_write_text(staging / REPORT_FILE, render(facts))
+        atomic_write_text(staging / REPORT_FILE, render(RunFacts.read(handle.folder, cases=index)))
         runs.promote(handle, replace={REPORT_ASSETS, REPORT_FILE})
     return handle.folder / REPORT_FILE
 

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 from pydantic import Field
 
-from flexseg.data.io import read_image
+from flexseg.data.io import read_image, resize
 from flexseg.fsutil import atomic_write_bytes, atomic_write_text
 from flexseg.names import unique_filenames
 from flexseg.schema import Record, to_json
@@ -143,11 +143,7 @@ def panel(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, classes: int) 
 def _image_at(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     """The image file as uint8 (H, W, C) at the mask's size (the two differ only for a 2.5D or
     resampled input; scores are at the mask's size)."""
-    image = read_image(path)
-    if image.shape[:2] != tuple(shape):
-        resized = np.asarray(Image.fromarray(image.squeeze()).resize(shape[::-1], Image.Resampling.BILINEAR))
-        image = resized[..., None] if resized.ndim == 2 else resized
-    return image
+    return resize(read_image(path), shape[1], shape[0])
 
 
 @dataclass

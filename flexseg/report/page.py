@@ -99,16 +99,16 @@ class RunFacts:
     postprocessing: dict | None
 
     @classmethod
-    def read(cls, run_dir: Path) -> RunFacts:
+    def read(cls, run_dir: Path, cases: CaseIndex | None = None) -> RunFacts:
+        """The facts of ``run_dir``; ``cases``: a new case index to show instead of the folder's."""
         folds = sorted(
             (p for p in run_dir.glob("fold_*") if p.is_dir() and p.name.removeprefix("fold_").isdigit()),
             key=lambda p: int(p.name.removeprefix("fold_")),
         )
         first = folds[0] if folds else run_dir
         histories = [History.read(p.name.replace("_", " "), p) for p in folds] or [History.read("run", run_dir)]
-        cases = None
         cases_path = run_dir / REPORT_ASSETS / CASES_FILE
-        if cases_path.is_file():
+        if cases is None and cases_path.is_file():
             from flexseg.errors import RunError
             from flexseg.schema import read_json
 
