@@ -111,9 +111,10 @@ def handles_errors(fn: Callable) -> Callable:
         except (typer.Exit, typer.Abort):
             raise
         except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (flexseg.interrupts)
-            views.interrupted(getattr(e, "signal_name", "SIGINT"))
-            raise typer.Exit(getattr(e, "exit_code", 130)) from None
+            _interrupted(e)
         except Exception as e:
+            if (interrupt := _interrupt_inside(e)) is not None:
+                _interrupted(interrupt)
             if _state["debug"]:
                 raise
             message, code = _describe_failure(e)
@@ -121,6 +122,24 @@ def handles_errors(fn: Callable) -> Callable:
             raise typer.Exit(code) from None
 
     return wrapper
+
+
+def _interrupted(e: KeyboardInterrupt) -> None:
+    views.interrupted(getattr(e, "signal_name", "SIGINT"))
+    raise typer.Exit(getattr(e, "exit_code", 130)) from None
+
+
+def _interrupt_inside(e: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM another error carries: a signal that lands while a C extension calls
+    back into Python (NumPy inside TensorFlow) comes out as a SystemError whose cause is the
+    KeyboardInterrupt."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _describe_failure(e: Exception) -> tuple[str, int]:

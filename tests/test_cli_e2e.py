@@ -192,3 +192,23 @@ def test_prepare_real_kneebones_split_augment_stats(tmp_path):
     assert report["leakage"] is False and report["problems"] == []
     assert {s: v["pairs"] for s, v in report["splits"].items()} == {"train": 80, "valid": 5, "test": 3}
     assert report["splits"]["train"]["augmented"] == 64
+
+
+def test_a_signal_that_surfaces_inside_another_error_is_still_an_interrupt(capsys):
+    """Ctrl-C landing while NumPy runs inside TensorFlow comes out as a SystemError caused by the
+    KeyboardInterrupt (seen once in twelve runs of test_two_infers_into_one_output_folder)."""
+    import typer
+
+    from flexseg.cli import handles_errors
+
+    @handles_errors
+    def interrupted_in_c() -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as cause:
+            raise SystemError("<built-in method __array__> returned a result with an exception set") from cause
+
+    with pytest.raises(typer.Exit) as exit_info:
+        interrupted_in_c()
+    assert exit_info.value.exit_code == 130
+    assert "unexpected" not in capsys.readouterr().err

@@ -355,7 +355,8 @@ def test_two_infers_into_one_output_folder(project):
     assert "in use by flexseg infer" in text and f"pid {first.pid}" in text
     assert first.poll() is None  # the refusal was not a finished run's "already holds"
     first.send_signal(signal.SIGINT)
-    assert finish(first)[0] == 130
+    code, text = finish(first)
+    assert code == 130, text
 
 
 def test_a_lock_left_by_a_killed_process_is_taken_over(project):
