@@ -3,21 +3,24 @@ batch 2, with one lever changed at a time, against this CPU's matmul rate.
 
     .venv/bin/python bench/levers.py [--rounds 3] [--precisions float32 bfloat16] [--levers ...]
 
-Levers (each against ``keras_adam``, the update as Keras writes it):
-  fused_adam     flexseg's optimizer: TensorFlow's fused ResourceApplyAdam kernel a variable
-  xla_optimizer  Keras' Adam update of all the variables compiled by XLA as one function
-  xla_step       the whole train step compiled by XLA (``train.jit_compile: true``)
+Levers, each one change from flexseg as it is (``flexseg``):
+  keras_adam       Keras' Adam instead of flexseg's fused one (TensorFlow's ResourceApplyAdam a variable)
+  conv_everywhere  TensorFlow's convolution at every level, where flexseg computes the convolutions
+                   of the 8×8 and 4×4 levels as matrix products (flexseg.model.matmul_conv)
+  xla_optimizer    Keras' Adam update of all the variables compiled by XLA as one function
+  xla_step         the whole train step compiled by XLA (``train.jit_compile: true``)
 
 Each measurement is its own process (the levers are set before the model is built); the settings
 run in turn, ``--rounds`` times, and each figure is the median of its rounds, as this host's
-speed drifts by up to a third within minutes. That drift hides a few percent, so the optimizers
-are also timed in one process, taking turns in blocks of steps over the same model and batch
-(``interleaved_updates``). A table on stderr, JSON on stdout.
+speed drifts by up to a third within minutes. That drift hides a few percent, so the settings
+are also timed in one process, taking turns in blocks of steps over the same weights and batch
+(``interleaved_steps``). A table on stderr, JSON on stdout.
 
-Measured on 2026-12-02 (AMD EPYC, 2 cores, avx512_bf16, no AMX): see docs/performance.md. Kept:
-fused_adam (flexseg.training.optimizer). Not kept: xla_step (half the speed: XLA's CPU
-convolutions are not oneDNN's), xla_optimizer (no faster than fused_adam in float32, slower in
-bfloat16, and it would bypass the distribution strategy's update).
+Measured on 2026-12-02 and 2026-12-03 (AMD EPYC, 2 cores, avx512_bf16, no AMX): see
+docs/performance.md. Kept: the fused Adam (flexseg.training.optimizer) and the matrix-product
+convolutions of the deepest levels. Not kept: xla_step (half the speed: XLA's CPU convolutions are
+not oneDNN's), xla_optimizer (no faster than the fused Adam in float32, slower in bfloat16, and it
+would bypass the distribution strategy's update).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-LEVERS = ("keras_adam", "fused_adam", "xla_optimizer", "xla_step")
+LEVERS = ("flexseg", "keras_adam", "conv_everywhere", "xla_optimizer", "xla_step")
 POLICIES = {"float32": "none", "bfloat16": "bfloat16"}
 
 
@@ -62,6 +65,15 @@ def xla_adam(learning_rate, clipvalue):
     return XlaAdam(learning_rate=learning_rate, clipvalue=clipvalue)
 
 
+def convolutions_everywhere():
+    """A context in which FlexUNets are built with TensorFlow's convolution at every level."""
+    from unittest import mock
+
+    import flexseg.model.flexunet as flexunet
+
+    return mock.patch.object(flexunet, "prefers_matmul", lambda height, width: False)
+
+
 def one(lever: str, precision: str, warmup: int, steps: int) -> dict:
     """Measure one setting in this process."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -83,14 +95,21 @@ def one(lever: str, precision: str, warmup: int, steps: int) -> dict:
     overrides = [f"train.mixed_precision={POLICIES[precision]}", f"train.jit_compile={lever == 'xla_step'}"]
     with tempfile.TemporaryDirectory(prefix="flexseg-bench-levers-") as tmp:
         pairs = nbm_pairs(Path(tmp))
-        return speed.training_images_per_second(load_experiment(NBM, overrides), pairs, warmup=warmup, steps=steps)
+        exp = load_experiment(NBM, overrides)
+        if lever == "conv_everywhere":
+            with convolutions_everywhere():
+                return speed.training_images_per_second(exp, pairs, warmup=warmup, steps=steps)
+        return speed.training_images_per_second(exp, pairs, warmup=warmup, steps=steps)
 
 
-def interleaved_updates(precision: str, blocks: int = 4, steps: int = 3) -> dict:
-    """Seconds a training step takes with each optimizer, in one process: the same model and batch,
-    one custom train step (forward, loss, gradients, update) a optimizer, the optimizers taking
-    turns in blocks of ``steps`` steps, ``blocks`` times; the median step of each. The host's
-    drift, which hides a few percent between processes, hits every optimizer alike here."""
+def interleaved_steps(precision: str, blocks: int = 4, steps: int = 3) -> dict:
+    """Seconds a training step takes with each setting, in one process: the same weights and batch,
+    one custom train step (forward, loss, gradients, update) a setting, the settings taking turns
+    in blocks of ``steps`` steps, ``blocks`` times; the median step of each. The host's drift,
+    which hides a few percent between processes, hits every setting alike here. Settings:
+    ``flexseg``, ``keras_adam``, ``xla_optimizer`` (optimizers over flexseg's model) and
+    ``conv_everywhere`` (a second model with TensorFlow's convolution at every level, the same
+    weights, flexseg's optimizer)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from flexseg import console
     from flexseg.tfenv import import_tensorflow_quietly
@@ -108,6 +127,9 @@ def interleaved_updates(precision: str, blocks: int = 4, steps: int = 3) -> dict
 
     exp = load_experiment(NBM, [f"train.mixed_precision={POLICIES[precision]}"])
     model = build_in_precision(exp)
+    with convolutions_everywhere():
+        conv_model = build_in_precision(exp)
+    conv_model.set_weights(model.get_weights())
     loss_fn = get_loss(exp.train.loss)
     with tempfile.TemporaryDirectory(prefix="flexseg-bench-levers-") as tmp:
         from flexseg.data.io import read_image, resize
@@ -115,25 +137,30 @@ def interleaved_updates(precision: str, blocks: int = 4, steps: int = 3) -> dict
         pairs = nbm_pairs(Path(tmp))[:2]
         x = np.stack([resize(read_image(p), 512, 512) for p, _ in pairs]).astype(np.float32)
     y = tf.one_hot(tf.zeros((2, 512, 512), tf.int32), exp.num_classes)
-    makers = {
-        "keras_adam": keras_adam,
-        "fused_adam": lambda lr, clip: FusedAdam(learning_rate=lr, clipvalue=clip),
-        "xla_optimizer": xla_adam,
+
+    def fused(lr, clip):
+        return FusedAdam(learning_rate=lr, clipvalue=clip)
+
+    settings = {
+        "flexseg": (model, fused),
+        "keras_adam": (model, keras_adam),
+        "conv_everywhere": (conv_model, fused),
+        "xla_optimizer": (model, xla_adam),
     }
     steps_of: dict = {}
-    for name, make in makers.items():
+    for name, (net, make) in settings.items():
         optimizer = make(exp.train.learning_rate, exp.train.clipvalue)
-        optimizer.build(model.trainable_variables)
+        optimizer.build(net.trainable_variables)
 
-        def step(x, y, optimizer=optimizer):
+        def step(x, y, net=net, optimizer=optimizer):
             with tf.GradientTape() as tape:
-                loss = loss_fn(y, model(x, training=True))
-            optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+                loss = loss_fn(y, net(x, training=True))
+            optimizer.apply(tape.gradient(loss, net.trainable_variables), net.trainable_variables)
             return loss
 
         steps_of[name] = tf.function(step)
         steps_of[name](x, y).numpy()  # trace
-    times: dict = {name: [] for name in makers}
+    times: dict = {name: [] for name in settings}
     for _ in range(blocks):
         for name, step in steps_of.items():
             for _ in range(steps):
@@ -147,18 +174,18 @@ def interleaved_updates(precision: str, blocks: int = 4, steps: int = 3) -> dict
 
 
 def interleaved(precisions: list[str]) -> dict:
-    """``interleaved_updates`` for each precision, in a child process; shown as a table."""
+    """``interleaved_steps`` for each precision, in a child process; shown as a table."""
     command = [sys.executable, __file__, "--interleaved", *precisions]
     done = subprocess.run(command, capture_output=True, text=True, check=True)  # noqa: S603 (our own script)
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    for p, by_optimizer in figures.items():
-        base = by_optimizer["keras_adam"]["median_step_seconds"]
-        for name, one in by_optimizer.items():
+    for p, by_setting in figures.items():
+        base = by_setting["flexseg"]["median_step_seconds"]
+        for name, one in by_setting.items():
             seconds = one["median_step_seconds"]
-            one["against_keras_adam"] = round(seconds / base, 3)
+            one["against_flexseg"] = round(seconds / base, 3)
             print(
-                f"  {p:<8} {name:<14} {seconds:6.2f} s a step, in turns in one process "
-                f"(×{seconds / base:.3f} keras_adam)",
+                f"  {p:<8} {name:<16} {seconds:6.2f} s a step, in turns in one process "
+                f"(×{seconds / base:.3f} flexseg's)",
                 file=sys.stderr,
             )
     return {"interleaved_steps": figures}
@@ -204,7 +231,7 @@ def measure(rounds: int, precisions: list[str], levers: list[str], warmup: int =
                     continue
                 result = json.loads(done.stdout.strip().splitlines()[-1])
                 runs[p][lever].append(result["images_per_second"])
-                print(f"  round {r + 1} {p:<8} {lever:<14} {result['images_per_second']:.3f} img/s", file=sys.stderr)
+                print(f"  round {r + 1} {p:<8} {lever:<16} {result['images_per_second']:.3f} img/s", file=sys.stderr)
     table: dict = {"forward_gflop_per_image": round(flops / 1e9, 2), "precisions": {}}
     for p in precisions:
         rate = statistics.median(matmul[p])
@@ -216,17 +243,17 @@ def measure(rounds: int, precisions: list[str], levers: list[str], warmup: int =
                 table["precisions"][p][lever] = {"runs": runs[p][lever]}
                 continue
             median = statistics.median(ok)
-            base = base or (median if lever == "keras_adam" else None)
+            base = base or (median if lever == "flexseg" else None)
             share = median * 3 * flops / 1e9 / rate
             table["precisions"][p][lever] = {
                 "images_per_second": round(median, 4),
                 "runs": [None if x is None else round(x, 4) for x in runs[p][lever]],
                 "share_of_matmul_rate": round(share, 3),
-                "against_keras_adam": round(median / base, 3) if base else None,
+                "against_flexseg": round(median / base, 3) if base else None,
             }
             print(
-                f"  {p:<8} {lever:<14} {median:7.3f} img/s = {100 * share:4.1f}% of {rate:.0f} GFLOP/s"
-                + (f", ×{median / base:.2f} keras_adam" if base else ""),
+                f"  {p:<8} {lever:<16} {median:7.3f} img/s = {100 * share:4.1f}% of {rate:.0f} GFLOP/s"
+                + (f", ×{median / base:.2f} flexseg's" if base else ""),
                 file=sys.stderr,
             )
     return table
@@ -234,7 +261,7 @@ def measure(rounds: int, precisions: list[str], levers: list[str], warmup: int =
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--interleaved":
-        print(json.dumps({p: interleaved_updates(p) for p in sys.argv[2:] or list(POLICIES)}))
+        print(json.dumps({p: interleaved_steps(p) for p in sys.argv[2:] or list(POLICIES)}))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
         lever, precision, warmup, steps = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])

@@ -121,7 +121,7 @@ def shipped_model_figures() -> dict:
 
 def lever_figures(quick: bool, only: list[str], bfloat16: bool) -> dict:
     """{"levers": bench/levers.py's measurements}: each training lever, 3 rounds of processes and
-    the optimizers in turns in one process; not with --quick (full size only)."""
+    the settings in turns in one process; not with --quick (full size only)."""
     if "levers" not in only or quick:
         return {}
     import levers

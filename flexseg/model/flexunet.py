@@ -11,6 +11,8 @@ tfenv.load_tensorflow()
 import keras
 from keras import layers
 
+from flexseg.model.matmul_conv import MatmulConv2D, prefers_matmul
+
 if TYPE_CHECKING:
     from flexseg.config import Experiment
 
@@ -44,12 +46,14 @@ def build_flexunet(
     """Level i has two convolutions of ``base_filters·2^i`` filters (at most ``max_filters``) and
     dropout ``dropout_rate·i``;
     the decoder mirrors the encoder without its bottom level; a 1×1 softmax head gives class
-    probabilities (kept float32 under mixed precision)."""
+    probabilities (kept float32 under mixed precision). The convolutions of levels whose image is
+    a few pixels wide are ``MatmulConv2D`` (the same layer, computed as a matrix product)."""
     kernels = kernel_schedule(base_kernels[0], num_layers)
     dilations = dilation_schedule(dilation[0], num_layers)
 
     def conv(x: keras.KerasTensor, filters: int, level: int):
-        x = layers.Conv2D(
+        small = prefers_matmul(height // 2**level, width // 2**level)  # the deepest levels: see matmul_conv
+        x = (MatmulConv2D if small else layers.Conv2D)(
             filters,
             kernels[level],
             activation="relu",

@@ -175,6 +175,8 @@ def load_model(run_dir: Path, card: ModelCard | None = None) -> keras.Model:
     tfenv.load_tensorflow()
     import keras
 
+    import flexseg.model.matmul_conv  # noqa: F401 (registers the layer the model's deepest levels use)
+
     path = run_dir / MODEL_FILE
     if not path.is_file():
         raise RunError(f"{run_dir}: no {MODEL_FILE}; train first with `flexseg train EXPERIMENT`")
