@@ -173,22 +173,69 @@ def interleaved_steps(precision: str, blocks: int = 4, steps: int = 3) -> dict:
     }
 
 
+def interleaved_predictions(precision: str, blocks: int = 4, calls: int = 3) -> dict:
+    """Seconds a prediction of 4 NBM images takes, flexseg's model against ``conv_everywhere``'s
+    with the same weights, taking turns in one process as ``interleaved_steps`` does."""
+    from flexseg import console
+    from flexseg.tfenv import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    console.configure(quiet=True)
+    import numpy as np
+    import tensorflow as tf
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from inputs import NBM
+
+    from flexseg.config import load_experiment
+    from flexseg.training.fit import build_in_precision
+
+    exp = load_experiment(NBM, [f"train.mixed_precision={POLICIES[precision]}"])
+    model = build_in_precision(exp)
+    with convolutions_everywhere():
+        conv_model = build_in_precision(exp)
+    conv_model.set_weights(model.get_weights())
+    x = np.random.default_rng(0).uniform(0, 255, (4, 512, 512, 3)).astype(np.float32)
+    predict = {
+        name: tf.function(lambda x, net=net: net(x, training=False))
+        for name, net in (("flexseg", model), ("conv_everywhere", conv_model))
+    }
+    for fn in predict.values():
+        fn(x).numpy()  # trace
+    times: dict = {name: [] for name in predict}
+    for _ in range(blocks):
+        for name, fn in predict.items():
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                fn(x).numpy()
+                times[name].append(time.perf_counter() - t0)
+    return {
+        name: {"median_step_seconds": statistics.median(t), "steps": [round(s, 3) for s in t]}
+        for name, t in times.items()
+    }
+
+
 def interleaved(precisions: list[str]) -> dict:
-    """``interleaved_steps`` for each precision, in a child process; shown as a table."""
-    command = [sys.executable, __file__, "--interleaved", *precisions]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)  # noqa: S603 (our own script)
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
-    for p, by_setting in figures.items():
-        base = by_setting["flexseg"]["median_step_seconds"]
-        for name, one in by_setting.items():
-            seconds = one["median_step_seconds"]
-            one["against_flexseg"] = round(seconds / base, 3)
-            print(
-                f"  {p:<8} {name:<16} {seconds:6.2f} s a step, in turns in one process "
-                f"(×{seconds / base:.3f} flexseg's)",
-                file=sys.stderr,
-            )
-    return {"interleaved_steps": figures}
+    """``interleaved_steps`` (training) and ``interleaved_predictions`` for each precision, in child
+    processes; shown as a table."""
+    found: dict = {}
+    for kind in ("--interleaved", "--interleaved-predict"):
+        command = [sys.executable, __file__, kind, *precisions]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)  # noqa: S603 (our own script)
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        what = "a training step" if kind == "--interleaved" else "a prediction of 4 images"
+        for p, by_setting in figures.items():
+            base = by_setting["flexseg"]["median_step_seconds"]
+            for name, one in by_setting.items():
+                seconds = one["median_step_seconds"]
+                one["against_flexseg"] = round(seconds / base, 3)
+                print(
+                    f"  {p:<8} {name:<16} {seconds:6.2f} s {what}, in turns in one process "
+                    f"(×{seconds / base:.3f} flexseg's)",
+                    file=sys.stderr,
+                )
+        found["interleaved_steps" if kind == "--interleaved" else "interleaved_predictions"] = figures
+    return found
 
 
 def matmul_rates() -> dict:
@@ -262,6 +309,9 @@ def measure(rounds: int, precisions: list[str], levers: list[str], warmup: int =
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--interleaved":
         print(json.dumps({p: interleaved_steps(p) for p in sys.argv[2:] or list(POLICIES)}))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--interleaved-predict":
+        print(json.dumps({p: interleaved_predictions(p) for p in sys.argv[2:] or list(POLICIES)}))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
         lever, precision, warmup, steps = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
