@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/conv_kernels.py [--float32-only]
     .venv/bin/python bench/conv_kernels.py --layouts [--float32-only]   # NHWC against NCHW
-    .venv/bin/python bench/conv_kernels.py --layers [--float32-only]    # Conv2D against MatmulConv2D
+    .venv/bin/python bench/conv_kernels.py --layers [--float32-only]    # Conv2D against the matrix product
 
 Shows which TensorFlow kernels are fast on this CPU (with flexseg's settings: oneDNN on). Each
 shape is a layer of the NBM FlexUNet at batch 2; each kernel runs once to warm up, then is timed.
@@ -80,14 +80,15 @@ def layouts(dtypes) -> None:
 
 def layers(policies) -> None:
     """GFLOP/s of one layer of each of the NBM FlexUNet's levels 3-7, forward and forward plus both
-    gradients, as Keras' Conv2D and as flexseg's MatmulConv2D (the same layer computed as one
-    matrix product), per Keras dtype policy, each the median of 5 calls: where the product wins."""
+    gradients, as Keras' Conv2D computes it and as flexseg does at its deepest levels (one matrix
+    product, flexseg.model.matmul_conv), per Keras dtype policy, each the median of 5 calls: where the product wins."""
     import statistics
+    import types
 
     import keras
     import tensorflow as tf
 
-    from flexseg.model.matmul_conv import MatmulConv2D
+    from flexseg.model.matmul_conv import matmul_convolution
 
     def seconds(fn, x):
         fn(x).numpy()
@@ -104,8 +105,10 @@ def layers(policies) -> None:
         flop = 2 * BATCH * s * s * k * k * ci * co
         for policy in policies:
             rates = []
-            for kind in (keras.layers.Conv2D, MatmulConv2D):
-                layer = kind(co, k, padding="same", activation="relu", dtype=policy)
+            for as_matmul in (False, True):
+                layer = keras.layers.Conv2D(co, k, padding="same", activation="relu", dtype=policy)
+                if as_matmul:
+                    layer.convolution_op = types.MethodType(matmul_convolution, layer)
                 x = tf.cast(tf.random.uniform((BATCH, s, s, ci)), layer.compute_dtype)
                 layer.build(x.shape)
 

@@ -66,12 +66,13 @@ def xla_adam(learning_rate, clipvalue):
 
 
 def convolutions_everywhere():
-    """A context in which FlexUNets are built with TensorFlow's convolution at every level."""
+    """A context in which the FlexUNets flexseg builds or loads compute every level with TensorFlow's
+    convolution."""
     from unittest import mock
 
-    import flexseg.model.flexunet as flexunet
+    import flexseg.model.matmul_conv as matmul_conv
 
-    return mock.patch.object(flexunet, "prefers_matmul", lambda height, width: False)
+    return mock.patch.object(matmul_conv, "prefers_matmul", lambda height, width: False)
 
 
 def one(lever: str, precision: str, warmup: int, steps: int) -> dict:

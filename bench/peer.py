@@ -62,14 +62,23 @@ def decode(pairs: list[tuple[Path, Path]], size: int) -> tuple[np.ndarray, np.nd
 
 
 def plain_model(exp, precision: str):
-    """The experiment's FlexUNet built under the Keras policy a plain user sets for ``precision``."""
+    """The experiment's FlexUNet built under the Keras policy a plain user sets for ``precision``,
+    every Conv2D computed as Keras computes it (flexseg computes its deepest levels as matrix
+    products: flexseg.model.matmul_conv; the layers and weights are the same)."""
+    from unittest import mock
+
     import keras
 
+    import flexseg.model.matmul_conv as matmul_conv
     from flexseg.model.flexunet import build_from_experiment
 
     keras.utils.set_random_seed(exp.train.seed)
     keras.config.set_dtype_policy(KERAS_POLICIES[precision])
-    return build_from_experiment(exp)
+    with mock.patch.object(matmul_conv, "prefers_matmul", lambda height, width: False):
+        model = build_from_experiment(exp)
+    if any(matmul_conv.computes_as_matmul(layer) for layer in model.layers):
+        raise RuntimeError("the plain model computes a layer as flexseg does")
+    return model
 
 
 def plain_training(exp, pairs: list[tuple[Path, Path]], precision: str) -> dict:

@@ -11,7 +11,7 @@ tfenv.load_tensorflow()
 import keras
 from keras import layers
 
-from flexseg.model.matmul_conv import MatmulConv2D, prefers_matmul
+from flexseg.model.matmul_conv import use_matmul_where_faster
 
 if TYPE_CHECKING:
     from flexseg.config import Experiment
@@ -47,13 +47,12 @@ def build_flexunet(
     dropout ``dropout_rate·i``;
     the decoder mirrors the encoder without its bottom level; a 1×1 softmax head gives class
     probabilities (kept float32 under mixed precision). The convolutions of levels whose image is
-    a few pixels wide are ``MatmulConv2D`` (the same layer, computed as a matrix product)."""
+    a few pixels wide are computed as matrix products (``matmul_conv``; the layers are Conv2D)."""
     kernels = kernel_schedule(base_kernels[0], num_layers)
     dilations = dilation_schedule(dilation[0], num_layers)
 
     def conv(x: keras.KerasTensor, filters: int, level: int):
-        small = prefers_matmul(height // 2**level, width // 2**level)  # the deepest levels: see matmul_conv
-        x = (MatmulConv2D if small else layers.Conv2D)(
+        x = layers.Conv2D(
             filters,
             kernels[level],
             activation="relu",
@@ -85,7 +84,7 @@ def build_flexunet(
         x = conv(x, filters, level)
 
     outputs = layers.Conv2D(num_classes, 1, activation="softmax", dtype="float32", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return use_matmul_where_faster(keras.Model(inputs, outputs, name=name))
 
 
 def build_from_experiment(exp: Experiment) -> keras.Model:

@@ -169,13 +169,14 @@ def inference_view(model: keras.Model) -> keras.Model:
 
 def load_model(run_dir: Path, card: ModelCard | None = None) -> keras.Model:
     """Load with Keras safe mode on: a model that needs arbitrary code to deserialise is refused.
-    With ``card``, a model whose input or classes disagree with it is refused too."""
+    With ``card``, a model whose input or classes disagree with it is refused too. Its deepest
+    convolutions are computed as matrix products (``matmul_conv``), as when it was trained."""
     from flexseg import tfenv
 
     tfenv.load_tensorflow()
     import keras
 
-    import flexseg.model.matmul_conv  # noqa: F401 (registers the layer the model's deepest levels use)
+    from flexseg.model.matmul_conv import use_matmul_where_faster
 
     path = run_dir / MODEL_FILE
     if not path.is_file():
@@ -192,7 +193,7 @@ def load_model(run_dir: Path, card: ModelCard | None = None) -> keras.Model:
         raise RunError(f"{path}: cannot load this model ({type(e).__name__}: {str(e)[:300]})") from None
     if card is not None:
         card.check_model(model, run_dir / CARD_FILE)
-    return model
+    return use_matmul_where_faster(model)
 
 
 def load_trained(run_dir: Path, expected: ModelCard | None = None) -> tuple[ModelCard, keras.Model]:
@@ -223,6 +224,8 @@ def in_precision(model: keras.Model, precision: str) -> keras.Model:
     tfenv.load_tensorflow()
     import keras
 
+    from flexseg.model.matmul_conv import use_matmul_where_faster
+
     config = model.get_config()
     for layer in config["layers"]:
         kind, settings = layer["class_name"], layer["config"]
@@ -231,7 +234,7 @@ def in_precision(model: keras.Model, precision: str) -> keras.Model:
         settings["dtype"] = (
             f"mixed_{precision}" if kind == "BatchNormalization" and precision != "float32" else precision
         )
-    cast = keras.Model.from_config(config)
+    cast = use_matmul_where_faster(keras.Model.from_config(config))
     cast.set_weights(model.get_weights())
     return cast
 
