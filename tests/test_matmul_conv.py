@@ -92,3 +92,12 @@ def test_a_saved_model_is_plain_keras_and_flexseg_loads_it_with_products(tmp_pat
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "'Conv2D'" in done.stdout
+
+
+def test_on_a_gpu_tensorflow_convolves_as_it_always_did():
+    """The threshold was measured against oneDNN's CPU kernels: where TensorFlow sees a GPU, every
+    layer stays TensorFlow's convolution."""
+    gpu = [tf.config.LogicalDevice("/device:GPU:0", "GPU")]
+    with mock.patch.object(tf.config, "list_logical_devices", lambda kind=None: gpu if kind == "GPU" else []):
+        model = build_flexunet(width=16, height=16, channels=1, num_classes=2, base_filters=2, num_layers=2)
+    assert not any(computes_as_matmul(layer) for layer in model.layers)

@@ -12,7 +12,7 @@ product's input gradient is TensorFlow's batched kernel, 2–3× faster here tha
 product's transposed one, and one batch keeps the weight gradient one product.
 
 The layers stay ``keras.layers.Conv2D``: only how this process computes them changes
-(``use_matmul_where_faster``, applied when flexseg builds or loads a model). A saved model is
+(``use_matmul_where_faster``, applied when flexseg builds or loads a model, on CPUs only). A saved model is
 plain Keras, its weights and their names those of any Conv2D model, and Keras alone loads it.
 """
 
@@ -61,7 +61,10 @@ def use_matmul_where_faster(model: keras.Model) -> keras.Model:
     """Compute each of ``model``'s Conv2D layers that ``matmul_convolution`` can compute (stride 1,
     "same", channels last, one group) and whose input image ``prefers_matmul`` as a matrix
     product, in this process; the model, its weights and its saved form do not change. Returns
-    ``model``."""
+    ``model``. On a GPU nothing changes: the threshold was measured against oneDNN's CPU kernels,
+    and cuDNN's are another matter."""
+    if tf.config.list_logical_devices("GPU"):
+        return model
     for layer in model.layers:
         if type(layer) is not keras.layers.Conv2D:  # Conv2DTranspose is a subclass: not this
             continue
