@@ -12,8 +12,9 @@ product's input gradient is TensorFlow's batched kernel, 2–3× faster here tha
 product's transposed one, and one batch keeps the weight gradient one product.
 
 The layers stay ``keras.layers.Conv2D``: only how this process computes them changes
-(``use_matmul_where_faster``, applied when flexseg builds or loads a model, on CPUs only). A saved model is
-plain Keras, its weights and their names those of any Conv2D model, and Keras alone loads it.
+(``use_matmul_where_faster``, applied when flexseg builds, loads or casts a model, on CPUs only).
+A saved model is plain Keras, its weights and their names those of any Conv2D model, and Keras
+alone loads it.
 """
 
 from __future__ import annotations
