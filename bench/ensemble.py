@@ -87,9 +87,11 @@ def measure(quick: bool = False) -> dict:
     result["ensemble_over_single"] = round(ensemble / single, 2)
     # single = rest + model, ensemble = rest + K·model: the model's time and the rest (start-up,
     # decoding, writing), which an ensemble pays once
+    # (None with --quick, one run of small images: the difference is noise; so when it is not positive)
     model = (ensemble - single) / (FOLDS - 1)
-    result["model_seconds_per_member"] = round(model, 2)
-    result["rest_seconds"] = round(single - model, 2)
+    known = model > 0 and not quick
+    result["model_seconds_per_member"] = round(model, 2) if known else None
+    result["rest_seconds"] = round(single - model, 2) if known else None
     return result
 
 

@@ -63,15 +63,16 @@ def save_untrained_run(exp, run_dir: Path) -> Path:
 def inference_images_per_second(run_dir: Path, images: list[Path], *, warm: int, batch_size: int = 4) -> dict:
     """Images/s of `flexseg infer` (decode, resize, predict, resize back, write palette masks):
     the extra images of a run over all ``images`` against a run over the first ``warm``, divided by
-    the extra time, so model loading and graph tracing, paid once a run, cancel out."""
+    the extra time, so model loading and graph tracing, paid once a run, cancel out. None when the
+    longer run was not slower: too few images (``--quick``) to tell the model's time from noise."""
     from flexseg.commands.infer import infer
 
     with tempfile.TemporaryDirectory(prefix="flexseg-bench-infer-") as tmp:
         first = infer(run_dir, images[:warm], Path(tmp) / "warm", batch_size=batch_size)
         full = infer(run_dir, images, Path(tmp) / "full", batch_size=batch_size)
-    extra = len(images) - warm
+    extra, extra_seconds = len(images) - warm, full.seconds - first.seconds
     return {
-        "images_per_second": extra / (full.seconds - first.seconds),
+        "images_per_second": extra / extra_seconds if extra_seconds > 0 else None,
         "images": len(images),
         "whole_run_images_per_second": full.images_per_second,
         "batch": batch_size,
