@@ -78,7 +78,7 @@ wheel-check: $(STAMP)
 	$$tmp/env/bin/flexseg demo --set train.epochs=1; \
 	echo "wheel-check passed in $$tmp"
 
-# Speed and memory figures of this machine (bench/run.py, about 25 min); bench-quick is a 4-min smoke run.
+# Speed and memory figures of this machine (bench/run.py, about 2 hours); bench-quick is a 15-min smoke run.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
