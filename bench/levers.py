@@ -103,6 +103,44 @@ def one(lever: str, precision: str, warmup: int, steps: int) -> dict:
         return speed.training_images_per_second(exp, pairs, warmup=warmup, steps=steps)
 
 
+def two_models(precision: str):
+    """(experiment, flexseg's NBM model, the same model with TensorFlow's convolution at every
+    level and the same weights), built in ``precision`` in this process."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from flexseg import console
+    from flexseg.tfenv import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    console.configure(quiet=True)
+    from inputs import NBM
+
+    from flexseg.config import load_experiment
+    from flexseg.training.fit import build_in_precision
+
+    exp = load_experiment(NBM, [f"train.mixed_precision={POLICIES[precision]}"])
+    model = build_in_precision(exp)
+    with convolutions_everywhere():
+        conv_model = build_in_precision(exp)
+    conv_model.set_weights(model.get_weights())
+    return exp, model, conv_model
+
+
+def in_turns(calls: dict, blocks: int, repeats: int) -> dict:
+    """Each of ``calls`` (name → a function of no argument returning a tensor) timed in turns:
+    ``blocks`` times, each call ``repeats`` times in a row; the median seconds of each."""
+    times: dict = {name: [] for name in calls}
+    for _ in range(blocks):
+        for name, call in calls.items():
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                call().numpy()
+                times[name].append(time.perf_counter() - t0)
+    return {
+        name: {"median_step_seconds": statistics.median(t), "steps": [round(s, 3) for s in t]}
+        for name, t in times.items()
+    }
+
+
 def interleaved_steps(precision: str, blocks: int = 4, steps: int = 3) -> dict:
     """Seconds a training step takes with each setting, in one process: the same weights and batch,
     one custom train step (forward, loss, gradients, update) a setting, the settings taking turns
@@ -111,26 +149,14 @@ def interleaved_steps(precision: str, blocks: int = 4, steps: int = 3) -> dict:
     ``flexseg``, ``keras_adam``, ``xla_optimizer`` (optimizers over flexseg's model) and
     ``conv_everywhere`` (a second model with TensorFlow's convolution at every level, the same
     weights, flexseg's optimizer)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from flexseg import console
-    from flexseg.tfenv import import_tensorflow_quietly
-
-    import_tensorflow_quietly()
-    console.configure(quiet=True)
+    exp, model, conv_model = two_models(precision)
     import numpy as np
     import tensorflow as tf
-    from inputs import NBM, nbm_pairs
+    from inputs import nbm_pairs
 
-    from flexseg.config import load_experiment
     from flexseg.model.losses import get_loss
-    from flexseg.training.fit import build_in_precision
     from flexseg.training.optimizer import FusedAdam
 
-    exp = load_experiment(NBM, [f"train.mixed_precision={POLICIES[precision]}"])
-    model = build_in_precision(exp)
-    with convolutions_everywhere():
-        conv_model = build_in_precision(exp)
-    conv_model.set_weights(model.get_weights())
     loss_fn = get_loss(exp.train.loss)
     with tempfile.TemporaryDirectory(prefix="flexseg-bench-levers-") as tmp:
         from flexseg.data.io import read_image, resize
@@ -161,41 +187,16 @@ def interleaved_steps(precision: str, blocks: int = 4, steps: int = 3) -> dict:
 
         steps_of[name] = tf.function(step)
         steps_of[name](x, y).numpy()  # trace
-    times: dict = {name: [] for name in settings}
-    for _ in range(blocks):
-        for name, step in steps_of.items():
-            for _ in range(steps):
-                t0 = time.perf_counter()
-                step(x, y).numpy()
-                times[name].append(time.perf_counter() - t0)
-    return {
-        name: {"median_step_seconds": statistics.median(t), "steps": [round(s, 3) for s in t]}
-        for name, t in times.items()
-    }
+    return in_turns({name: lambda step=step: step(x, y) for name, step in steps_of.items()}, blocks, steps)
 
 
 def interleaved_predictions(precision: str, blocks: int = 4, calls: int = 3) -> dict:
     """Seconds a prediction of 4 NBM images takes, flexseg's model against ``conv_everywhere``'s
     with the same weights, taking turns in one process as ``interleaved_steps`` does."""
-    from flexseg import console
-    from flexseg.tfenv import import_tensorflow_quietly
-
-    import_tensorflow_quietly()
-    console.configure(quiet=True)
+    _, model, conv_model = two_models(precision)
     import numpy as np
     import tensorflow as tf
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from inputs import NBM
-
-    from flexseg.config import load_experiment
-    from flexseg.training.fit import build_in_precision
-
-    exp = load_experiment(NBM, [f"train.mixed_precision={POLICIES[precision]}"])
-    model = build_in_precision(exp)
-    with convolutions_everywhere():
-        conv_model = build_in_precision(exp)
-    conv_model.set_weights(model.get_weights())
     x = np.random.default_rng(0).uniform(0, 255, (4, 512, 512, 3)).astype(np.float32)
     predict = {
         name: tf.function(lambda x, net=net: net(x, training=False))
@@ -203,17 +204,7 @@ def interleaved_predictions(precision: str, blocks: int = 4, calls: int = 3) -> 
     }
     for fn in predict.values():
         fn(x).numpy()  # trace
-    times: dict = {name: [] for name in predict}
-    for _ in range(blocks):
-        for name, fn in predict.items():
-            for _ in range(calls):
-                t0 = time.perf_counter()
-                fn(x).numpy()
-                times[name].append(time.perf_counter() - t0)
-    return {
-        name: {"median_step_seconds": statistics.median(t), "steps": [round(s, 3) for s in t]}
-        for name, t in times.items()
-    }
+    return in_turns({name: lambda fn=fn: fn(x) for name, fn in predict.items()}, blocks, calls)
 
 
 def interleaved(precisions: list[str]) -> dict:

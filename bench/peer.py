@@ -65,16 +65,15 @@ def plain_model(exp, precision: str):
     """The experiment's FlexUNet built under the Keras policy a plain user sets for ``precision``,
     every Conv2D computed as Keras computes it (flexseg computes its deepest levels as matrix
     products: flexseg.model.matmul_conv; the layers and weights are the same)."""
-    from unittest import mock
-
     import keras
+    from levers import convolutions_everywhere
 
     import flexseg.model.matmul_conv as matmul_conv
     from flexseg.model.flexunet import build_from_experiment
 
     keras.utils.set_random_seed(exp.train.seed)
     keras.config.set_dtype_policy(KERAS_POLICIES[precision])
-    with mock.patch.object(matmul_conv, "prefers_matmul", lambda height, width: False):
+    with convolutions_everywhere():
         model = build_from_experiment(exp)
     if any(matmul_conv.computes_as_matmul(layer) for layer in model.layers):
         raise RuntimeError("the plain model computes a layer as flexseg does")
